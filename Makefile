@@ -1,0 +1,55 @@
+# The two commands a user needs: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# Debian packages the platform and its tests need.
+APT_PACKAGES := redis-server
+
+export OMP_WAIT_POLICY := passive
+export HF_HUB_OFFLINE := 1
+
+.PHONY: run test lint format apt venv clean-var stop-db evaluate-dev bench
+
+run: venv
+	$(PY) manage.py serve
+
+test: apt venv
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+apt:
+	@bash scripts/ensure_apt.sh $(APT_PACKAGES)
+
+venv: $(STAMP)
+
+# torch first, from its CPU build; the constraints file then keeps every later resolution on it.
+$(STAMP): requirements.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt "torch==2.13.0"
+	$(PIP) install -q -c constraints.txt -r requirements.txt
+	@touch $(STAMP)
+
+stop-db: venv
+	$(PY) -c "from pathlib import Path; from cs_platform import embedded_db; \
+	from cs_platform.settings.env import VAR_DIR; print('stopped' if embedded_db.stop(VAR_DIR) else 'not running')"
+
+# Development-data evaluations (see docs/benchmarks.md); needs ../shared/data.
+DATA ?= ../shared/data
+evaluate-dev: venv
+	$(PY) manage.py evaluate retrieval --bank $(DATA)/stackfaq/faq_bank.jsonl --queries $(DATA)/stackfaq/queries_dev.jsonl
+	$(PY) manage.py evaluate retrieval --bank $(DATA)/bq_corpus/faq_dev_bank.jsonl --queries $(DATA)/bq_corpus/faq_dev_queries.jsonl
+
+bench: venv
+	$(PY) manage.py bench retrieval --chunks 100000

@@ -1,0 +1,322 @@
+"""Text processing shared by every app: language detection, normalisation, Chinese segmentation,
+keyword terms and sentence splitting, for Simplified Chinese and English."""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+LATIN_WORD_RE = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+WHITESPACE_RE = re.compile(r"\s+")
+# Sentence ends: Chinese full-width marks end a sentence on their own; English ones need a space
+# (or the end) after them so "3.5" and "e.g." inside a sentence do not split it.
+SENTENCE_END_RE = re.compile(r"(?<=[。！？；…!?])\s*|(?<=[.;])\s+")
+
+ENGLISH_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "having",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "when",
+        "where",
+        "why",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "not",
+        "no",
+        "nor",
+        "so",
+        "than",
+        "too",
+        "very",
+        "just",
+        "also",
+        "about",
+        "into",
+        "over",
+        "under",
+        "up",
+        "down",
+        "out",
+        "off",
+        "again",
+        "then",
+        "once",
+        "all",
+        "any",
+        "both",
+        "each",
+        "few",
+        "more",
+        "most",
+        "other",
+        "some",
+        "such",
+        "only",
+        "own",
+        "same",
+        "s",
+        "t",
+        "don",
+        "get",
+        "got",
+        "please",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+    ]
+)
+CHINESE_STOPWORDS = frozenset(
+    [
+        "的",
+        "了",
+        "吗",
+        "呢",
+        "吧",
+        "啊",
+        "呀",
+        "哦",
+        "嗯",
+        "是",
+        "在",
+        "我",
+        "你",
+        "他",
+        "她",
+        "它",
+        "我们",
+        "你们",
+        "他们",
+        "这",
+        "那",
+        "这个",
+        "那个",
+        "有",
+        "和",
+        "与",
+        "及",
+        "或",
+        "就",
+        "都",
+        "也",
+        "还",
+        "要",
+        "会",
+        "能",
+        "可以",
+        "怎么",
+        "怎样",
+        "如何",
+        "什么",
+        "为什么",
+        "请问",
+        "一下",
+        "一个",
+        "么",
+        "没",
+        "没有",
+        "不",
+        "吗",
+        "请",
+        "给",
+        "把",
+        "被",
+        "让",
+        "对",
+        "从",
+        "到",
+        "之",
+        "其",
+        "该",
+        "并",
+        "而",
+        "但",
+        "却",
+        "个",
+        "些",
+        "么",
+        "得",
+        "地",
+        "着",
+        "过",
+        "又",
+        "再",
+        "很",
+        "太",
+        "更",
+        "最",
+        "哪",
+        "哪里",
+        "多少",
+        "几",
+    ]
+)
+
+_jieba_lock = threading.Lock()
+_jieba_ready = False
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width to half-width letters and digits), collapsed white space, trimmed."""
+    return WHITESPACE_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def cjk_ratio(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(1 for ch in letters if CJK_RE.match(ch)) / len(letters)
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """'zh' when a fifth or more of the letters are Han characters, else 'en'."""
+    if not text.strip():
+        return default
+    return "zh" if cjk_ratio(text) >= 0.2 else "en"
+
+
+def _jieba():  # type: ignore[no-untyped-def]
+    global _jieba_ready
+    import jieba
+
+    if not _jieba_ready:
+        with _jieba_lock:
+            if not _jieba_ready:
+                from django.conf import settings
+
+                cache_dir = Path(settings.KNOWLEDGE["JIEBA_CACHE_DIR"])
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                jieba.dt.tmp_dir = str(cache_dir)
+                jieba.setLogLevel(30)
+                jieba.initialize()
+                _jieba_ready = True
+    return jieba
+
+
+def segment_chinese(text: str) -> list[str]:
+    """Words of a Chinese text (jieba, accurate mode), without white space."""
+    return [w for w in _jieba().lcut(text) if w.strip()]
+
+
+def add_user_words(words: list[str]) -> None:
+    """Teach the segmenter domain terms (synonym variants) so they are kept whole."""
+    jieba = _jieba()
+    for word in words:
+        if CJK_RE.search(word):
+            jieba.add_word(word)
+
+
+@lru_cache(maxsize=4096)
+def _stem(word: str) -> str:
+    """A light English suffix stripper: enough to match 'refunds'/'refunded'/'refunding'."""
+    for suffix, keep in (
+        ("ies", "y"),
+        ("sses", "ss"),
+        ("ing", ""),
+        ("ed", ""),
+        ("es", ""),
+        ("s", ""),
+    ):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            return word[: len(word) - len(suffix)] + keep
+    return word
+
+
+def keyword_terms(text: str) -> list[str]:
+    """Terms for keyword search, in order, repeats kept (callers count them).
+
+    English: lower-cased words minus stop words, lightly stemmed. Chinese: jieba words minus stop
+    words, and also every Han character of a multi-character word, so that "关掉" still meets
+    "关闭" and "注销" meets "注销账户" (the words alone miss many paraphrases).
+    """
+    text = normalize(text).lower()
+    terms: list[str] = []
+    for piece in re.split(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)", text):
+        if not piece:
+            continue
+        if CJK_RE.match(piece):
+            for word in segment_chinese(piece):
+                if word in CHINESE_STOPWORDS:
+                    continue
+                terms.append(word)
+                if len(word) > 1:
+                    terms.extend(ch for ch in word if ch not in CHINESE_STOPWORDS)
+        else:
+            for word in LATIN_WORD_RE.findall(piece):
+                if word not in ENGLISH_STOPWORDS:
+                    terms.append(_stem(word))
+    return terms
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a Chinese or English paragraph, punctuation kept with its sentence."""
+    return [s.strip() for s in SENTENCE_END_RE.split(text) if s and s.strip()]

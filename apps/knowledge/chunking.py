@@ -1,0 +1,120 @@
+"""Splitting articles into searchable chunks.
+
+- Every FAQ question and alternative question is a chunk of its own, so a paraphrase of any of
+  them matches directly (a guide's title and alternative questions too).
+- Bodies are split on Markdown headings, then packed sentence by sentence (Chinese 。！？；…,
+  English .!?;) up to a size limit, with the last sentence repeated at the start of the next
+  chunk. Each chunk keeps the title and headings it sits under as context.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from apps.core.text import CJK_RE, split_sentences
+
+# Size limit in estimated model tokens (a Han character is about one token, English about four
+# characters a token). Both bundled models read 256-512 tokens; shorter chunks retrieve sharper.
+MAX_CHUNK_TOKENS = 220
+
+HEADING_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+EMPHASIS_RE = re.compile(r"(\*\*|__|\*|_|`)")
+LIST_MARK_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    position: int
+    kind: str  # "question" or "body"
+    heading: str
+    text: str
+
+    def embedding_text(self) -> str:
+        """What the model reads: the text with its headings as context."""
+        if self.kind == "question" or not self.heading:
+            return self.text
+        return f"{self.heading}\n{self.text}"
+
+
+def estimate_tokens(text: str) -> int:
+    han = len(CJK_RE.findall(text))
+    return han + (len(text) - han) // 4 + 1
+
+
+def plain_text(markdown_line: str) -> str:
+    """A Markdown line without link targets, emphasis marks or list markers."""
+    line = LINK_RE.sub(r"\1", markdown_line)
+    line = LIST_MARK_RE.sub("", line)
+    return EMPHASIS_RE.sub("", line).strip()
+
+
+def markdown_sections(body: str) -> list[tuple[list[str], str]]:
+    """(heading path, plain text) for each section of a Markdown body."""
+    sections: list[tuple[list[str], str]] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+
+    def flush() -> None:
+        text = "\n".join(line for line in lines if line).strip()
+        if text:
+            sections.append(([title for _, title in path], text))
+        lines.clear()
+
+    for raw in body.splitlines():
+        match = HEADING_RE.match(raw)
+        if match:
+            flush()
+            level = len(match.group(1))
+            path = [(lvl, title) for lvl, title in path if lvl < level]
+            path.append((level, plain_text(match.group(2))))
+        else:
+            lines.append(plain_text(raw))
+    flush()
+    return sections
+
+
+def pack_sentences(text: str, max_tokens: int = MAX_CHUNK_TOKENS) -> list[str]:
+    """Group sentences into pieces under the limit; one sentence of overlap between pieces."""
+    sentences: list[str] = []
+    for paragraph in text.split("\n"):
+        sentences.extend(split_sentences(paragraph))
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for sentence in sentences:
+        cost = estimate_tokens(sentence)
+        if current and size + cost > max_tokens:
+            pieces.append(_join(current))
+            overlap = current[-1]
+            current, size = ([overlap], estimate_tokens(overlap)) if cost < max_tokens else ([], 0)
+        current.append(sentence)
+        size += cost
+    if current:
+        pieces.append(_join(current))
+    return pieces
+
+
+def _join(sentences: list[str]) -> str:
+    out = ""
+    for sentence in sentences:
+        if out and not (CJK_RE.search(out[-1]) or CJK_RE.search(sentence[0])):
+            out += " "
+        out += sentence
+    return out
+
+
+def article_chunks(title: str, body: str, questions: list[str]) -> list[ChunkDraft]:
+    drafts: list[ChunkDraft] = []
+    seen: set[str] = set()
+    for question in [title, *questions]:
+        question = question.strip()
+        if question and question.lower() not in seen:
+            seen.add(question.lower())
+            drafts.append(ChunkDraft(len(drafts), "question", "", question))
+    for headings, text in markdown_sections(body):
+        heading = " > ".join([title, *headings])
+        for piece in pack_sentences(text):
+            drafts.append(ChunkDraft(len(drafts), "body", heading, piece))
+    return drafts

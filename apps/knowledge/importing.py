@@ -1,0 +1,142 @@
+"""Reading article files for bulk import: CSV, JSONL and Markdown. Parsing only: every row is
+checked and written by `services.articles_import`, all or nothing.
+
+Fields (CSV columns / JSON keys / Markdown front matter): external_id (or key), language, kind,
+category ("Parent / Child"), title, body, questions, tags, status, valid_from, valid_until.
+In CSV, questions are separated by "|" or new lines and tags by ",". A Markdown file without
+front-matter title takes its first "# " heading as the title.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+FORMATS = ("csv", "jsonl", "markdown")
+FRONT_MATTER_RE = re.compile(r"\A---\s*\n(.*?)\n---\s*\n?", re.DOTALL)
+
+
+@dataclass
+class ImportRow:
+    line: int  # 1-based line (CSV/JSONL) or file number (Markdown), for error reports
+    source: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (wrong format, encoding, size)."""
+
+
+def detect_format(filename: str) -> str:
+    name = filename.lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if name.endswith((".md", ".markdown")):
+        return "markdown"
+    raise ImportFileError(f"{filename}: unsupported file type (use .csv, .jsonl or .md)")
+
+
+def _decode(data: bytes, filename: str) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise ImportFileError(f"{filename}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+
+
+def _split(value: Any, separators: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in re.split(separators, str(value)) if part.strip()]
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    out = {str(k).strip().lower(): v for k, v in values.items() if k is not None}
+    if "key" in out and not out.get("external_id"):
+        out["external_id"] = out.pop("key")
+    if "question" in out and not out.get("title"):
+        out["title"] = out.pop("question")
+    if "answer" in out and not out.get("body"):
+        out["body"] = out.pop("answer")
+    out["questions"] = _split(out.get("questions"), r"\||\n")
+    out["tags"] = _split(out.get("tags"), r",|，")
+    return out
+
+
+def parse_csv(text: str) -> list[ImportRow]:
+    reader = csv.DictReader(io.StringIO(text))
+    headers = {name.strip().lower() for name in reader.fieldnames or [] if name}
+    if not headers & {"title", "question"}:
+        raise ImportFileError("CSV needs a header row with a 'title' (or 'question') column")
+    rows = []
+    for row in reader:
+        extra = row.pop(None, None)  # type: ignore[call-overload]
+        values = _normalise(row)
+        if extra:
+            values["_error"] = f"{len(extra)} more cells than header columns"
+        rows.append(ImportRow(reader.line_num, "csv", values))
+    return rows
+
+
+def parse_jsonl(text: str) -> list[ImportRow]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rows.append(ImportRow(number, "jsonl", {"_error": f"not valid JSON: {exc.msg}"}))
+            continue
+        if not isinstance(value, dict):
+            rows.append(ImportRow(number, "jsonl", {"_error": "each line must be a JSON object"}))
+            continue
+        rows.append(ImportRow(number, "jsonl", _normalise(value)))
+    return rows
+
+
+def parse_markdown(text: str, filename: str, number: int = 1) -> ImportRow:
+    values: dict[str, Any] = {}
+    match = FRONT_MATTER_RE.match(text)
+    if match:
+        for line in match.group(1).splitlines():
+            if ":" in line:
+                key, value = line.split(":", 1)
+                values[key.strip().lower()] = value.strip().strip('"').strip("'")
+        text = text[match.end() :]
+    if not values.get("title"):
+        heading = re.search(r"^#\s+(.+)$", text, re.MULTILINE)
+        if heading:
+            values["title"] = heading.group(1).strip()
+            text = text[: heading.start()] + text[heading.end() :]
+    values["body"] = text.strip()
+    values.setdefault("kind", "guide")
+    values.setdefault("external_id", re.sub(r"\.(md|markdown)$", "", filename.rsplit("/", 1)[-1]))
+    return ImportRow(number, filename, _normalise(values))
+
+
+def parse_files(files: list[tuple[str, bytes]]) -> list[ImportRow]:
+    """Rows from uploaded files (name, content); several Markdown files make several rows."""
+    rows: list[ImportRow] = []
+    for number, (filename, data) in enumerate(files, start=1):
+        kind = detect_format(filename)
+        text = _decode(data, filename)
+        if kind == "csv":
+            rows += parse_csv(text)
+        elif kind == "jsonl":
+            rows += parse_jsonl(text)
+        else:
+            rows.append(parse_markdown(text, filename, number))
+    return rows

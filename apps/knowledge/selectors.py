@@ -1,0 +1,442 @@
+"""Reads of the knowledge base; above all `search`, the hybrid retrieval every answer starts from.
+
+Search, step by step:
+1. Validate and normalise the query; detect its language.
+2. Expand synonyms: a query term found in a synonym group brings the group's other terms into the
+   keyword query, and its canonical term into the text that is embedded.
+3. Dense candidates: cosine similarity over chunk embeddings (pgvector HNSW).
+4. Keyword candidates: chunks that share terms with the query (GIN on a tsvector of our own
+   terms: English stems, Chinese jieba words and their characters), scored with BM25.
+5. One result per article: an article's scores are its best chunk's.
+6. Fusion: weighted reciprocal rank fusion of the two rankings, plus the raw scores as tie-break.
+7. Confidence: a logistic model of the top result's scores (see `confidence`), in [0, 1];
+   `answerable` when it reaches the knowledge base's answer threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from apps.core.exceptions import NotFoundError, ServiceError
+from apps.core.text import detect_language, keyword_terms, normalize
+from apps.knowledge import index_events
+from apps.knowledge.embeddings import get_embedder
+from apps.knowledge.models import (
+    INDEXED_DIMENSIONS,
+    Article,
+    ArticleStatus,
+    Chunk,
+    KnowledgeBase,
+    SynonymGroup,
+)
+
+# Candidates fetched from each index before fusion. More raises recall a little and costs time.
+DENSE_CANDIDATES = 60
+KEYWORD_CANDIDATES = 60
+HNSW_EF_SEARCH = 100
+RRF_K = 20
+BM25_K1 = 1.2
+BM25_B = 0.75
+# Terms in more than this share of chunks are too common to select candidates with (they still
+# count in BM25 when a candidate has them).
+COMMON_TERM_SHARE = 0.2
+
+# Confidence: logistic regression on the top result's features, fitted on the development
+# splits of StackFAQ and BQ (see docs/benchmarks.md). Inputs: dense cosine of the top article,
+# its margin over the second, and the share of the query's keyword weight it matched.
+CONFIDENCE_COEFFICIENTS = {"bias": -9.0, "dense": 10.0, "margin": 12.0, "keyword": 2.0}
+
+
+@dataclass
+class Source:
+    article_id: int
+    title: str
+    chunk_id: int
+    chunk_text: str
+    heading: str
+    dense_score: float
+    keyword_score: float
+    fused_score: float
+    dense_rank: int | None
+    keyword_rank: int | None
+    url: str = ""
+    article: Article | None = field(default=None, repr=False)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    language: str
+    sources: list[Source]
+    confidence: float
+    answerable: bool
+    threshold: float
+    expanded_terms: list[str]
+    timings_ms: dict[str, float]
+
+    @property
+    def top(self) -> Source | None:
+        return self.sources[0] if self.sources else None
+
+
+def knowledge_base_get(kb_id: Any) -> KnowledgeBase:
+    try:
+        return KnowledgeBase.objects.get(pk=int(kb_id))
+    except (KnowledgeBase.DoesNotExist, TypeError, ValueError):
+        raise NotFoundError(
+            _("Knowledge base %(id)s does not exist.") % {"id": kb_id}, code="not_found"
+        ) from None
+
+
+def articles_answerable(kb: KnowledgeBase) -> QuerySet[Article]:
+    now = timezone.now()
+    return kb.articles.filter(status=ArticleStatus.PUBLISHED).filter(
+        Q(valid_from__isnull=True) | Q(valid_from__lte=now),
+        Q(valid_until__isnull=True) | Q(valid_until__gt=now),
+    )
+
+
+def knowledge_base_stats(kb: KnowledgeBase) -> dict[str, int]:
+    counts = kb.articles.aggregate(
+        articles=Count("id"),
+        published=Count("id", filter=Q(status=ArticleStatus.PUBLISHED)),
+        failed=Count("id", filter=Q(embedding_status="failed")),
+        pending=Count("id", filter=Q(embedding_status="pending")),
+    )
+    counts["chunks"] = Chunk.objects.filter(knowledge_base=kb).count()
+    return counts
+
+
+def validate_query(query: Any) -> str:
+    if not isinstance(query, str):
+        raise ServiceError(_("The query must be text."), code="invalid_query")
+    query = normalize(query)
+    if not query:
+        raise ServiceError(_("The query is empty."), code="empty_query")
+    limit = settings.KNOWLEDGE["MAX_QUERY_CHARS"]
+    if len(query) > limit:
+        raise ServiceError(
+            _("The query is too long (%(n)d characters; at most %(max)d).")
+            % {"n": len(query), "max": limit},
+            code="query_too_long",
+        )
+    return query
+
+
+def _synonym_groups(kb_id: int, language: str) -> list[list[str]]:
+    key = f"knowledge:synonyms:{kb_id}:{language}:{index_events.synonyms_version()}"
+    groups = cache.get(key)
+    if groups is None:
+        rows = SynonymGroup.objects.filter(
+            Q(knowledge_base_id=kb_id) | Q(knowledge_base__isnull=True),
+            language=language,
+            enabled=True,
+        ).values_list("canonical", "variants")
+        groups = [[canonical, *variants] for canonical, variants in rows]
+        cache.set(key, groups, timeout=3600)
+    return groups
+
+
+def expand_synonyms(query: str, kb_id: int, language: str) -> tuple[list[str], list[str]]:
+    """(extra terms for the keyword query, canonical terms to add to the embedded text)."""
+    lowered = query.lower()
+    query_terms = set(keyword_terms(query))
+    extra: list[str] = []
+    canonicals: list[str] = []
+    for group in _synonym_groups(kb_id, language):
+        hit = None
+        for term in group:
+            term_l = term.lower()
+            if (language == "zh" and term_l in lowered) or (
+                language != "zh"
+                and set(keyword_terms(term_l))
+                and set(keyword_terms(term_l)) <= query_terms
+            ):
+                hit = term_l
+            if hit:
+                break
+        if hit:
+            for term in group:
+                if term.lower() != hit:
+                    extra.append(term)
+            if group[0].lower() != hit:
+                canonicals.append(group[0])
+    return extra, canonicals
+
+
+def _tsquery(terms: list[str]) -> str:
+    quoted = {"'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms}
+    return " | ".join(sorted(quoted))
+
+
+def _visibility_sql() -> str:
+    return (
+        "knowledge_base_id = %s AND is_searchable "
+        "AND (valid_from IS NULL OR valid_from <= %s) "
+        "AND (valid_until IS NULL OR valid_until > %s)"
+    )
+
+
+def _dense_candidates(kb: KnowledgeBase, vector: list[float], limit: int) -> list[tuple]:
+    dims = len(vector)
+    now = timezone.now()
+    literal = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+    if dims in INDEXED_DIMENSIONS:
+        # Same expression and predicate as the partial HNSW index, so the planner can use it.
+        distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
+    else:
+        distance = "(embedding <=> %s::vector)"
+    sql = (
+        f"SELECT id, article_id, 1 - {distance} AS similarity FROM knowledge_chunk "
+        f"WHERE {_visibility_sql()} AND dimensions = %s "
+        f"ORDER BY {distance} LIMIT %s"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(sql, [literal, kb.pk, now, now, dims, literal, limit])
+        return cursor.fetchall()
+
+
+@dataclass
+class _CorpusStats:
+    chunks: int
+    mean_terms: float
+    df: dict[str, int]
+
+
+def _corpus_stats(kb: KnowledgeBase, terms: list[str]) -> _CorpusStats:
+    """Chunk count, mean chunk length and document frequencies, cached per index version."""
+    version = index_events.index_version(kb.pk)
+    base_key = f"knowledge:stats:{kb.pk}:{version}"
+    base = cache.get(base_key)
+    if base is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), coalesce(avg(term_count), 0) FROM knowledge_chunk "
+                "WHERE knowledge_base_id = %s AND is_searchable",
+                [kb.pk],
+            )
+            count, mean = cursor.fetchone()
+        base = (int(count), float(mean))
+        cache.set(base_key, base, timeout=3600)
+    df_keys = {t: f"{base_key}:df:{t}" for t in set(terms)}
+    cached = cache.get_many(list(df_keys.values()))
+    df = {t: cached[k] for t, k in df_keys.items() if k in cached}
+    missing = [t for t in df_keys if t not in df]
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT t, (SELECT count(*) FROM knowledge_chunk c WHERE c.knowledge_base_id = %s"
+                " AND c.is_searchable AND c.search_vector @@ quote_literal(t)::tsquery)"
+                " FROM unnest(%s::text[]) AS t",
+                [kb.pk, missing],
+            )
+            fetched = dict(cursor.fetchall())
+        df.update(fetched)
+        cache.set_many({df_keys[t]: int(n) for t, n in fetched.items()}, timeout=3600)
+    return _CorpusStats(base[0], base[1], df)
+
+
+def _parse_tsvector(value: str) -> dict[str, int]:
+    """Term frequencies from a tsvector's text form ('term':1,4 'other':2)."""
+    freqs: dict[str, int] = {}
+    i, n = 0, len(value)
+    while i < n:
+        if value[i] != "'":
+            i += 1
+            continue
+        j = i + 1
+        term = []
+        while j < n:
+            if value[j] == "'" and j + 1 < n and value[j + 1] == "'":
+                term.append("'")
+                j += 2
+            elif value[j] == "'":
+                break
+            elif value[j] == "\\" and j + 1 < n:
+                term.append(value[j + 1])
+                j += 2
+            else:
+                term.append(value[j])
+                j += 1
+        k = j + 1
+        count = 1
+        if k < n and value[k] == ":":
+            end = value.find(" ", k)
+            end = n if end == -1 else end
+            count = value[k + 1 : end].count(",") + 1
+            k = end
+        freqs["".join(term)] = count
+        i = k
+    return freqs
+
+
+def _keyword_candidates(
+    kb: KnowledgeBase, query_terms: Counter[str], weights: dict[str, float], limit: int
+) -> tuple[list[tuple[int, int, float]], float]:
+    """(chunk id, article id, BM25 score) of the best keyword matches, and the query's total
+    term weight (to say what share of it a result matched)."""
+    if not query_terms:
+        return [], 0.0
+    stats = _corpus_stats(kb, list(query_terms))
+    if stats.chunks == 0:
+        return [], 0.0
+    idf = {
+        t: math.log(1 + (stats.chunks - stats.df.get(t, 0) + 0.5) / (stats.df.get(t, 0) + 0.5))
+        for t in query_terms
+    }
+    selective = [
+        t for t in query_terms if 0 < stats.df.get(t, 0) <= max(1, COMMON_TERM_SHARE * stats.chunks)
+    ]
+    if not selective:
+        selective = [t for t in query_terms if stats.df.get(t, 0) > 0]
+    if not selective:
+        return [], 0.0
+    # Rank candidates in SQL by the summed idf of the terms they contain (cheap: GIN bitmap),
+    # then score the few kept with full BM25 in Python.
+    selective.sort(key=lambda t: -idf[t])
+    selective = selective[:24]
+    now = timezone.now()
+    sql = (
+        "SELECT id, article_id, search_vector::text, term_count FROM knowledge_chunk "
+        f"WHERE {_visibility_sql()} AND search_vector @@ %s::tsquery "
+        "ORDER BY ts_rank(search_vector, %s::tsquery, 0) DESC LIMIT %s"
+    )
+    tsq = _tsquery(selective)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [kb.pk, now, now, tsq, tsq, limit * 3])
+        rows = cursor.fetchall()
+    total_weight = sum(idf[t] * weights.get(t, 1.0) for t in query_terms)
+    scored = []
+    for chunk_id, article_id, vector_text, term_count in rows:
+        freqs = _parse_tsvector(vector_text or "")
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * (term_count or 1) / (stats.mean_terms or 1))
+        score = 0.0
+        for term in query_terms:
+            tf = freqs.get(term, 0)
+            if tf:
+                score += idf[term] * weights.get(term, 1.0) * (tf * (BM25_K1 + 1)) / (tf + norm)
+        scored.append((chunk_id, article_id, score))
+    scored.sort(key=lambda row: -row[2])
+    return scored[:limit], total_weight
+
+
+def confidence(dense: float, margin: float, keyword_share: float) -> float:
+    c = CONFIDENCE_COEFFICIENTS
+    z = c["bias"] + c["dense"] * dense + c["margin"] * margin + c["keyword"] * keyword_share
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def search(
+    kb: KnowledgeBase | int, query: str, *, top_k: int | None = None, language: str | None = None
+) -> SearchResult:
+    """Hybrid search of one knowledge base; see the module docstring for the steps."""
+    started = time.perf_counter()
+    if not isinstance(kb, KnowledgeBase):
+        kb = knowledge_base_get(kb)
+    query = validate_query(query)
+    top_k = top_k or kb.top_k
+    language = language or detect_language(query)
+    timings: dict[str, float] = {}
+
+    extra_terms, canonicals = expand_synonyms(query, kb.pk, language)
+    dense_text = query if not canonicals else f"{query} ({' '.join(canonicals)})"
+    terms = Counter(keyword_terms(query))
+    weights: dict[str, float] = {}
+    for term in extra_terms:
+        for expanded in keyword_terms(term):
+            if expanded not in terms:
+                terms[expanded] = 1
+                weights[expanded] = 0.8  # a synonym counts a little less than the word typed
+    t0 = time.perf_counter()
+
+    embedder = get_embedder(kb.embedding_backend, kb.embedding_model)
+    vector = embedder.embed_queries([dense_text])[0]
+    timings["embed"] = (time.perf_counter() - t0) * 1000
+    t1 = time.perf_counter()
+    dense_rows = _dense_candidates(kb, vector.tolist(), DENSE_CANDIDATES)
+    timings["dense"] = (time.perf_counter() - t1) * 1000
+    t2 = time.perf_counter()
+    keyword_rows, total_weight = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
+    timings["keyword"] = (time.perf_counter() - t2) * 1000
+
+    # One entry per article: its best chunk in each ranking.
+    dense_best: dict[int, tuple[int, float]] = {}
+    for chunk_id, article_id, similarity in dense_rows:
+        if article_id not in dense_best:
+            dense_best[article_id] = (chunk_id, float(similarity))
+    keyword_best: dict[int, tuple[int, float]] = {}
+    for chunk_id, article_id, score in keyword_rows:
+        if article_id not in keyword_best:
+            keyword_best[article_id] = (chunk_id, float(score))
+    dense_rank = {a: i for i, a in enumerate(dense_best, start=1)}
+    keyword_rank = {a: i for i, a in enumerate(keyword_best, start=1)}
+
+    fused: dict[int, float] = {}
+    for article_id in {*dense_best, *keyword_best}:
+        score = 0.0
+        if article_id in dense_rank:
+            score += kb.dense_weight / (RRF_K + dense_rank[article_id])
+        if article_id in keyword_rank:
+            score += kb.keyword_weight / (RRF_K + keyword_rank[article_id])
+        fused[article_id] = score
+    ranked = sorted(fused, key=lambda a: (-fused[a], -dense_best.get(a, (0, 0.0))[1]))[:top_k]
+
+    # Show the chunk that earned the article its better rank.
+    chunk_ids = [
+        keyword_best[a][0]
+        if a in keyword_best and keyword_rank[a] < dense_rank.get(a, len(dense_rank) + 1)
+        else dense_best[a][0]
+        for a in ranked
+    ]
+    chunks = Chunk.objects.in_bulk(chunk_ids)
+    articles = Article.objects.in_bulk(ranked)
+    sources = []
+    for article_id, chunk_id in zip(ranked, chunk_ids, strict=True):
+        chunk = chunks[chunk_id]
+        article = articles[article_id]
+        sources.append(
+            Source(
+                article_id=article_id,
+                title=article.title,
+                chunk_id=chunk_id,
+                chunk_text=chunk.text,
+                heading=chunk.heading,
+                dense_score=dense_best.get(article_id, (0, 0.0))[1],
+                keyword_score=keyword_best.get(article_id, (0, 0.0))[1],
+                fused_score=fused[article_id],
+                dense_rank=dense_rank.get(article_id),
+                keyword_rank=keyword_rank.get(article_id),
+                article=article,
+            )
+        )
+
+    conf = 0.0
+    if sources:
+        top = sources[0]
+        second_dense = max((s.dense_score for s in sources[1:]), default=0.0)
+        share = top.keyword_score / total_weight if total_weight else 0.0
+        conf = confidence(top.dense_score, top.dense_score - second_dense, min(share, 1.0))
+    timings["total"] = (time.perf_counter() - started) * 1000
+    return SearchResult(
+        query=query,
+        language=language,
+        sources=sources,
+        confidence=conf,
+        answerable=bool(sources) and conf >= kb.answer_threshold,
+        threshold=kb.answer_threshold,
+        expanded_terms=extra_terms,
+        timings_ms=timings,
+    )
