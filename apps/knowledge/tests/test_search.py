@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import pytest
+
+from apps.core.exceptions import ServiceError
+from apps.knowledge import selectors, services
+from apps.knowledge.models import SynonymGroup
+from apps.knowledge.tests.conftest import article, days
+
+pytestmark = pytest.mark.django_db
+
+
+def top_key(kb, query: str) -> str | None:
+    result = selectors.search(kb, query)
+    return result.top.article.external_id if result.top else None
+
+
+@pytest.mark.parametrize(
+    ("query", "key", "language"),
+    [
+        ("退款要几天才能收到", "refund-time", "zh"),
+        ("专票怎么开", "invoice", "zh"),
+        ("密码忘了登不上去", "password", "zh"),
+        ("包邮吗，邮费多少", "shipping-fee", "zh"),
+        ("不想要了能取消吗", "cancel", "zh"),
+        ("how many days until my refund arrives", "refund-time", "en"),
+        ("can't remember my password", "password", "en"),
+        ("what does delivery cost", "shipping-fee", "en"),
+        ("I want to cancel my order", "cancel", "en"),
+    ],
+)
+def test_paraphrases_find_their_article_in_both_languages(published_kb, query, key, language):
+    result = selectors.search(published_kb, query)
+    assert result.language == language
+    assert result.top.article.external_id == key
+    assert result.top.article.language == language
+
+
+def test_one_result_per_article_with_scores_and_calibrated_confidence(published_kb):
+    result = selectors.search(published_kb, "退款多久能到账", top_k=10)
+    ids = [s.article_id for s in result.sources]
+    assert len(ids) == len(set(ids))
+    assert 0.0 <= result.confidence <= 1.0
+    top = result.top
+    # The exact FAQ question scores high on both signals and is confident enough to answer.
+    assert top.dense_score > 0.9 and top.keyword_score > 0
+    assert result.answerable
+    assert top.fused_score >= max(s.fused_score for s in result.sources)
+
+
+def test_unrelated_question_is_not_confident(published_kb):
+    result = selectors.search(published_kb, "what is the capital of Mongolia")
+    assert not result.answerable
+    assert result.confidence < published_kb.answer_threshold
+
+
+def test_synonym_group_changes_the_result(published_kb, run_on_commit):
+    # "dosh" appears in no article; only the synonym group ties it to "refund".
+    query = "dosh"
+    assert not selectors.search(published_kb, query).expanded_terms
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(
+            knowledge_base=published_kb, language="en", canonical="refund", variants=["dosh"]
+        ),
+    )
+    result = selectors.search(published_kb, query)
+    assert "refund" in result.expanded_terms
+    assert result.top.article.external_id == "refund-time"
+    assert result.top.keyword_score > 0
+
+
+def test_chinese_synonym_expands_keyword_query(published_kb, run_on_commit):
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(
+            knowledge_base=published_kb, language="zh", canonical="退款", variants=["返钱"]
+        ),
+    )
+    result = selectors.search(published_kb, "返钱")
+    assert "退款" in result.expanded_terms
+    assert result.top.article.external_id == "refund-time"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": "archived"},
+        {"status": "draft"},
+        {"valid_from": days(-30), "valid_until": days(-1)},  # expired
+        {"valid_from": days(2), "valid_until": days(30)},  # not yet valid
+    ],
+)
+def test_articles_that_may_not_answer_are_never_returned(published_kb, run_on_commit, change):
+    target = article(published_kb, "invoice", "zh")
+    assert top_key(published_kb, "增值税专用发票怎么申请") == "invoice"
+    run_on_commit(services.article_update, target, **change)
+    result = selectors.search(published_kb, "增值税专用发票怎么申请", top_k=20)
+    assert target.pk not in [s.article_id for s in result.sources]
+
+
+def test_article_inside_its_validity_window_answers(published_kb, run_on_commit):
+    target = article(published_kb, "invoice", "zh")
+    run_on_commit(services.article_update, target, valid_from=days(-1), valid_until=days(1))
+    assert top_key(published_kb, "增值税专用发票怎么申请") == "invoice"
+
+
+def test_republishing_restores_without_re_embedding(published_kb, run_on_commit):
+    target = article(published_kb, "password", "en")
+
+    def top_id() -> int:
+        return selectors.search(published_kb, "I forgot my password").top.article_id
+
+    assert top_id() == target.pk
+    run_on_commit(services.article_archive, target)
+    assert top_id() != target.pk
+    embedded_at = target.embedded_at
+    run_on_commit(services.article_publish, target)
+    target.refresh_from_db()
+    assert target.embedded_at == embedded_at  # status alone does not re-embed
+    assert top_id() == target.pk
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "empty_query"),
+        ("   ", "empty_query"),
+        ("x" * 2001, "query_too_long"),
+        (None, "invalid_query"),
+    ],
+)
+def test_bad_queries_are_refused_with_a_reason(published_kb, query, code):
+    with pytest.raises(ServiceError) as info:
+        selectors.search(published_kb, query)
+    assert info.value.code == code
+
+
+def test_empty_knowledge_base_returns_nothing(kb):
+    result = selectors.search(kb, "退款")
+    assert result.sources == [] and not result.answerable

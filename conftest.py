@@ -1,0 +1,30 @@
+"""Fixtures shared by every test: real PostgreSQL+pgvector (embedded unless DATABASE_URL is
+set), real embedding models, Celery eager (tasks run when the transaction commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def run_on_commit(django_capture_on_commit_callbacks: Any) -> Callable:
+    """Run `fn` and then the on-commit callbacks it queued (embedding jobs), as a commit would.
+    Tests run inside a transaction that never commits, so this stands in for the commit."""
+
+    def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Any]:
+    from tests.support.fake_openai import FakeOpenAIServer
+
+    server = FakeOpenAIServer().start()
+    yield server
+    server.stop()
