@@ -15,6 +15,7 @@ Search, step by step:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
@@ -31,7 +32,7 @@ from django.utils.translation import gettext as _
 from apps.core.exceptions import NotFoundError, ServiceError
 from apps.core.text import detect_language, keyword_terms, normalize
 from apps.knowledge import index_events
-from apps.knowledge.embeddings import get_embedder
+from apps.knowledge.embeddings import EmbeddingError, get_embedder
 from apps.knowledge.models import (
     INDEXED_DIMENSIONS,
     Article,
@@ -40,6 +41,8 @@ from apps.knowledge.models import (
     KnowledgeBase,
     SynonymGroup,
 )
+
+logger = logging.getLogger(__name__)
 
 # Candidates fetched from each index before fusion. More raises recall a little and costs time.
 DENSE_CANDIDATES = 60
@@ -84,6 +87,7 @@ class SearchResult:
     threshold: float
     expanded_terms: list[str]
     timings_ms: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def top(self) -> Source | None:
@@ -362,12 +366,20 @@ def search(
                 weights[expanded] = 0.8  # a synonym counts a little less than the word typed
     t0 = time.perf_counter()
 
-    embedder = get_embedder(kb.embedding_backend, kb.embedding_model)
-    vector = embedder.embed_queries([dense_text])[0]
-    timings["embed"] = (time.perf_counter() - t0) * 1000
-    t1 = time.perf_counter()
-    dense_rows = _dense_candidates(kb, vector.tolist(), DENSE_CANDIDATES)
-    timings["dense"] = (time.perf_counter() - t1) * 1000
+    dense_rows: list[tuple] = []
+    warnings: list[str] = []
+    try:
+        embedder = get_embedder(kb.embedding_backend, kb.embedding_model)
+        vector = embedder.embed_queries([dense_text])[0]
+    except EmbeddingError as exc:
+        # Keyword search still answers; the caller sees why confidence is lower.
+        logger.warning("dense search skipped for knowledge base %s: %s", kb.pk, exc)
+        warnings.append(f"dense search unavailable: {exc}")
+    else:
+        timings["embed"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        dense_rows = _dense_candidates(kb, vector.tolist(), DENSE_CANDIDATES)
+        timings["dense"] = (time.perf_counter() - t1) * 1000
     t2 = time.perf_counter()
     keyword_rows, total_weight = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
     timings["keyword"] = (time.perf_counter() - t2) * 1000
@@ -397,7 +409,7 @@ def search(
     # Show the chunk that earned the article its better rank.
     chunk_ids = [
         keyword_best[a][0]
-        if a in keyword_best and keyword_rank[a] < dense_rank.get(a, len(dense_rank) + 1)
+        if a not in dense_best or (a in keyword_best and keyword_rank[a] < dense_rank[a])
         else dense_best[a][0]
         for a in ranked
     ]
@@ -439,4 +451,5 @@ def search(
         threshold=kb.answer_threshold,
         expanded_terms=extra_terms,
         timings_ms=timings,
+        warnings=warnings,
     )

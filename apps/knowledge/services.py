@@ -215,15 +215,12 @@ def article_delete(article: Article) -> None:
 
 def articles_reembed(articles: Iterable[Article]) -> int:
     """Mark articles for embedding again (e.g. after a model change) and queue the jobs."""
-    count = 0
-    for article in articles:
-        article.embedding_status = EmbeddingStatus.PENDING
-        article.embedding_error = ""
-        article.embedded_version = 0
-        article.save(update_fields=["embedding_status", "embedding_error", "embedded_version"])
-        _queue_embedding(article)
-        count += 1
-    return count
+    ids = [article.pk for article in articles]
+    Article.objects.filter(pk__in=ids).update(
+        embedding_status=EmbeddingStatus.PENDING, embedding_error="", embedded_version=0
+    )
+    queue_embedding(ids)
+    return len(ids)
 
 
 def _queue_embedding(article: Article) -> None:
@@ -327,12 +324,12 @@ def _article_chunks_replace(
         ]
         Chunk.objects.bulk_create(chunks)
         _write_keyword_vectors(chunks, drafts)
-        locked.embedding_status = EmbeddingStatus.READY
-        locked.embedding_error = ""
-        locked.embedded_version = locked.version
-        locked.embedded_at = timezone.now()
-        locked.save(
-            update_fields=["embedding_status", "embedding_error", "embedded_version", "embedded_at"]
+        # Embedding state is the system's, not an edit: .update() keeps it out of the history.
+        Article.objects.filter(pk=locked.pk).update(
+            embedding_status=EmbeddingStatus.READY,
+            embedding_error="",
+            embedded_version=locked.version,
+            embedded_at=timezone.now(),
         )
         index_events.knowledge_base_changed(kb.pk)
     return EmbedResult(article.pk, len(chunks), skipped=False)
@@ -433,12 +430,15 @@ def _parse_validity(value: Any) -> Any:
         return None
     if not isinstance(value, str):
         raise ValueError("a date must be text such as 2026-11-11")
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        if day is None:
-            raise ValueError(f"not a date: {value!r} (use YYYY-MM-DD)")
-        parsed = timezone.datetime(day.year, day.month, day.day)
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            day = parse_date(value)
+            if day is None:
+                raise ValueError
+            parsed = timezone.datetime(day.year, day.month, day.day)
+    except ValueError:
+        raise ValueError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed)
     return parsed

@@ -1,0 +1,48 @@
+import pytest
+
+from apps.core.text import detect_language, keyword_terms, normalize, split_sentences
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("退款多久到账", "zh"),
+        ("How long does a refund take?", "en"),
+        ("我的 iPhone 15 订单", "zh"),
+        ("order ZX12345 没收到", "zh"),
+        ("", "en"),
+        ("12345", "en"),
+    ],
+)
+def test_detect_language(text, language):
+    assert detect_language(text) == language
+
+
+def test_normalize_folds_full_width_and_space():
+    assert normalize("  ＡＢＣ１２３\n\t退款  ") == "ABC123 退款"
+
+
+def test_english_terms_are_stemmed_without_stop_words():
+    assert keyword_terms("How do I get my refunds?") == ["refund"]
+    assert keyword_terms("Refunded orders") == keyword_terms("refund order")
+
+
+def test_chinese_terms_are_words_plus_their_characters(settings, tmp_path):
+    terms = keyword_terms("怎么关闭账户")
+    assert "关闭" in terms and "账户" in terms
+    assert {"关", "闭", "账", "户"} <= set(terms)
+    assert "怎么" not in terms  # stop word
+    assert set(keyword_terms("关掉")) & set(terms)  # paraphrase still shares a term
+
+
+def test_split_sentences_in_both_languages():
+    assert split_sentences("先登录。再点击退款！可以吗？") == [
+        "先登录。",
+        "再点击退款！",
+        "可以吗？",
+    ]
+    assert split_sentences("Version 3.5 is out. Update now! Done") == [
+        "Version 3.5 is out.",
+        "Update now!",
+        "Done",
+    ]

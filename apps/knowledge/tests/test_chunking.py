@@ -1,0 +1,50 @@
+from apps.knowledge.chunking import (
+    MAX_CHUNK_TOKENS,
+    article_chunks,
+    estimate_tokens,
+    markdown_sections,
+)
+
+
+def test_each_faq_question_is_its_own_chunk_and_duplicates_are_dropped():
+    drafts = article_chunks(
+        "退款多久到账？", "1-3 个工作日。", ["退款多久到账？", "钱什么时候退回来"]
+    )
+    assert [(d.kind, d.text) for d in drafts] == [
+        ("question", "退款多久到账？"),
+        ("question", "钱什么时候退回来"),
+        ("body", "1-3 个工作日。"),
+    ]
+    assert drafts[-1].embedding_text() == "退款多久到账？\n1-3 个工作日。"
+
+
+def test_markdown_sections_keep_their_heading_path_and_drop_markup():
+    body = "Intro **bold** [link](http://x).\n\n## Steps\n1. One\n### Detail\n- Two\n## End\nBye"
+    assert markdown_sections(body) == [
+        ([], "Intro bold link."),
+        (["Steps"], "One"),
+        (["Steps", "Detail"], "Two"),
+        (["End"], "Bye"),
+    ]
+
+
+def test_long_chinese_guide_splits_on_sentences_with_overlap():
+    sentences = [f"第{i}步，请在订单详情页确认收货地址和联系电话是否正确。" for i in range(40)]
+    drafts = article_chunks("下单指南", "## 步骤\n" + "".join(sentences), [])
+    body = [d for d in drafts if d.kind == "body"]
+    assert len(body) > 1
+    for draft in body:
+        assert estimate_tokens(draft.text) <= MAX_CHUNK_TOKENS
+        assert draft.text.endswith("。")  # never cut inside a sentence
+        assert draft.heading == "下单指南 > 步骤"
+    # The last sentence of one chunk opens the next.
+    assert body[1].text.startswith(body[0].text.split("。")[-2] + "。")
+    joined = "".join(d.text for d in body)
+    assert all(s in joined for s in sentences)
+
+
+def test_long_english_guide_splits_between_sentences():
+    text = " ".join(f"Step {i} asks you to check the delivery address." for i in range(80))
+    body = [d for d in article_chunks("Guide", text, []) if d.kind == "body"]
+    assert len(body) > 1
+    assert all(d.text.endswith(".") for d in body)

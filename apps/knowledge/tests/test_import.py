@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.utils import timezone
+
+from apps.knowledge import selectors, services
+from apps.knowledge.importing import ImportFileError, parse_files
+from apps.knowledge.models import Article
+
+pytestmark = pytest.mark.django_db
+
+GOOD_CSV = (
+    "external_id,language,kind,category,title,body,questions,tags,status,valid_from,valid_until\n"
+    "gift-card,en,faq,Payment / Gift cards,Can I pay with a gift card?,"
+    "Yes: enter the card number at checkout.,Do you take gift cards? | gift card payment,"
+    "payment,published,,\n"
+    "礼品卡,zh,faq,支付 / 礼品卡,可以用礼品卡付款吗？,可以，结算时输入卡号即可。,礼品卡能用吗,支付,"
+    "published,2026-01-01,\n"
+)
+
+
+def do_import(kb, run_on_commit, files, **kwargs):
+    return run_on_commit(services.articles_import, kb, parse_files(files), **kwargs)
+
+
+def test_csv_import_creates_embedded_articles_with_categories(kb, run_on_commit):
+    report = do_import(kb, run_on_commit, [("kb.csv", GOOD_CSV.encode())])
+    assert (report.created, report.updated) == (2, 0)
+    english = kb.articles.get(external_id="gift-card")
+    assert english.questions == ["Do you take gift cards?", "gift card payment"]
+    assert str(english.category) == "Payment / Gift cards"
+    assert english.embedding_status == "ready"
+    chinese = kb.articles.get(language="zh")
+    assert timezone.localtime(chinese.valid_from).date().isoformat() == "2026-01-01"
+    assert selectors.search(kb, "礼品卡付款").top.article_id == chinese.pk
+
+
+def test_importing_the_same_file_twice_changes_nothing(kb, run_on_commit):
+    do_import(kb, run_on_commit, [("kb.csv", GOOD_CSV.encode())])
+    report = do_import(kb, run_on_commit, [("kb.csv", GOOD_CSV.encode())])
+    assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
+    assert kb.articles.count() == 2
+    assert kb.articles.get(external_id="gift-card").version == 1
+
+
+def test_changed_row_updates_the_article_and_its_version(kb, run_on_commit):
+    do_import(kb, run_on_commit, [("kb.csv", GOOD_CSV.encode())])
+    changed = GOOD_CSV.replace("enter the card number at checkout", "use it in the app only")
+    report = do_import(kb, run_on_commit, [("kb.csv", changed.encode())])
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 1)
+    article = kb.articles.get(external_id="gift-card")
+    assert article.version == 2 and "in the app only" in article.body
+
+
+def test_bad_rows_are_all_reported_and_nothing_is_imported(kb, run_on_commit):
+    lines = [
+        json.dumps({"external_id": "a", "language": "en", "title": "Fine row", "body": "ok"}),
+        json.dumps({"external_id": "b", "language": "fr", "title": "French?"}),
+        json.dumps({"external_id": "c", "language": "en", "title": ""}),
+        "{not json",
+        json.dumps(
+            {"external_id": "d", "language": "en", "title": "Dates", "valid_from": "2026-13-45"}
+        ),
+        json.dumps(
+            {
+                "external_id": "e",
+                "language": "en",
+                "title": "Backwards",
+                "valid_from": "2026-05-01",
+                "valid_until": "2026-04-01",
+            }
+        ),
+        json.dumps({"external_id": "a", "language": "en", "title": "Duplicate of line 1"}),
+        json.dumps(["a", "list"]),
+    ]
+    with pytest.raises(services.ImportFailed) as info:
+        do_import(kb, run_on_commit, [("kb.jsonl", "\n".join(lines).encode())])
+    problems = {e.line: e.message for e in info.value.errors}
+    assert set(problems) == {2, 3, 4, 5, 6, 7, 8}
+    assert "unknown language 'fr'" in problems[2]
+    assert "title is empty" in problems[3]
+    assert "not valid JSON" in problems[4]
+    assert "not a date" in problems[5]
+    assert "after valid_from" in problems[6]
+    assert "repeats line 1" in problems[7]
+    assert "JSON object" in problems[8]
+    assert not Article.objects.filter(knowledge_base=kb).exists()
+
+
+def test_markdown_files_with_front_matter_and_heading_titles(kb, run_on_commit):
+    with_front = (
+        "---\ntitle: Returns guide\nlanguage: en\nstatus: published\ncategory: Returns\n---\n"
+        "## Before you start\nKeep the original box.\n\n## Steps\n1. Open My orders.\n"
+    ).encode()
+    with_heading = "# 退货指南\n\n## 步骤\n打开我的订单，点击申请退货。".encode()
+    report = do_import(
+        kb,
+        run_on_commit,
+        [("returns.md", with_front), ("退货.md", with_heading)],
+        default_status="published",
+    )
+    assert report.created == 2
+    guide = kb.articles.get(external_id="returns")
+    assert guide.kind == "guide" and guide.title == "Returns guide"
+    assert str(guide.category) == "Returns"
+    zh = kb.articles.get(title="退货指南")
+    assert zh.language == "zh" and zh.status == "published"
+    headings = list(zh.chunks.filter(kind="body").values_list("heading", flat=True))
+    assert headings == ["退货指南 > 步骤"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.txt", b"hello", "unsupported file type"),
+        ("kb.csv", "title\n".encode("utf-16"), "not UTF-8"),
+        ("kb.csv", b"name,body\nx,y\n", "'title'"),
+    ],
+)
+def test_wrong_files_get_a_clear_error(name, data, message):
+    with pytest.raises(ImportFileError, match=message):
+        parse_files([(name, data)])
+
+
+def test_empty_file_is_refused(kb, run_on_commit):
+    with pytest.raises(services.ImportFailed) as info:
+        do_import(kb, run_on_commit, [("kb.jsonl", b"\n\n")])
+    assert "no articles" in info.value.errors[0].message
+
+
+def test_demo_knowledge_base_loads_once_and_answers_both_languages(
+    db, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        kb, first = services.demo_knowledge_base_load()
+    assert first.created >= 72
+    assert set(kb.articles.values_list("language", flat=True)) == {"zh", "en"}
+    assert not kb.articles.exclude(embedding_status="ready").exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        _, second = services.demo_knowledge_base_load()
+    assert (second.created, second.updated) == (0, 0)
+    cases = {
+        "退款到银行卡要多久": "refund-timing",
+        "我忘了登录密码": "reset-password",
+        "how long does a refund take to reach my bank card": "refund-timing",
+        "I forgot my password": "reset-password",
+    }
+    for query, key in cases.items():
+        assert selectors.search(kb, query).top.article.external_id == key, query
+    # The spring sale ended in March 2026: it must never answer.
+    spring = kb.articles.filter(valid_until__year=2026, valid_until__month=3)
+    assert spring.exists()
+    result = selectors.search(kb, "spring sale discount", top_k=20)
+    assert not set(spring.values_list("id", flat=True)) & {s.article_id for s in result.sources}
