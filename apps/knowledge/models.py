@@ -62,7 +62,14 @@ class KnowledgeBase(TimeStampedModel):
         help_text=_("Minimum confidence (0 to 1) for the bot to answer from the top result."),
     )
     dense_weight = models.FloatField(_("dense (semantic) weight"), default=1.0)
-    keyword_weight = models.FloatField(_("keyword weight"), default=1.0)
+    keyword_weight = models.FloatField(
+        _("keyword weight"),
+        default=0.1,
+        help_text=_(
+            "Share of the keyword score (relative to the query's best) added to the "
+            "cosine similarity."
+        ),
+    )
 
     class Meta:
         verbose_name = _("knowledge base")

@@ -8,7 +8,8 @@ Search, step by step:
 4. Keyword candidates: chunks that share terms with the query (GIN on a tsvector of our own
    terms: English stems, Chinese jieba words and their characters), scored with BM25.
 5. One result per article: an article's scores are its best chunk's.
-6. Fusion: weighted reciprocal rank fusion of the two rankings, plus the raw scores as tie-break.
+6. Fusion: dense cosine + keyword_weight x (BM25 / the query's best BM25); both weights are
+   the knowledge base's settings (defaults 1.0 and 0.1, tuned on the development data).
 7. Confidence: a logistic model of the top result's scores (see `confidence`), in [0, 1];
    `answerable` when it reaches the knowledge base's answer threshold.
 """
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 DENSE_CANDIDATES = 60
 KEYWORD_CANDIDATES = 60
 HNSW_EF_SEARCH = 100
-RRF_K = 20
 BM25_K1 = 1.2
 BM25_B = 0.75
 # Terms in more than this share of chunks are too common to select candidates with (they still
@@ -56,9 +56,16 @@ BM25_B = 0.75
 COMMON_TERM_SHARE = 0.2
 
 # Confidence: logistic regression on the top result's features, fitted on the development
-# splits of StackFAQ and BQ (see docs/benchmarks.md). Inputs: dense cosine of the top article,
-# its margin over the second, and the share of the query's keyword weight it matched.
-CONFIDENCE_COEFFICIENTS = {"bias": -9.0, "dense": 10.0, "margin": 12.0, "keyword": 2.0}
+# splits of StackFAQ and BQ (see docs/benchmarks.md): fused score, dense cosine, fused margin over
+# the runner-up, share of the query's best keyword score, log(1 + best BM25 score).
+CONFIDENCE_COEFFICIENTS = {
+    "bias": -1.715,
+    "fused": 1.643,
+    "dense": 1.544,
+    "margin": -0.208,
+    "keyword_share": 0.984,
+    "keyword_max": 0.632,
+}
 
 
 @dataclass
@@ -88,6 +95,7 @@ class SearchResult:
     expanded_terms: list[str]
     timings_ms: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)  # what the confidence is made of
 
     @property
     def top(self) -> Source | None:
@@ -213,6 +221,23 @@ def _dense_candidates(kb: KnowledgeBase, vector: list[float], limit: int) -> lis
         return cursor.fetchall()
 
 
+def _dense_scores_of_articles(
+    kb: KnowledgeBase, vector: list[float], article_ids: list[int]
+) -> dict[int, tuple[int, float]]:
+    """Best chunk and its cosine for each given article (a handful: no index needed)."""
+    if not article_ids:
+        return {}
+    literal = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+    sql = (
+        "SELECT DISTINCT ON (article_id) article_id, id, 1 - (embedding <=> %s::vector) "
+        "FROM knowledge_chunk WHERE knowledge_base_id = %s AND article_id = ANY(%s) "
+        "AND dimensions = %s ORDER BY article_id, embedding <=> %s::vector"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [literal, kb.pk, article_ids, len(vector), literal])
+        return {a: (chunk_id, float(sim)) for a, chunk_id, sim in cursor.fetchall()}
+
+
 @dataclass
 class _CorpusStats:
     chunks: int
@@ -289,14 +314,13 @@ def _parse_tsvector(value: str) -> dict[str, int]:
 
 def _keyword_candidates(
     kb: KnowledgeBase, query_terms: Counter[str], weights: dict[str, float], limit: int
-) -> tuple[list[tuple[int, int, float]], float]:
-    """(chunk id, article id, BM25 score) of the best keyword matches, and the query's total
-    term weight (to say what share of it a result matched)."""
+) -> list[tuple[int, int, float]]:
+    """(chunk id, article id, BM25 score) of the best keyword matches, best first."""
     if not query_terms:
-        return [], 0.0
+        return []
     stats = _corpus_stats(kb, list(query_terms))
     if stats.chunks == 0:
-        return [], 0.0
+        return []
     idf = {
         t: math.log(1 + (stats.chunks - stats.df.get(t, 0) + 0.5) / (stats.df.get(t, 0) + 0.5))
         for t in query_terms
@@ -307,7 +331,7 @@ def _keyword_candidates(
     if not selective:
         selective = [t for t in query_terms if stats.df.get(t, 0) > 0]
     if not selective:
-        return [], 0.0
+        return []
     # Rank candidates in SQL by the summed idf of the terms they contain (cheap: GIN bitmap),
     # then score the few kept with full BM25 in Python.
     selective.sort(key=lambda t: -idf[t])
@@ -322,7 +346,6 @@ def _keyword_candidates(
     with connection.cursor() as cursor:
         cursor.execute(sql, [kb.pk, now, now, tsq, tsq, limit * 3])
         rows = cursor.fetchall()
-    total_weight = sum(idf[t] * weights.get(t, 1.0) for t in query_terms)
     scored = []
     for chunk_id, article_id, vector_text, term_count in rows:
         freqs = _parse_tsvector(vector_text or "")
@@ -334,12 +357,22 @@ def _keyword_candidates(
                 score += idf[term] * weights.get(term, 1.0) * (tf * (BM25_K1 + 1)) / (tf + norm)
         scored.append((chunk_id, article_id, score))
     scored.sort(key=lambda row: -row[2])
-    return scored[:limit], total_weight
+    return scored[:limit]
 
 
-def confidence(dense: float, margin: float, keyword_share: float) -> float:
+def confidence(
+    *, fused: float, dense: float, margin: float, keyword_share: float, keyword_max: float
+) -> float:
+    """Probability that the top result is right, from a logistic model of its scores."""
     c = CONFIDENCE_COEFFICIENTS
-    z = c["bias"] + c["dense"] * dense + c["margin"] * margin + c["keyword"] * keyword_share
+    z = (
+        c["bias"]
+        + c["fused"] * fused
+        + c["dense"] * dense
+        + c["margin"] * margin
+        + c["keyword_share"] * keyword_share
+        + c["keyword_max"] * math.log1p(keyword_max)
+    )
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -367,6 +400,7 @@ def search(
     t0 = time.perf_counter()
 
     dense_rows: list[tuple] = []
+    vector = None
     warnings: list[str] = []
     try:
         embedder = get_embedder(kb.embedding_backend, kb.embedding_model)
@@ -381,7 +415,7 @@ def search(
         dense_rows = _dense_candidates(kb, vector.tolist(), DENSE_CANDIDATES)
         timings["dense"] = (time.perf_counter() - t1) * 1000
     t2 = time.perf_counter()
-    keyword_rows, total_weight = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
+    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
     timings["keyword"] = (time.perf_counter() - t2) * 1000
 
     # One entry per article: its best chunk in each ranking.
@@ -393,18 +427,24 @@ def search(
     for chunk_id, article_id, score in keyword_rows:
         if article_id not in keyword_best:
             keyword_best[article_id] = (chunk_id, float(score))
-    dense_rank = {a: i for i, a in enumerate(dense_best, start=1)}
+    if vector is not None:
+        # Articles found by keywords alone still need their cosine to be fused fairly.
+        missing = [a for a in keyword_best if a not in dense_best]
+        dense_best.update(_dense_scores_of_articles(kb, vector.tolist(), missing))
+    dense_rank = {
+        a: i for i, a in enumerate(sorted(dense_best, key=lambda a: -dense_best[a][1]), start=1)
+    }
     keyword_rank = {a: i for i, a in enumerate(keyword_best, start=1)}
+    keyword_max = max((score for _, score in keyword_best.values()), default=0.0) or 1.0
 
-    fused: dict[int, float] = {}
-    for article_id in {*dense_best, *keyword_best}:
-        score = 0.0
-        if article_id in dense_rank:
-            score += kb.dense_weight / (RRF_K + dense_rank[article_id])
-        if article_id in keyword_rank:
-            score += kb.keyword_weight / (RRF_K + keyword_rank[article_id])
-        fused[article_id] = score
-    ranked = sorted(fused, key=lambda a: (-fused[a], -dense_best.get(a, (0, 0.0))[1]))[:top_k]
+    # Fusion: cosine plus a small share of the keyword score normalised by this query's best.
+    fused = {
+        a: kb.dense_weight * dense_best.get(a, (0, 0.0))[1]
+        + kb.keyword_weight * keyword_best.get(a, (0, 0.0))[1] / keyword_max
+        for a in {*dense_best, *keyword_best}
+    }
+    ordered = sorted(fused, key=lambda a: -fused[a])
+    ranked = ordered[:top_k]
 
     # Show the chunk that earned the article its better rank.
     chunk_ids = [
@@ -436,11 +476,18 @@ def search(
         )
 
     conf = 0.0
+    features: dict[str, float] = {}
     if sources:
         top = sources[0]
-        second_dense = max((s.dense_score for s in sources[1:]), default=0.0)
-        share = top.keyword_score / total_weight if total_weight else 0.0
-        conf = confidence(top.dense_score, top.dense_score - second_dense, min(share, 1.0))
+        second = fused[ordered[1]] if len(ordered) > 1 else 0.0
+        features = {
+            "fused": top.fused_score,
+            "dense": top.dense_score,
+            "margin": top.fused_score - second,
+            "keyword_share": top.keyword_score / keyword_max if keyword_best else 0.0,
+            "keyword_max": keyword_max if keyword_best else 0.0,
+        }
+        conf = confidence(**features)
     timings["total"] = (time.perf_counter() - started) * 1000
     return SearchResult(
         query=query,
@@ -452,4 +499,5 @@ def search(
         expanded_terms=extra_terms,
         timings_ms=timings,
         warnings=warnings,
+        features=features,
     )

@@ -276,9 +276,11 @@ def articles_embed(article_ids: Sequence[int]) -> list[EmbedResult]:
         kb = article.knowledge_base
         by_model.setdefault((kb.embedding_backend, kb.embedding_model), []).append(article)
     for (backend, model), group in by_model.items():
-        drafts = {a.pk: chunking.article_chunks(a.title, a.body, a.questions) for a in group}
-        texts = [d.embedding_text() for a in group for d in drafts[a.pk]]
-        vectors = embed_passages(get_embedder(backend, model), texts)
+        drafts = {
+            a.pk: chunking.article_chunks(a.title, a.body, a.questions, a.kind) for a in group
+        }
+        flat = [d for a in group for d in drafts[a.pk]]
+        vectors = embed_chunks(get_embedder(backend, model), flat)
         offset = 0
         for article in group:
             count = len(drafts[article.pk])
@@ -335,16 +337,22 @@ def _article_chunks_replace(
     return EmbedResult(article.pk, len(chunks), skipped=False)
 
 
-def embed_passages(embedder: Any, texts: list[str]) -> Any:
+def embed_chunks(embedder: Any, drafts: list[chunking.ChunkDraft]) -> Any:
+    """One row per draft: questions embedded as queries, the rest as passages, in batches."""
     import numpy as np
 
-    if not texts:
+    rows: list[Any] = [None] * len(drafts)
+    for as_query in (True, False):
+        picked = [i for i, d in enumerate(drafts) if d.is_question == as_query]
+        embed = embedder.embed_queries if as_query else embedder.embed_passages
+        for start in range(0, len(picked), EMBED_BATCH):
+            part = picked[start : start + EMBED_BATCH]
+            vectors = embed([drafts[i].embedding_text() for i in part])
+            for i, vector in zip(part, vectors, strict=True):
+                rows[i] = vector
+    if not drafts:
         return np.zeros((0, 1), dtype=np.float32)
-    parts = [
-        embedder.embed_passages(texts[i : i + EMBED_BATCH])
-        for i in range(0, len(texts), EMBED_BATCH)
-    ]
-    return np.vstack(parts)
+    return np.vstack(rows)
 
 
 def tsvector_literal(terms: list[str]) -> str:

@@ -8,7 +8,7 @@ from apps.knowledge.chunking import (
 
 def test_each_faq_question_is_its_own_chunk_and_duplicates_are_dropped():
     drafts = article_chunks(
-        "退款多久到账？", "1-3 个工作日。", ["退款多久到账？", "钱什么时候退回来"]
+        "退款多久到账？", "1-3 个工作日。", ["退款多久到账？", "钱什么时候退回来"], kind="faq"
     )
     assert [(d.kind, d.text) for d in drafts] == [
         ("question", "退款多久到账？"),
@@ -48,3 +48,12 @@ def test_long_english_guide_splits_between_sentences():
     body = [d for d in article_chunks("Guide", text, []) if d.kind == "body"]
     assert len(body) > 1
     assert all(d.text.endswith(".") for d in body)
+
+
+def test_faq_answer_stays_one_chunk_with_its_question_however_long():
+    answer = "## Details\n" + " ".join(f"Sentence {i} about refunds." for i in range(200))
+    drafts = article_chunks("How do refunds work?", answer, [], kind="faq")
+    assert [d.kind for d in drafts] == ["question", "body"]
+    assert drafts[1].embedding_text().startswith("How do refunds work?\nDetails")
+    assert "Sentence 199" in drafts[1].text
+    assert drafts[0].is_question and not drafts[1].is_question
