@@ -133,92 +133,6 @@ ENGLISH_STOPWORDS = frozenset(
         "thank",
     ]
 )
-CHINESE_STOPWORDS = frozenset(
-    [
-        "的",
-        "了",
-        "吗",
-        "呢",
-        "吧",
-        "啊",
-        "呀",
-        "哦",
-        "嗯",
-        "是",
-        "在",
-        "我",
-        "你",
-        "他",
-        "她",
-        "它",
-        "我们",
-        "你们",
-        "他们",
-        "这",
-        "那",
-        "这个",
-        "那个",
-        "有",
-        "和",
-        "与",
-        "及",
-        "或",
-        "就",
-        "都",
-        "也",
-        "还",
-        "要",
-        "会",
-        "能",
-        "可以",
-        "怎么",
-        "怎样",
-        "如何",
-        "什么",
-        "为什么",
-        "请问",
-        "一下",
-        "一个",
-        "么",
-        "没",
-        "没有",
-        "不",
-        "吗",
-        "请",
-        "给",
-        "把",
-        "被",
-        "让",
-        "对",
-        "从",
-        "到",
-        "之",
-        "其",
-        "该",
-        "并",
-        "而",
-        "但",
-        "却",
-        "个",
-        "些",
-        "么",
-        "得",
-        "地",
-        "着",
-        "过",
-        "又",
-        "再",
-        "很",
-        "太",
-        "更",
-        "最",
-        "哪",
-        "哪里",
-        "多少",
-        "几",
-    ]
-)
-
 _jieba_lock = threading.Lock()
 _jieba_ready = False
 
@@ -294,9 +208,10 @@ def _stem(word: str) -> str:
 def keyword_terms(text: str) -> list[str]:
     """Terms for keyword search, in order, repeats kept (callers count them).
 
-    English: lower-cased words minus stop words, lightly stemmed. Chinese: jieba words minus stop
-    words, and also every Han character of a multi-character word, so that "关掉" still meets
-    "关闭" and "注销" meets "注销账户" (the words alone miss many paraphrases).
+    English: lower-cased words minus stop words, lightly stemmed. Chinese: every Han character.
+    Measured on the BQ development set (docs/benchmarks.md), characters beat jieba words and
+    words+characters for matching paraphrased questions ("关掉" still meets "关闭"), and dropping
+    Chinese stop characters hurt ("还" is also the 还 of 还款).
     """
     text = normalize(text).lower()
     terms: list[str] = []
@@ -304,12 +219,7 @@ def keyword_terms(text: str) -> list[str]:
         if not piece:
             continue
         if CJK_RE.match(piece):
-            for word in segment_chinese(piece):
-                if word in CHINESE_STOPWORDS:
-                    continue
-                terms.append(word)
-                if len(word) > 1:
-                    terms.extend(ch for ch in word if ch not in CHINESE_STOPWORDS)
+            terms.extend(piece)
         else:
             for word in LATIN_WORD_RE.findall(piece):
                 if word not in ENGLISH_STOPWORDS:

@@ -40,6 +40,12 @@ def add_arguments(parser: CommandParser) -> None:
         default="",
         help="language of the bank (default: detected)",
     )
+    parser.add_argument(
+        "--keyword-weight",
+        type=float,
+        default=None,
+        help="the knowledge base's keyword weight (default: the model default)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N queries")
     parser.add_argument("--details", default="", help="write per-query results to this JSONL")
     parser.add_argument(
@@ -104,6 +110,11 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
         languages=[language],
         embedding_backend=options["embedding"],
         embedding_model=options["embedding_model"],
+        **(
+            {}
+            if options["keyword_weight"] is None
+            else {"keyword_weight": options["keyword_weight"]}
+        ),
     )
     try:
         started = time.perf_counter()

@@ -27,12 +27,16 @@ def test_english_terms_are_stemmed_without_stop_words():
     assert keyword_terms("Refunded orders") == keyword_terms("refund order")
 
 
-def test_chinese_terms_are_words_plus_their_characters(settings, tmp_path):
-    terms = keyword_terms("怎么关闭账户")
-    assert "关闭" in terms and "账户" in terms
-    assert {"关", "闭", "账", "户"} <= set(terms)
-    assert "怎么" not in terms  # stop word
-    assert set(keyword_terms("关掉")) & set(terms)  # paraphrase still shares a term
+def test_chinese_terms_are_characters_and_latin_words_stay_whole():
+    assert keyword_terms("怎么关闭账户") == ["怎", "么", "关", "闭", "账", "户"]
+    assert set(keyword_terms("关掉")) & set(keyword_terms("怎么关闭账户"))
+    assert keyword_terms("iPhone 15 退款") == ["iphone", "15", "退", "款"]
+
+
+def test_chinese_segmentation_keeps_words_whole():
+    from apps.core.text import segment_chinese
+
+    assert segment_chinese("我想申请退款") == ["我", "想", "申请", "退款"]
 
 
 def test_split_sentences_in_both_languages():
