@@ -12,6 +12,7 @@ import bleach
 import markdown
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.postgres.forms import SimpleArrayField
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -57,6 +58,72 @@ MARKDOWN_TAGS = [
 def render_markdown(text: str) -> str:
     html = markdown.markdown(text, extensions=["tables", "sane_lists"])
     return bleach.clean(html, tags=MARKDOWN_TAGS, strip=True)
+
+
+def category_labels() -> dict[int, str]:
+    """Every category's "Parent / Child" path, from one query: `str(category)` walks up the
+    parents one query each, which made every list and form that shows categories N+1."""
+    rows = {
+        pk: (parent_id, name)
+        for pk, parent_id, name in Category.objects.values_list("pk", "parent_id", "name")
+    }
+    labels: dict[int, str] = {}
+    for pk in rows:
+        names: list[str] = []
+        node: int | None = pk
+        while node is not None and node in rows and len(names) < 20:
+            parent_id, name = rows[node]
+            names.insert(0, name)
+            node = parent_id
+        labels[pk] = " / ".join(names)
+    return labels
+
+
+class CategoryListFilter(admin.RelatedFieldListFilter):
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> list:
+        return sorted(category_labels().items(), key=lambda item: item[1].lower())
+
+
+class CategoryChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        if not hasattr(self, "_labels"):
+            self._labels = category_labels()
+        return self._labels.get(obj.pk, obj.name)
+
+
+class LinesField(SimpleArrayField):
+    """One item a line. The default "," delimiter split "Hi, where is my parcel?" in two."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            forms.CharField(max_length=500),
+            delimiter="\n",
+            widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+            **kwargs,
+        )
+
+    def to_python(self, value: Any) -> Any:  # a list of lines, where CharField has a str
+        if isinstance(value, str):
+            value = [line.strip() for line in value.splitlines() if line.strip()]
+        return super().to_python(value)
+
+
+class ArticleAdminForm(forms.ModelForm):
+    questions = LinesField(
+        required=False,
+        label=_("alternative questions"),
+        # The model's text (already translated); the one-a-line box shows the format.
+        help_text=_("Other ways customers ask this; each is matched on its own."),
+    )
+
+    class Meta:
+        model = Article
+        fields = [*services.EDITABLE_FIELDS, "knowledge_base", "status"]
+
+    def clean_body(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF; stored as-is, every save of an
+        # unchanged article would count as a content change (new version, re-embedding).
+        return self.cleaned_data["body"].replace("\r\n", "\n")
 
 
 class HitTestForm(forms.Form):
@@ -138,7 +205,12 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
-        form = HitTestForm(request.GET or None)
+        # The "Hit test" link from the knowledge base list passes only the knowledge base:
+        # preselect it rather than greet the user with "this field is required".
+        if "query" in request.GET:
+            form = HitTestForm(request.GET)
+        else:
+            form = HitTestForm(initial={"knowledge_base": request.GET.get("knowledge_base")})
         result = None
         error = ""
         if form.is_valid():
@@ -207,7 +279,15 @@ class ArticleAdmin(SimpleHistoryAdmin):
         "version",
         "updated_at",
     ]
-    list_filter = ["knowledge_base", "status", "language", "kind", "embedding_status", "category"]
+    form = ArticleAdminForm
+    list_filter = [
+        "knowledge_base",
+        "status",
+        "language",
+        "kind",
+        "embedding_status",
+        ("category", CategoryListFilter),
+    ]
     search_fields = ["title", "body", "external_id"]
     list_select_related = ["knowledge_base", "category"]
     list_per_page = 50
@@ -260,6 +340,11 @@ class ArticleAdmin(SimpleHistoryAdmin):
     ]
     actions = ["publish", "archive", "reembed", "export_jsonl", "export_csv"]
     change_list_template = "admin/knowledge/article/change_list.html"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "category":
+            kwargs["form_class"] = CategoryChoiceField
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description=_("category"), ordering="category__name")
     def category_name(self, article: Article) -> str:

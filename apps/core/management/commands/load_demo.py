@@ -68,7 +68,7 @@ class Command(BaseCommand):
             with path.open("a") as handle:
                 handle.write("\n".join(created) + "\n")
             path.chmod(0o600)
-            self.stdout.write("Demo staff accounts (shown once; also in var/demo_accounts.txt):")
+            self.stdout.write(f"Demo staff accounts (shown once; also in {path}):")
             for line in created:
                 self.stdout.write(f"  {line}")
         else:

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError, connection
 
 
 class Command(BaseCommand):
@@ -30,6 +31,14 @@ class Command(BaseCommand):
 
         embedded = not env.str("DATABASE_URL", default="")
         try:
+            try:
+                # Django's own start-up checks would meet a bad DATABASE_URL with a traceback.
+                connection.ensure_connection()
+            except OperationalError as exc:
+                hint = (
+                    "" if embedded else "\nCheck DATABASE_URL, or unset it to use the embedded one."
+                )
+                raise CommandError(f"Cannot reach the database: {str(exc).strip()}{hint}") from exc
             call_command("migrate", interactive=False, verbosity=1)
             if not options["no_demo"]:
                 call_command("load_demo")
