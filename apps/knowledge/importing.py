@@ -75,7 +75,7 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_csv(text: str) -> list[ImportRow]:
+def parse_csv(text: str, filename: str = "csv") -> list[ImportRow]:
     reader = csv.DictReader(io.StringIO(text))
     headers = {name.strip().lower() for name in reader.fieldnames or [] if name}
     if not headers & {"title", "question"}:
@@ -86,11 +86,11 @@ def parse_csv(text: str) -> list[ImportRow]:
         values = _normalise(row)
         if extra:
             values["_error"] = f"{len(extra)} more cells than header columns"
-        rows.append(ImportRow(reader.line_num, "csv", values))
+        rows.append(ImportRow(reader.line_num, filename, values))
     return rows
 
 
-def parse_jsonl(text: str) -> list[ImportRow]:
+def parse_jsonl(text: str, filename: str = "jsonl") -> list[ImportRow]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -98,12 +98,12 @@ def parse_jsonl(text: str) -> list[ImportRow]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            rows.append(ImportRow(number, "jsonl", {"_error": f"not valid JSON: {exc.msg}"}))
+            rows.append(ImportRow(number, filename, {"_error": f"not valid JSON: {exc.msg}"}))
             continue
         if not isinstance(value, dict):
-            rows.append(ImportRow(number, "jsonl", {"_error": "each line must be a JSON object"}))
+            rows.append(ImportRow(number, filename, {"_error": "each line must be a JSON object"}))
             continue
-        rows.append(ImportRow(number, "jsonl", _normalise(value)))
+        rows.append(ImportRow(number, filename, _normalise(value)))
     return rows
 
 
@@ -134,9 +134,9 @@ def parse_files(files: list[tuple[str, bytes]]) -> list[ImportRow]:
         kind = detect_format(filename)
         text = _decode(data, filename)
         if kind == "csv":
-            rows += parse_csv(text)
+            rows += parse_csv(text, filename)
         elif kind == "jsonl":
-            rows += parse_jsonl(text)
+            rows += parse_jsonl(text, filename)
         else:
             rows.append(parse_markdown(text, filename, number))
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,6 +406,9 @@ def synonym_group_delete(group: SynonymGroup) -> None:
     index_events.synonyms_changed()
 
 
+EXPORTED_ID_RE = re.compile(r"article-(\d+)")
+
+
 @dataclass
 class ImportRowError:
     line: int
@@ -540,6 +544,16 @@ def articles_import(
             external_id__in=[v["external_id"] for v in cleaned if v["external_id"]]
         )
     }
+    # Articles made in the admin have no external id; export names them "article-<pk>", and
+    # importing that file again must update them, not create copies.
+    exported = {
+        int(match.group(1)): v["external_id"]
+        for v in cleaned
+        if (match := EXPORTED_ID_RE.fullmatch(v["external_id"]))
+        and (v["external_id"], v["language"]) not in existing
+    }
+    for article in kb.articles.filter(pk__in=list(exported), external_id=""):
+        existing[(exported[article.pk], article.language)] = article
     created = updated = unchanged = 0
     ids: list[int] = []
     with transaction.atomic():

