@@ -22,7 +22,8 @@ FIXTURE_ARTICLES: list[dict[str, Any]] = [
         "external_id": "invoice",
         "language": "zh",
         "title": "如何申请增值税专用发票？",
-        "body": "在订单详情页点击“申请发票”，选择增值税专用发票，填写公司名称、税号、开户行和账号。",
+        "body": "在订单详情页点击“申请发票”，选择增值税专用发票，"
+        "填写公司名称、税号、开户行和账号。",
     },
     {
         "external_id": "password",
