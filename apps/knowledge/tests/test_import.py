@@ -91,9 +91,9 @@ def test_bad_rows_are_all_reported_and_nothing_is_imported(kb, run_on_commit):
 
 def test_markdown_files_with_front_matter_and_heading_titles(kb, run_on_commit):
     with_front = (
-        "---\ntitle: Returns guide\nlanguage: en\nstatus: published\ncategory: Returns\n---\n"
-        "## Before you start\nKeep the original box.\n\n## Steps\n1. Open My orders.\n"
-    ).encode()
+        b"---\ntitle: Returns guide\nlanguage: en\nstatus: published\ncategory: Returns\n---\n"
+        b"## Before you start\nKeep the original box.\n\n## Steps\n1. Open My orders.\n"
+    )
     with_heading = "# 退货指南\n\n## 步骤\n打开我的订单，点击申请退货。".encode()
     report = do_import(
         kb,
