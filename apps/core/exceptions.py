@@ -14,7 +14,7 @@ from rest_framework.views import exception_handler
 class ServiceError(Exception):
     """A rule of the domain refused the request; `message` is safe to show the user."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, message: str, *, code: str = "invalid") -> None:
         super().__init__(message)

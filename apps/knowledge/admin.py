@@ -257,7 +257,7 @@ class ArticleImportForm(forms.Form):
     knowledge_base = forms.ModelChoiceField(
         queryset=KnowledgeBase.objects.all(), label=_("Knowledge base")
     )
-    files = MultipleFileField(
+    files = MultipleFileField(  # type: ignore[assignment]
         label=_("Files"),
         help_text=_("CSV, JSONL or Markdown (.md) files; several Markdown files at once."),
         widget=MultipleFileInput(),
@@ -359,7 +359,7 @@ class ArticleAdmin(SimpleHistoryAdmin):
         }
         return format_html(
             '<span style="color:{}" title="{}">{}</span>',
-            colours.get(article.embedding_status, "inherit"),
+            colours.get(EmbeddingStatus(article.embedding_status), "inherit"),
             article.embedding_error,
             article.get_embedding_status_display(),
         )

@@ -215,7 +215,8 @@ def _run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     ]
     for query in QUERIES:  # warm caches (model, document frequencies, buffers)
         selectors.search(kb, query)
-    latencies, parts = [], {"embed": [], "dense": [], "keyword": []}
+    latencies: list[float] = []
+    parts: dict[str, list[float]] = {"embed": [], "dense": [], "keyword": []}
     for query in queries:
         t = time.perf_counter()
         result = selectors.search(kb, query)

@@ -109,7 +109,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimensions(self) -> int:
-        return int(self._model.get_embedding_dimension())
+        return int(self._model.get_embedding_dimension() or 0)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         with self._lock:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
@@ -240,7 +242,7 @@ class Article(TimeStampedModel):
     def __str__(self) -> str:
         return self.title
 
-    def is_answerable(self, at: timezone.datetime | None = None) -> bool:
+    def is_answerable(self, at: datetime | None = None) -> bool:
         """Published and inside its validity window: only such articles may answer customers."""
         now = at or timezone.now()
         return (

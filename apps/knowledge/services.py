@@ -6,11 +6,12 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -33,6 +34,9 @@ from apps.knowledge.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Who made a change: request.user from the admin or API (a User), or None for the system.
+Actor = Any
 
 # Fields whose change alters what is searched, so the article is chunked and embedded again.
 CONTENT_FIELDS = ("title", "body", "questions", "language", "kind")
@@ -138,7 +142,7 @@ def article_create(
     valid_from: Any = None,
     valid_until: Any = None,
     external_id: str = "",
-    author: AbstractBaseUser | None = None,
+    author: Actor = None,
     queue: bool = True,
 ) -> Article:
     article = Article(
@@ -164,9 +168,7 @@ def article_create(
     return article
 
 
-def article_update(
-    article: Article, *, user: AbstractBaseUser | None = None, **fields: Any
-) -> Article:
+def article_update(article: Article, *, user: Actor = None, **fields: Any) -> Article:
     """Edit an article. A content change bumps the version and re-embeds it; any change that
     alters what customers may see (status, validity) takes effect in search at once."""
     unknown = set(fields) - set(EDITABLE_FIELDS) - {"status"}
@@ -200,11 +202,11 @@ def article_update(
     return article
 
 
-def article_publish(article: Article, *, user: AbstractBaseUser | None = None) -> Article:
+def article_publish(article: Article, *, user: Actor = None) -> Article:
     return article_update(article, user=user, status=ArticleStatus.PUBLISHED)
 
 
-def article_archive(article: Article, *, user: AbstractBaseUser | None = None) -> Article:
+def article_archive(article: Article, *, user: Actor = None) -> Article:
     return article_update(article, user=user, status=ArticleStatus.ARCHIVED)
 
 
@@ -235,7 +237,7 @@ def queue_embedding(article_ids: Sequence[int], batch: int = 32) -> None:
     ids = list(article_ids)
     for start in range(0, len(ids), batch):
         part = ids[start : start + batch]
-        transaction.on_commit(lambda part=part: articles_embed_task.delay(part))
+        transaction.on_commit(partial(articles_embed_task.delay, part))
 
 
 def _sync_chunk_visibility(article: Article) -> None:
@@ -448,7 +450,7 @@ def _parse_validity(value: Any) -> Any:
             day = parse_date(value)
             if day is None:
                 raise ValueError
-            parsed = timezone.datetime(day.year, day.month, day.day)
+            parsed = datetime(day.year, day.month, day.day)
     except ValueError:
         raise ValueError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
     if timezone.is_naive(parsed):
@@ -505,7 +507,7 @@ def articles_import(
     kb: KnowledgeBase,
     rows: Sequence[Any],
     *,
-    user: AbstractBaseUser | None = None,
+    user: Actor = None,
     default_status: str = ArticleStatus.DRAFT,
 ) -> ImportReport:
     """Create or update articles from parsed rows (see `importing`). Every row is checked
@@ -552,14 +554,14 @@ def articles_import(
         if (match := EXPORTED_ID_RE.fullmatch(v["external_id"]))
         and (v["external_id"], v["language"]) not in existing
     }
-    for article in kb.articles.filter(pk__in=list(exported), external_id=""):
-        existing[(exported[article.pk], article.language)] = article
+    for made in kb.articles.filter(pk__in=list(exported), external_id=""):
+        existing[(exported[made.pk], made.language)] = made
     created = updated = unchanged = 0
     ids: list[int] = []
     with transaction.atomic():
         for values in cleaned:
             category = category_get_or_create_path(kb, values.pop("category_path"))
-            article = (
+            article: Article | None = (
                 existing.get((values["external_id"], values["language"]))
                 if values["external_id"]
                 else None

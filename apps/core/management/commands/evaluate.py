@@ -24,8 +24,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         kinds = parser.add_subparsers(dest="kind", required=True)
         for kind, module in EVALUATIONS.items():
-            sub = kinds.add_parser(kind, help=import_module(module).__doc__.strip().splitlines()[0])
-            import_module(module).add_arguments(sub)
+            doc = (import_module(module).__doc__ or kind).strip().splitlines()[0]
+            import_module(module).add_arguments(kinds.add_parser(kind, help=doc))
 
     def handle(self, *args: Any, **options: Any) -> None:
         module = import_module(EVALUATIONS[options["kind"]])
