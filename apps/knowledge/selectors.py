@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,11 @@ KEYWORD_CANDIDATES = 60
 HNSW_EF_SEARCH = 100
 BM25_K1 = 1.2
 BM25_B = 0.75
-# Terms in more than this share of chunks are too common to select candidates with (they still
-# count in BM25 when a candidate has them).
-COMMON_TERM_SHARE = 0.2
+# Keyword candidates: terms are taken rarest first while the chunks they match stay within this
+# many rows (see _keyword_candidates).
+KEYWORD_ROW_BUDGET = 3000
+MAX_CANDIDATE_TERMS = 24
+DF_CACHE_SECONDS = 300
 
 # Confidence: a logistic model of the top result's features (fused score, dense cosine, fused
 # margin over the runner-up, share of the query's best keyword score, log(1 + best BM25)), one per
@@ -289,7 +292,9 @@ def _corpus_stats(kb: KnowledgeBase, terms: list[str]) -> _CorpusStats:
             count, mean = cursor.fetchone()
         base = (int(count), float(mean))
         cache.set(base_key, base, timeout=3600)
-    df_keys = {t: f"{base_key}:df:{t}" for t in set(terms)}
+    # Document frequencies change slowly; a few minutes of staleness barely moves BM25, and
+    # keying them by index version would recount them after every edit.
+    df_keys = {t: f"knowledge:df:{kb.pk}:{t}" for t in set(terms)}
     cached = cache.get_many(list(df_keys.values()))
     df = {t: cached[k] for t, k in df_keys.items() if k in cached}
     missing = [t for t in df_keys if t not in df]
@@ -303,7 +308,7 @@ def _corpus_stats(kb: KnowledgeBase, terms: list[str]) -> _CorpusStats:
             )
             fetched = dict(cursor.fetchall())
         df.update(fetched)
-        cache.set_many({df_keys[t]: int(n) for t, n in fetched.items()}, timeout=3600)
+        cache.set_many({df_keys[t]: int(n) for t, n in fetched.items()}, timeout=DF_CACHE_SECONDS)
     return _CorpusStats(base[0], base[1], df)
 
 
@@ -354,17 +359,19 @@ def _keyword_candidates(
         t: math.log(1 + (stats.chunks - stats.df.get(t, 0) + 0.5) / (stats.df.get(t, 0) + 0.5))
         for t in query_terms
     }
-    selective = [
-        t for t in query_terms if 0 < stats.df.get(t, 0) <= max(1, COMMON_TERM_SHARE * stats.chunks)
-    ]
-    if not selective:
-        selective = [t for t in query_terms if stats.df.get(t, 0) > 0]
-    if not selective:
+    # Candidates come from the rarest query terms, as many as keep the matching rows within
+    # budget: ranking every chunk that shares a common character (的, 款) would cost far more than
+    # it adds. BM25 below still scores each candidate on all the query's terms.
+    present = sorted((t for t in query_terms if stats.df.get(t, 0) > 0), key=lambda t: stats.df[t])
+    if not present:
         return []
-    # Rank candidates in SQL by the summed idf of the terms they contain (cheap: GIN bitmap),
-    # then score the few kept with full BM25 in Python.
-    selective.sort(key=lambda t: -idf[t])
-    selective = selective[:24]
+    selective: list[str] = []
+    rows = 0
+    for term in present[:MAX_CANDIDATE_TERMS]:
+        if selective and rows + stats.df[term] > KEYWORD_ROW_BUDGET:
+            break
+        selective.append(term)
+        rows += stats.df[term]
     now = timezone.now()
     sql = (
         "SELECT id, article_id, search_vector::text, term_count FROM knowledge_chunk "
@@ -412,6 +419,15 @@ def confidence(
     return 1.0 / (1.0 + math.exp(-z))
 
 
+_embedding_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embed")
+
+
+def _embed_query(kb: KnowledgeBase, text: str) -> tuple[Any, float]:
+    started = time.perf_counter()
+    vector = get_embedder(kb.embedding_backend, kb.embedding_model).embed_queries([text])[0]
+    return vector, (time.perf_counter() - started) * 1000
+
+
 def search(
     kb: KnowledgeBase | int, query: str, *, top_k: int | None = None, language: str | None = None
 ) -> SearchResult:
@@ -433,26 +449,26 @@ def search(
             if expanded not in terms:
                 terms[expanded] = 1
                 weights[expanded] = 0.8  # a synonym counts a little less than the word typed
-    t0 = time.perf_counter()
 
     dense_rows: list[tuple] = []
     vector = None
     warnings: list[str] = []
+    # The query is embedded on a worker thread (the model runs in C without the GIL, or waits
+    # on an HTTP endpoint) while this thread runs the keyword search in PostgreSQL.
+    pending = _embedding_pool.submit(_embed_query, kb, dense_text)
+    t2 = time.perf_counter()
+    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
+    timings["keyword"] = (time.perf_counter() - t2) * 1000
     try:
-        embedder = get_embedder(kb.embedding_backend, kb.embedding_model)
-        vector = embedder.embed_queries([dense_text])[0]
+        vector, timings["embed"] = pending.result()
     except EmbeddingError as exc:
         # Keyword search still answers; the caller sees why confidence is lower.
         logger.warning("dense search skipped for knowledge base %s: %s", kb.pk, exc)
         warnings.append(f"dense search unavailable: {exc}")
     else:
-        timings["embed"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         dense_rows = _dense_candidates(kb, vector.tolist(), DENSE_CANDIDATES)
         timings["dense"] = (time.perf_counter() - t1) * 1000
-    t2 = time.perf_counter()
-    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
-    timings["keyword"] = (time.perf_counter() - t2) * 1000
 
     # One entry per article: its best chunk in each ranking.
     dense_best: dict[int, tuple[int, float]] = {}

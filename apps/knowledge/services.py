@@ -595,8 +595,12 @@ def demo_knowledge_base_load() -> tuple[KnowledgeBase, ImportReport]:
 
     kb = KnowledgeBase.objects.filter(name=DEMO_KB_NAME).first()
     if kb is None:
+        # The Chinese confidence model, fitted on BQ's near-duplicate questions, is cautious:
+        # right answers to clean help-centre questions score 0.1-0.5 and off-topic ones under
+        # 0.1, so the demo answers from 0.2 (docs/benchmarks.md).
         kb = knowledge_base_create(
             name=DEMO_KB_NAME,
+            answer_threshold=0.2,
             languages=["zh", "en"],
             description="Demo: the help centre of Lumen Mall, a fictional online store.",
         )

@@ -66,7 +66,9 @@ def test_editing_content_re_embeds_and_bumps_version(kb, run_on_commit):
 def test_openai_backend_against_a_real_http_server(remote_kb, run_on_commit, fake_openai):
     article = create(remote_kb, run_on_commit)
     assert article.embedding_status == EmbeddingStatus.READY
-    assert {r["input_type"] for r in fake_openai.requests} == {"passage"}
+    # The question is embedded as a query (symmetric matching), the answer as a passage.
+    sent = {(r["input_type"], text) for r in fake_openai.requests for text in r["input"]}
+    assert sent == {("query", "发票怎么开"), ("passage", "发票怎么开\n在订单详情页申请电子发票。")}
     result = selectors.search(remote_kb, "开发票")
     assert result.top.article_id == article.pk
     assert fake_openai.requests[-1]["input_type"] == "query"
@@ -86,7 +88,8 @@ def test_transient_errors_are_retried_until_the_backend_recovers(
     fake_openai.fail_with(503, times=2)
     article = create(remote_kb, run_on_commit)
     assert article.embedding_status == EmbeddingStatus.READY
-    assert len(fake_openai.requests) == 3
+    # Two failed tries (each stops at its first request), then questions and answer succeed.
+    assert len(fake_openai.requests) == 4
 
 
 def test_backend_down_for_good_fails_after_retries_then_re_embed_recovers(
