@@ -54,7 +54,7 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 # Keyword candidates: terms are taken rarest first while the chunks they match stay within this
 # many rows (see _keyword_candidates).
-KEYWORD_ROW_BUDGET = 3000
+KEYWORD_ROW_BUDGET = 1500
 MAX_CANDIDATE_TERMS = 24
 DF_CACHE_SECONDS = 300
 
@@ -380,7 +380,7 @@ def _keyword_candidates(
     )
     tsq = _tsquery(selective)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [kb.pk, now, now, tsq, tsq, limit * 3])
+        cursor.execute(sql, [kb.pk, now, now, tsq, tsq, limit * 2])
         rows = cursor.fetchall()
     scored = []
     for chunk_id, article_id, vector_text, term_count in rows:
