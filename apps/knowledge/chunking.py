@@ -126,7 +126,10 @@ def article_chunks(
             seen.add(question.lower())
             drafts.append(ChunkDraft(len(drafts), "question", "", question))
     if kind == "faq":
-        text = "\n".join(section for _, section in markdown_sections(body))
+        text = "\n".join(
+            f"{headings[-1]}\n{section}" if headings else section
+            for headings, section in markdown_sections(body)
+        )
         if text:
             drafts.append(ChunkDraft(len(drafts), "body", title, text))
         return drafts
