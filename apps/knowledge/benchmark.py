@@ -170,6 +170,7 @@ def _run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
             text,
             vec,
             str(dims),
+            kb.embedding_backend,
             literal,
             str(len(terms)),
             "t",
@@ -185,7 +186,8 @@ def _run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
         connection.cursor() as cursor,
         cursor.copy(
             "COPY knowledge_chunk (knowledge_base_id, article_id, position, kind, language, "
-            "heading, text, embedding, dimensions, search_vector, term_count, is_searchable) "
+            "heading, text, embedding, dimensions, embedder, search_vector, term_count, "
+            "is_searchable) "
             "FROM STDIN"
         ) as copy,
     ):

