@@ -40,8 +40,8 @@ def write_jsonl(path, rows):
     return str(path)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_evaluate_retrieval_prints_the_contract_and_leaves_nothing(tmp_path):
+def evaluate(tmp_path, *extra: str) -> dict:
+    """Run `evaluate retrieval` on the small bank; the parsed JSON of its last line."""
     bank = write_jsonl(tmp_path / "bank.jsonl", BANK)
     queries = write_jsonl(tmp_path / "queries.jsonl", QUERIES)
     out = io.StringIO()
@@ -52,10 +52,16 @@ def test_evaluate_retrieval_prints_the_contract_and_leaves_nothing(tmp_path):
         bank,
         "--queries",
         queries,
+        *extra,
         stdout=out,
         stderr=io.StringIO(),
     )
-    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_retrieval_prints_the_contract_and_leaves_nothing(tmp_path):
+    result = evaluate(tmp_path)
     assert {
         "n",
         "top1",
@@ -74,22 +80,7 @@ def test_evaluate_retrieval_prints_the_contract_and_leaves_nothing(tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_evaluate_holdout_counts_unanswerable_queries(tmp_path):
-    bank = write_jsonl(tmp_path / "bank.jsonl", BANK)
-    queries = write_jsonl(tmp_path / "queries.jsonl", QUERIES)
-    out = io.StringIO()
-    call_command(
-        "evaluate",
-        "retrieval",
-        "--bank",
-        bank,
-        "--queries",
-        queries,
-        "--holdout",
-        "0.5",
-        stdout=out,
-        stderr=io.StringIO(),
-    )
-    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    result = evaluate(tmp_path, "--holdout", "0.5")
     assert result["n"] + result.get("n_unanswerable", 0) == 3
     assert result.get("n_unanswerable", 0) >= 1
 
