@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,17 +26,12 @@ from typing import Any
 import pytest
 
 from cs_platform import embedded_db
+from tests.support.services import free_port
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_START_TIMEOUT = 240  # initdb, migrations and embedding the demo articles on 2 shared cores
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MakeRun:

@@ -179,14 +179,6 @@ def segment_chinese(text: str) -> list[str]:
     return [w for w in _jieba().lcut(text) if w.strip()]
 
 
-def add_user_words(words: list[str]) -> None:
-    """Teach the segmenter domain terms (synonym variants) so they are kept whole."""
-    jieba = _jieba()
-    for word in words:
-        if CJK_RE.search(word):
-            jieba.add_word(word)
-
-
 @lru_cache(maxsize=4096)
 def _stem(word: str) -> str:
     """A light English suffix stripper: enough to match 'refunds'/'refunded'/'refunding'."""

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 from simple_history.models import HistoricalRecords
@@ -242,15 +239,6 @@ class Article(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.title
-
-    def is_answerable(self, at: datetime | None = None) -> bool:
-        """Published and inside its validity window: only such articles may answer customers."""
-        now = at or timezone.now()
-        return (
-            self.status == ArticleStatus.PUBLISHED
-            and (self.valid_from is None or self.valid_from <= now)
-            and (self.valid_until is None or self.valid_until > now)
-        )
 
 
 class ChunkKind(models.TextChoices):

@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -38,7 +38,6 @@ from apps.knowledge.embeddings import EmbeddingError, get_embedder, resolve_back
 from apps.knowledge.models import (
     INDEXED_DIMENSIONS,
     Article,
-    ArticleStatus,
     Chunk,
     KnowledgeBase,
     SynonymGroup,
@@ -143,25 +142,6 @@ def knowledge_base_get(kb_id: Any) -> KnowledgeBase:
         ) from None
 
 
-def articles_answerable(kb: KnowledgeBase) -> QuerySet[Article]:
-    now = timezone.now()
-    return kb.articles.filter(status=ArticleStatus.PUBLISHED).filter(
-        Q(valid_from__isnull=True) | Q(valid_from__lte=now),
-        Q(valid_until__isnull=True) | Q(valid_until__gt=now),
-    )
-
-
-def knowledge_base_stats(kb: KnowledgeBase) -> dict[str, int]:
-    counts = kb.articles.aggregate(
-        articles=Count("id"),
-        published=Count("id", filter=Q(status=ArticleStatus.PUBLISHED)),
-        failed=Count("id", filter=Q(embedding_status="failed")),
-        pending=Count("id", filter=Q(embedding_status="pending")),
-    )
-    counts["chunks"] = Chunk.objects.filter(knowledge_base=kb).count()
-    return counts
-
-
 def validate_query(query: Any) -> str:
     if not isinstance(query, str):
         raise ServiceError(_("The query must be text."), code="invalid_query")
@@ -178,7 +158,9 @@ def validate_query(query: Any) -> str:
     return query
 
 
-def _synonym_groups(kb_id: int, language: str) -> list[list[str]]:
+def _synonym_groups(kb_id: int, language: str) -> list[list[tuple[str, list[str]]]]:
+    """Enabled groups for a base and language: each term with its keyword terms, worked out
+    once per synonyms version rather than on every query."""
     key = f"knowledge:synonyms:{kb_id}:{language}:{index_events.synonyms_version()}"
     groups = cache.get(key)
     if groups is None:
@@ -187,35 +169,38 @@ def _synonym_groups(kb_id: int, language: str) -> list[list[str]]:
             language=language,
             enabled=True,
         ).values_list("canonical", "variants")
-        groups = [[canonical, *variants] for canonical, variants in rows]
+        groups = [
+            [(term, keyword_terms(term.lower())) for term in [canonical, *variants]]
+            for canonical, variants in rows
+        ]
         cache.set(key, groups, timeout=3600)
     return groups
 
 
 def expand_synonyms(query: str, kb_id: int, language: str) -> tuple[list[str], list[str]]:
-    """(extra terms for the keyword query, canonical terms to add to the embedded text)."""
+    """(extra terms for the keyword query, canonical terms to add to the embedded text).
+
+    A Chinese term matches as a substring of the query; an English one when all its terms
+    are among the query's terms."""
     lowered = query.lower()
     query_terms = set(keyword_terms(query))
     extra: list[str] = []
     canonicals: list[str] = []
     for group in _synonym_groups(kb_id, language):
-        hit = None
-        for term in group:
-            term_l = term.lower()
-            if (language == "zh" and term_l in lowered) or (
-                language != "zh"
-                and set(keyword_terms(term_l))
-                and set(keyword_terms(term_l)) <= query_terms
-            ):
-                hit = term_l
-            if hit:
-                break
-        if hit:
-            for term in group:
-                if term.lower() != hit:
-                    extra.append(term)
-            if group[0].lower() != hit:
-                canonicals.append(group[0])
+        hit = next(
+            (
+                term.lower()
+                for term, terms in group
+                if (language == "zh" and term.lower() in lowered)
+                or (language != "zh" and terms and set(terms) <= query_terms)
+            ),
+            None,
+        )
+        if hit is None:
+            continue
+        extra += [term for term, _ in group if term.lower() != hit]
+        if group[0][0].lower() != hit:
+            canonicals.append(group[0][0])
     return extra, canonicals
 
 
@@ -232,12 +217,15 @@ def _visibility_sql() -> str:
     )
 
 
+def vector_literal(vector: Any) -> str:
+    """pgvector's text form of a vector, made once per query and reused by every statement."""
+    return "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+
+
 def _dense_candidates(
-    kb: KnowledgeBase, vector: list[float], embedder: str, limit: int
+    kb: KnowledgeBase, literal: str, dims: int, embedder: str, limit: int
 ) -> list[tuple]:
-    dims = len(vector)
     now = timezone.now()
-    literal = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
     if dims in INDEXED_DIMENSIONS:
         # Same expression and predicate as the partial HNSW index, so the planner can use it.
         distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
@@ -256,19 +244,18 @@ def _dense_candidates(
 
 
 def _dense_scores_of_articles(
-    kb: KnowledgeBase, vector: list[float], embedder: str, article_ids: list[int]
+    kb: KnowledgeBase, literal: str, dims: int, embedder: str, article_ids: list[int]
 ) -> dict[int, tuple[int, float]]:
     """Best chunk and its cosine for each given article (a handful: no index needed)."""
     if not article_ids:
         return {}
-    literal = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
     sql = (
         "SELECT DISTINCT ON (article_id) article_id, id, 1 - (embedding <=> %s::vector) "
         "FROM knowledge_chunk WHERE knowledge_base_id = %s AND article_id = ANY(%s) "
         "AND dimensions = %s AND embedder = %s ORDER BY article_id, embedding <=> %s::vector"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [literal, kb.pk, article_ids, len(vector), embedder, literal])
+        cursor.execute(sql, [literal, kb.pk, article_ids, dims, embedder, literal])
         return {a: (chunk_id, float(sim)) for a, chunk_id, sim in cursor.fetchall()}
 
 
@@ -453,7 +440,7 @@ def search(
                 weights[expanded] = 0.8  # a synonym counts a little less than the word typed
 
     dense_rows: list[tuple] = []
-    vector = None
+    literal, dims = "", 0
     warnings: list[str] = []
     # The query is embedded on a worker thread (the model runs in C without the GIL, or waits
     # on an HTTP endpoint) while this thread runs the keyword search in PostgreSQL.
@@ -470,7 +457,8 @@ def search(
         warnings.append(f"dense search unavailable: {exc}")
     else:
         t1 = time.perf_counter()
-        dense_rows = _dense_candidates(kb, vector.tolist(), backend, DENSE_CANDIDATES)
+        literal, dims = vector_literal(vector), len(vector)
+        dense_rows = _dense_candidates(kb, literal, dims, backend, DENSE_CANDIDATES)
         timings["dense"] = (time.perf_counter() - t1) * 1000
 
     # One entry per article: its best chunk in each ranking.
@@ -482,10 +470,10 @@ def search(
     for chunk_id, article_id, score in keyword_rows:
         if article_id not in keyword_best:
             keyword_best[article_id] = (chunk_id, float(score))
-    if vector is not None:
+    if literal:
         # Articles found by keywords alone still need their cosine to be fused fairly.
         missing = [a for a in keyword_best if a not in dense_best]
-        dense_best.update(_dense_scores_of_articles(kb, vector.tolist(), backend, missing))
+        dense_best.update(_dense_scores_of_articles(kb, literal, dims, backend, missing))
     dense_rank = {
         a: i for i, a in enumerate(sorted(dense_best, key=lambda a: -dense_best[a][1]), start=1)
     }

@@ -15,6 +15,7 @@ from django.core import checks
 from django.db import connection
 
 from apps.core.checks import pgvector_status
+from tests.support.services import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SYSTEM_POSTGRES = ("127.0.0.1", 5432)
@@ -73,12 +74,6 @@ def test_check_fails_with_a_hint_on_postgresql_without_pgvector(tmp_path):
     assert "(core.E002) pgvector is missing" in output
     assert "HINT: Install pgvector on the database server" in output
     assert "postgresql-15-pgvector" in output and "CREATE EXTENSION vector;" in output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_says_when_the_database_cannot_be_reached(tmp_path: Any):
