@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.knowledge",
+    "apps.nlu",
 ]
 
 MIDDLEWARE = [
@@ -115,7 +116,12 @@ CELERY_TASK_ALWAYS_EAGER = not (REDIS_URL or env.str("CELERY_BROKER_URL", defaul
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_ROUTES = {"apps.knowledge.tasks.articles_embed_task": {"queue": "embeddings"}}
+# Slow, model-bound work (embedding articles, training the intent classifier, which mostly
+# embeds its examples) goes to the "embeddings" queue so it never delays quick jobs.
+CELERY_TASK_ROUTES = {
+    "apps.knowledge.tasks.articles_embed_task": {"queue": "embeddings"},
+    "apps.nlu.tasks.classifier_train_task": {"queue": "embeddings"},
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 
 AUTH_PASSWORD_VALIDATORS = [
