@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-# Debian packages the platform and its tests need.
-APT_PACKAGES := redis-server
+# Debian packages the platform and its tests need (Chromium: the browser tests drive it through
+# Playwright; Noto CJK so that Chinese renders in it).
+APT_PACKAGES := redis-server chromium fonts-noto-cjk
 
 export OMP_WAIT_POLICY := passive
 export HF_HUB_OFFLINE := 1
