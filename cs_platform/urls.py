@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.conversations.views import demo_page
 from apps.core.views import health
+from apps.knowledge.views import article_page
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", demo_page, name="demo"),
+    path("help/articles/<int:pk>/", article_page, name="help-article"),
     path("healthz", health, name="health"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
