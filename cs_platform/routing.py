@@ -1,3 +1,6 @@
-"""Websocket routes of all apps (the chat and console sockets join here in later issues)."""
+"""Websocket routes of all apps. Each consumer checks the Origin of its socket itself: the chat
+socket serves pages on other sites (the widget), staff sockets only the platform's own hosts."""
 
-websocket_urlpatterns: list = []
+from apps.conversations.routing import websocket_urlpatterns as chat_patterns
+
+websocket_urlpatterns: list = [*chat_patterns]

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -411,9 +412,25 @@ def confidence(
 _embedding_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embed")
 
 
+@lru_cache(maxsize=4096)
+def _query_vector(backend: str, model: str, text: str) -> Any:
+    # Cached: the answer cache embeds a question to look for a similar one, and search then
+    # embeds the same text again; repeated questions are common in support traffic.
+    vector = get_embedder(backend, model).embed_queries([text])[0]
+    vector.setflags(write=False)
+    return vector
+
+
+def query_embedding(kb: KnowledgeBase, text: str, language: str) -> tuple[Any, str]:
+    """The vector search would use for `text` (without synonym expansion), and the name of
+    the model that made it; vectors of different models are never compared."""
+    backend, model = resolve_backend(kb.embedding_backend, kb.embedding_model, language)
+    return _query_vector(backend, model, text), f"{backend}:{model}"
+
+
 def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
     started = time.perf_counter()
-    vector = get_embedder(backend, model).embed_queries([text])[0]
+    vector = _query_vector(backend, model, text)
     return vector, (time.perf_counter() - started) * 1000
 
 

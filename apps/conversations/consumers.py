@@ -1,0 +1,297 @@
+"""The customer's chat socket, `/ws/chat/` (protocol: docs/chat-protocol.md).
+
+Frames are parsed here and handed to `services`; nothing is decided in the consumer. Database
+work runs on the thread pool (not Channels' single database thread), so one slow answer does
+not hold up the other sockets of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from apps.conversations import events, services
+from apps.conversations.models import Conversation, Message, Role
+from apps.conversations.serializers import message_frame
+from apps.core.exceptions import ServiceError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN_ORIGIN = 4403
+
+
+def _with_connection(function: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+async def db(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await sync_to_async(_with_connection(function), thread_sensitive=False)(*args, **kwargs)
+
+
+def origin_allowed(headers: list[tuple[bytes, bytes]], host_allowed: Callable[[str], bool]) -> bool:
+    """Browsers send Origin on every websocket; `CHAT_ALLOWED_ORIGINS` lists the sites that may
+    embed the widget ("*" for any), and the platform's own hosts are always allowed. A client
+    without Origin (an app, a test) is not a browser page and is let through."""
+    origin = dict(headers).get(b"origin", b"").decode("latin-1")
+    if not origin:
+        return True
+    allowed = settings.CHAT["ALLOWED_ORIGINS"]
+    if "*" in allowed or origin in allowed:
+        return True
+    host = origin.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    return host_allowed(host)
+
+
+class TokenBucket:
+    """Per-connection rate limit: `burst` frames at once, refilled at `rate` per second."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.capacity, self.rate = float(burst), rate
+        self.tokens, self.updated = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _host_allowed(host: str) -> bool:
+    from django.http.request import validate_host
+
+    return validate_host(host, settings.ALLOWED_HOSTS)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    conversation: Conversation | None
+    kb_id: str
+    locale: str
+
+    async def connect(self) -> None:
+        if not origin_allowed(self.scope.get("headers", []), _host_allowed):
+            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.kb_id = (query.get("kb") or [""])[0]
+        lang = (query.get("lang") or ["en"])[0].lower()
+        self.locale = "zh-hans" if lang.startswith("zh") else "en"
+        self.conversation = None
+        self.group = ""
+        limits = settings.CHAT["RATE_LIMIT"]
+        self.bucket = TokenBucket(limits["burst"], limits["per_second"])
+        self.typing_bucket = TokenBucket(limits["burst"] * 2, limits["per_second"] * 4)
+        self.processing = asyncio.Lock()
+        self.tasks: set[asyncio.Task] = set()
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # Frames from the client -----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.error("bad_frame", _("Frames must be JSON text."))
+            return
+        if len(text_data) > settings.CHAT["MAX_FRAME_BYTES"]:
+            await self.error("too_long", _("The frame is too large."))
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.error("bad_json", _("The frame is not valid JSON."))
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.error("bad_frame", _('A frame is a JSON object with a "type".'))
+            return
+        kind = frame["type"]
+        bucket = self.typing_bucket if kind == "typing" else self.bucket
+        if not bucket.take():
+            await self.error(
+                "rate_limited",
+                _("You are sending messages too quickly. Please wait a moment."),
+                client_id=frame.get("client_id"),
+            )
+            return
+        handler = {
+            "hello": self.on_hello,
+            "message": self.on_message,
+            "typing": self.on_typing,
+            "rate": self.on_rate,
+            "handoff": self.on_handoff,
+        }.get(kind)
+        if handler is None:
+            await self.error(
+                "unknown_type", _("Unknown frame type: %(type)s") % {"type": kind[:40]}
+            )
+            return
+        try:
+            with translation.override(self.locale):
+                await handler(frame)
+        except ServiceError as exc:
+            await self.error(exc.code or "bad_frame", str(exc), client_id=frame.get("client_id"))
+
+    async def on_hello(self, frame: dict[str, Any]) -> None:
+        token = frame.get("token")
+        if frame.get("locale") in ("en", "zh-hans"):
+            self.locale = frame["locale"]
+        if not token:
+            return
+        conversation = await db(services.conversation_from_token, token)
+        await self.join(conversation)
+        try:
+            last_seq = max(0, int(frame.get("last_seq") or 0))
+        except (TypeError, ValueError):
+            last_seq = 0
+        missed = await db(_messages_after, conversation, last_seq)
+        for message in missed:
+            await self.send_frame({"type": "message", "message": message})
+        # Messages stored but never answered (the server died while answering): answer now.
+        pending = await db(_unprocessed, conversation)
+        for message_id in pending:
+            self.spawn(self.process(message_id))
+
+    async def on_message(self, frame: dict[str, Any]) -> None:
+        client_id = frame.get("client_id")
+        if client_id is not None and not isinstance(client_id, str | int):
+            raise ServiceError(_("client_id must be a string."), code="bad_frame")
+        text = services.validate_text(frame.get("text"))
+        if self.conversation is None:
+            conversation = await db(
+                services.conversation_start, knowledge_base=self.kb_id, locale=self.locale
+            )
+            await self.join(conversation)
+        assert self.conversation is not None
+        message, _created = await db(
+            services.message_receive, self.conversation, text, client_id=str(client_id or "")
+        )
+        await self.send_frame(
+            {"type": "ack", "client_id": client_id, "message": message_frame(message)}
+        )
+        if message.processed_at is None:
+            self.spawn(self.process(message.pk))
+
+    async def on_typing(self, frame: dict[str, Any]) -> None:
+        if self.group:
+            await self.channel_layer.group_send(
+                self.group,
+                {
+                    "type": "chat.event",
+                    "frame": {"type": "typing", "role": "customer", "on": bool(frame.get("on"))},
+                    "sender": self.channel_name,
+                },
+            )
+
+    async def on_rate(self, frame: dict[str, Any]) -> None:
+        if self.conversation is None:
+            raise ServiceError(_("There is no conversation yet."), code="no_conversation")
+        await db(
+            services.message_rate, self.conversation, frame.get("message_id"), frame.get("value")
+        )
+
+    async def on_handoff(self, frame: dict[str, Any]) -> None:
+        if self.conversation is None:
+            conversation = await db(
+                services.conversation_start, knowledge_base=self.kb_id, locale=self.locale
+            )
+            await self.join(conversation)
+        assert self.conversation is not None
+        await db(services.conversation_hand_off, self.conversation, "customer_button")
+
+    # Work ----------------------------------------------------------------------------------
+
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def process(self, message_id: int) -> None:
+        """Answer one stored message; one at a time per socket, so answers keep their order."""
+        async with self.processing:
+            await self.send_frame({"type": "typing", "role": "bot", "on": True})
+            try:
+                await db(services.message_process, message_id)
+            except ServiceError as exc:
+                await self.error(exc.code or "unavailable", str(exc))
+            except Exception:
+                # The message is stored; it is answered again on resume or by the beat task.
+                logger.exception("processing message %s failed", message_id)
+                await self.error(
+                    "unavailable",
+                    _("Sorry, something went wrong while answering. We will reply shortly."),
+                )
+            finally:
+                await self.send_frame({"type": "typing", "role": "bot", "on": False})
+
+    async def join(self, conversation: Conversation) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.conversation = conversation
+        self.group = events.group_name(conversation.public_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_frame(
+            {
+                "type": "session",
+                "token": services.conversation_token(conversation),
+                "conversation_id": str(conversation.public_id),
+                "status": conversation.status,
+                "last_seq": conversation.last_seq,
+            }
+        )
+
+    # Events from the channel layer -----------------------------------------------------------
+
+    async def chat_event(self, event: dict[str, Any]) -> None:
+        if event.get("sender") == self.channel_name:
+            return
+        frame = event["frame"]
+        if frame.get("type") == "status" and self.conversation is not None:
+            self.conversation.status = frame["status"]
+        await self.send_frame(frame)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+
+    async def error(self, code: str, reason: str, client_id: Any = None) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": code, "reason": reason}
+        if client_id is not None:
+            frame["client_id"] = client_id
+        await self.send_frame(frame)
+
+
+def _messages_after(conversation: Conversation, seq: int) -> list[dict[str, Any]]:
+    return [
+        message_frame(m)
+        for m in Message.objects.filter(conversation=conversation, seq__gt=seq).order_by("seq")
+    ]
+
+
+def _unprocessed(conversation: Conversation) -> list[int]:
+    return list(
+        Message.objects.filter(
+            conversation=conversation, role=Role.CUSTOMER, processed_at__isnull=True
+        ).values_list("pk", flat=True)
+    )

@@ -1,0 +1,295 @@
+"""The dialogue engine: decides what the bot does with one customer message.
+
+Order of the checks (each one records its outcome on the message):
+1. Conversation with a person (waiting or live): the bot stays quiet.
+2. Explicit request for a person ("转人工", "human", the button) or anger: hand off.
+3. An open form: the message fills, corrects or cancels it.
+4. Exact answer cache.
+5. Intent (NLU): hand-off intents, forms, fixed responses.
+6. Semantic answer cache.
+7. Retrieval: answer from the best source with its citation, ask which one when the top
+   sources are equally good, or say "not sure"; twice not sure in a row (or clearly out of
+   scope) hands off.
+
+`decide` only reads; `services.message_process` writes what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.urls import NoReverseMatch, reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from apps.conversations import caches, slot_filling
+from apps.conversations.models import Conversation, ConversationStatus, Decision
+from apps.core.text import CJK_RE, LATIN_WORD_RE, detect_language, normalize
+from apps.knowledge import selectors as knowledge_selectors
+from apps.knowledge.chunking import plain_text
+from apps.knowledge.embeddings import EmbeddingError
+from apps.nlu import selectors as nlu_selectors
+from apps.nlu.actions import ActionContext
+from apps.nlu.sentiment import is_angry
+
+logger = logging.getLogger(__name__)
+
+HUMAN_REQUEST_RE = re.compile(
+    r"转人工|人工客服|人工服务|找人工|要人工|真人|接人工|客服人员|人工$"
+    r"|\b(?:human|real person|live agent|live person|representative|operator)\b"
+    r"|\b(?:talk|speak|chat) (?:to|with) (?:an? )?(?:agent|person|someone|somebody|staff)\b",
+    re.IGNORECASE,
+)
+# An answer longer than this is cut at a sentence end, with the source link for the rest.
+MAX_ANSWER_CHARS = 700
+
+
+@dataclass
+class Reply:
+    text: str
+    decision: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    choices: list[str] = field(default_factory=list)
+    confidence: float | None = None
+    cache_hit: str = ""
+
+
+@dataclass
+class Outcome:
+    """What the engine decided about one customer message."""
+
+    decision: str
+    language: str
+    replies: list[Reply] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    intent: str = ""
+    intent_confidence: float | None = None
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    handoff_reason: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def message_language(text: str, current: str) -> str:
+    """The message's language; a message with too few letters to tell (an order number, "ok")
+    keeps the conversation's."""
+    if CJK_RE.search(text):
+        return detect_language(text)
+    if len(LATIN_WORD_RE.findall(text.lower())) >= 2 and not re.fullmatch(r"[\w\s.-]{0,16}", text):
+        return "en"
+    return current or detect_language(text)
+
+
+def django_language(language: str) -> str:
+    return "zh-hans" if language == "zh" else "en"
+
+
+def source_link(article_id: int) -> str:
+    try:
+        return reverse("help-article", args=[article_id])
+    except NoReverseMatch:
+        return f"/help/articles/{article_id}/"
+
+
+def _source_dict(source: knowledge_selectors.Source) -> dict[str, Any]:
+    return {
+        "article_id": source.article_id,
+        "title": source.title,
+        "url": source_link(source.article_id),
+    }
+
+
+def extract_answer(source: knowledge_selectors.Source) -> str:
+    """The answer's text, taken from the best source: an FAQ's answer, or the guide's section
+    the best chunk comes from. Markdown marks are dropped; long text is cut at a sentence."""
+    article = source.article
+    faq = article is not None and article.kind == "faq"
+    body = article.body if faq and article is not None else source.chunk_text
+    lines = [plain_text(line) for line in body.splitlines()]
+    text = "\n".join(line for line in lines if line and not line.startswith("#"))
+    if len(text) <= MAX_ANSWER_CHARS:
+        return text
+    cut = text[:MAX_ANSWER_CHARS]
+    ends = [cut.rfind(mark) for mark in ("。", "！", "？", ". ", "! ", "? ", "\n")]
+    end = max(ends)
+    return (cut[: end + 1] if end > MAX_ANSWER_CHARS // 3 else cut).rstrip() + " …"
+
+
+def _handoff(outcome: Outcome, reason: str, state: dict[str, Any]) -> Outcome:
+    outcome.decision = Decision.HANDOFF
+    outcome.handoff_reason = reason
+    state.pop("form", None)
+    state["low_confidence_streak"] = 0
+    outcome.state = state
+    return outcome
+
+
+def decide(conversation: Conversation, text: str) -> Outcome:
+    with translation.override(django_language(message_language(text, conversation.language))):
+        return _decide(conversation, text)
+
+
+def _decide(conversation: Conversation, text: str) -> Outcome:
+    language = message_language(text, conversation.language)
+    state = dict(conversation.state or {})
+    outcome = Outcome(decision=Decision.FALLBACK, language=language, state=state)
+    timings = outcome.timings_ms
+
+    if conversation.status in (ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT):
+        outcome.decision = Decision.AGENT_WAIT
+        return outcome
+    if HUMAN_REQUEST_RE.search(text):
+        return _handoff(outcome, "customer_request", state)
+    if is_angry(text):
+        return _handoff(outcome, "anger", state)
+
+    context = ActionContext(conversation.pk, conversation.customer_id, language)
+    form = state.get("form")
+    if form:
+        intent = nlu_selectors.intent_get(form["intent"])
+        step = slot_filling.form_continue(intent, form, text, language, context) if intent else None
+        if intent is None:
+            state.pop("form", None)
+        elif step is not None:
+            outcome.entities = step.entities
+            outcome.intent = intent.name
+            if step.state is None:
+                state.pop("form", None)
+            else:
+                state["form"] = step.state
+            if step.handoff_reason:
+                outcome.replies.append(Reply("\n".join(step.replies), Decision.FORM))
+                return _handoff(outcome, step.handoff_reason, state)
+            outcome.decision = step.decision
+            outcome.replies.append(Reply("\n".join(step.replies), step.decision))
+            return outcome
+
+    kb = conversation.knowledge_base
+    started = time.perf_counter()
+    cached = caches.exact_get(kb.pk, language, text)
+    timings["exact_cache"] = (time.perf_counter() - started) * 1000
+    if cached is not None:
+        return _answer_from_cache(outcome, cached, "exact", state)
+
+    started = time.perf_counter()
+    prediction = nlu_selectors.classify(text, language)
+    timings["nlu"] = (time.perf_counter() - started) * 1000
+    outcome.intent = prediction.intent or ""
+    outcome.intent_confidence = prediction.confidence
+    intent = nlu_selectors.intent_get(prediction.intent) if prediction.intent else None
+    if intent is not None:
+        if intent.handoff_policy == "always":
+            return _handoff(outcome, f"intent:{intent.name}", state)
+        if intent.slots:
+            step = slot_filling.form_start(intent, text, language, context)
+            outcome.entities = step.entities
+            if step.state is not None:
+                state["form"] = step.state
+            if step.handoff_reason:
+                outcome.replies.append(Reply("\n".join(step.replies), Decision.FORM))
+                return _handoff(outcome, step.handoff_reason, state)
+            outcome.decision = step.decision
+            outcome.replies.append(Reply("\n".join(step.replies), step.decision))
+            state["low_confidence_streak"] = 0
+            return outcome
+        response = intent.response_zh if language == "zh" else intent.response_en
+        if response:
+            outcome.decision = Decision.TEMPLATE
+            outcome.replies.append(Reply(response, Decision.TEMPLATE))
+            return outcome
+
+    vector, embedder = None, ""
+    started = time.perf_counter()
+    try:
+        vector, embedder = knowledge_selectors.query_embedding(kb, normalize(text), language)
+        hit = caches.semantic_get(kb, language, embedder, vector)
+    except EmbeddingError as exc:
+        logger.warning("semantic cache skipped: %s", exc)
+        hit = None
+    timings["semantic_cache"] = (time.perf_counter() - started) * 1000
+    if hit is not None:
+        return _answer_from_cache(outcome, hit[0], "semantic", state)
+
+    started = time.perf_counter()
+    # Messages may be longer than a search query; the start says what the question is.
+    query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
+    result = knowledge_selectors.search(kb, query, language=language)
+    timings["search"] = (time.perf_counter() - started) * 1000
+    top = result.top
+    if result.answerable and top is not None:
+        state["low_confidence_streak"] = 0
+        close = [
+            s
+            for s in result.sources[1:3]
+            if top.fused_score - s.fused_score <= settings.CHAT["CLARIFY_MARGIN"]
+            and s.title != top.title
+        ]
+        if close and result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]:
+            options = [top, *close]
+            outcome.decision = Decision.CLARIFY
+            outcome.replies.append(
+                Reply(
+                    _("Which of these do you mean?"),
+                    Decision.CLARIFY,
+                    sources=[_source_dict(s) for s in options],
+                    choices=[s.title for s in options],
+                    confidence=result.confidence,
+                )
+            )
+            return outcome
+        answer = {
+            "text": extract_answer(top),
+            "sources": [_source_dict(top)],
+            "confidence": result.confidence,
+        }
+        caches.exact_set(kb.pk, language, text, answer)
+        if vector is not None:
+            caches.semantic_set(kb, language, embedder, vector, normalize(text), answer)
+        outcome.decision = Decision.ANSWER
+        outcome.replies.append(
+            Reply(answer["text"], Decision.ANSWER, answer["sources"], confidence=result.confidence)
+        )
+        return outcome
+
+    streak = int(state.get("low_confidence_streak", 0)) + 1
+    state["low_confidence_streak"] = streak
+    out_of_scope = prediction.out_of_scope and prediction.method == "classifier"
+    if streak >= 2:
+        return _handoff(outcome, "low_confidence", state)
+    if out_of_scope and result.confidence < settings.CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]:
+        return _handoff(outcome, "out_of_scope", state)
+    suggestions = [s for s in result.sources[:2] if s.fused_score > 0]
+    outcome.decision = Decision.FALLBACK
+    outcome.replies.append(
+        Reply(
+            _(
+                "I'm not sure I understood. Could you say it another way? You can also ask for "
+                "a person."
+            ),
+            Decision.FALLBACK,
+            choices=[*(s.title for s in suggestions), _("Talk to a person")],
+            confidence=result.confidence,
+        )
+    )
+    return outcome
+
+
+def _answer_from_cache(
+    outcome: Outcome, answer: dict[str, Any], kind: str, state: dict[str, Any]
+) -> Outcome:
+    state["low_confidence_streak"] = 0
+    outcome.decision = Decision.ANSWER
+    outcome.replies.append(
+        Reply(
+            answer["text"],
+            Decision.ANSWER,
+            list(answer.get("sources", [])),
+            confidence=answer.get("confidence"),
+            cache_hit=kind,
+        )
+    )
+    return outcome

@@ -1,0 +1,22 @@
+"""The wire shape of a message, shared by the socket and the REST API (docs/chat-protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.conversations.models import Message
+
+
+def message_frame(message: Message) -> dict[str, Any]:
+    return {
+        "id": str(message.public_id),
+        "seq": message.seq,
+        "role": message.role,
+        "text": message.text,
+        "created": message.created_at.isoformat(),
+        "client_id": message.client_id or None,
+        "sources": message.sources or [],
+        "choices": message.choices or [],
+        "rating": message.rating or None,
+        "rateable": message.rateable,
+    }

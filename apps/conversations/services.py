@@ -1,0 +1,361 @@
+"""Every write on conversations: start, receive (persist first), process, rate, hand off.
+
+The socket consumer, the REST API, the admin and the Celery tasks all call these, so a message
+is handled the same way whichever door it came through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from apps.conversations import engine, events
+from apps.conversations.models import (
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Decision,
+    Message,
+    Rating,
+    Role,
+)
+from apps.conversations.serializers import message_frame
+from apps.core.exceptions import NotFoundError, ServiceError
+from apps.core.text import normalize
+from apps.knowledge.models import KnowledgeBase
+
+logger = logging.getLogger(__name__)
+
+TOKEN_SALT = "conversations.token"
+# Conversations longer than this get a summary, refreshed every SUMMARY_EVERY messages.
+SUMMARY_AFTER = 20
+SUMMARY_EVERY = 10
+
+
+def conversation_start(
+    *,
+    knowledge_base: KnowledgeBase | int,
+    channel: str = Channel.WEB,
+    locale: str = "en",
+    customer: Customer | None = None,
+    external_id: str = "",
+) -> Conversation:
+    if not isinstance(knowledge_base, KnowledgeBase):
+        from apps.knowledge.selectors import knowledge_base_get
+
+        knowledge_base = knowledge_base_get(knowledge_base)
+    locale = locale if locale in ("en", "zh-hans") else "en"
+    with transaction.atomic():
+        if customer is None:
+            customer = Customer.objects.create(
+                channel=channel, locale=locale, external_id=external_id
+            )
+        return Conversation.objects.create(
+            customer=customer,
+            knowledge_base=knowledge_base,
+            channel=channel,
+            language="zh" if locale == "zh-hans" else "en",
+        )
+
+
+def conversation_token(conversation: Conversation) -> str:
+    """A signed token that proves the holder started this conversation (kept by the widget
+    in local storage, by apps wherever they like)."""
+    return signing.dumps({"c": str(conversation.public_id)}, salt=TOKEN_SALT, compress=True)
+
+
+def conversation_from_token(token: Any) -> Conversation:
+    if not isinstance(token, str) or not token:
+        raise ServiceError(_("The conversation token is missing."), code="bad_token")
+    try:
+        payload = signing.loads(
+            token, salt=TOKEN_SALT, max_age=settings.CHAT["TOKEN_MAX_AGE_SECONDS"]
+        )
+    except signing.BadSignature:
+        raise ServiceError(
+            _("The conversation token is not valid or has expired."), code="bad_token"
+        ) from None
+    conversation = (
+        Conversation.objects.select_related("knowledge_base", "customer")
+        .filter(public_id=payload.get("c"))
+        .first()
+    )
+    if conversation is None:
+        raise NotFoundError(_("This conversation no longer exists."), code="not_found")
+    return conversation
+
+
+def validate_text(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ServiceError(_("The message must be text."), code="bad_frame")
+    text = normalize(text)
+    if not text:
+        raise ServiceError(_("The message is empty."), code="empty")
+    limit = settings.CHAT["MAX_MESSAGE_CHARS"]
+    if len(text) > limit:
+        raise ServiceError(
+            _("The message is too long (%(n)d characters; at most %(max)d).")
+            % {"n": len(text), "max": limit},
+            code="too_long",
+        )
+    return text
+
+
+def _append(conversation: Conversation, **fields: Any) -> Message:
+    """A new message with the conversation's next sequence number. The caller holds the
+    conversation row locked (select_for_update)."""
+    conversation.last_seq += 1
+    conversation.last_message_at = timezone.now()
+    message = Message.objects.create(conversation=conversation, seq=conversation.last_seq, **fields)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_seq=conversation.last_seq, last_message_at=conversation.last_message_at
+    )
+    events.publish(conversation.public_id, {"type": "message", "message": message_frame(message)})
+    return message
+
+
+def message_receive(
+    conversation: Conversation, text: Any, *, client_id: str = ""
+) -> tuple[Message, bool]:
+    """Store a customer's message; returns it and whether it is new. This runs before anything
+    else looks at the message, so once it returns the message cannot be lost. The same
+    client_id twice returns the stored message (a client retrying after a dropped socket)."""
+    text = validate_text(text)
+    client_id = str(client_id or "")[:64]
+    if client_id:
+        existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            if locked.status == ConversationStatus.CLOSED:
+                raise ServiceError(_("This conversation is closed."), code="closed")
+            message = _append(locked, role=Role.CUSTOMER, text=text, client_id=client_id)
+    except IntegrityError:
+        # The same client_id raced in from another socket: that one was stored.
+        return Message.objects.get(conversation=conversation, client_id=client_id), False
+    conversation.last_seq = locked.last_seq
+    return message, True
+
+
+def message_process(message: Message | int) -> list[Message]:
+    """Decide and store the bot's reply to a customer message. Idempotent: a message already
+    processed returns the replies it got, so a crash between storing the message and replying
+    is repaired by calling this again."""
+    message_id = message.pk if isinstance(message, Message) else message
+    started = time.perf_counter()
+    message = Message.objects.select_related(
+        "conversation__knowledge_base", "conversation__customer"
+    ).get(pk=message_id)
+    if message.processed_at is not None:
+        return list(message.replies.order_by("seq"))
+    conversation = message.conversation
+    outcome = engine.decide(conversation, message.text)
+
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        if message.processed_at is not None:  # another worker got there first
+            return list(message.replies.order_by("seq"))
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        replies = []
+        for reply in outcome.replies:
+            replies.append(
+                _append(
+                    conversation,
+                    role=Role.BOT,
+                    text=reply.text,
+                    reply_to=message,
+                    language=outcome.language,
+                    decision=reply.decision,
+                    sources=reply.sources,
+                    choices=reply.choices,
+                    confidence=reply.confidence,
+                    cache_hit=reply.cache_hit,
+                )
+            )
+        conversation.language = outcome.language
+        conversation.state = outcome.state
+        if outcome.intent:
+            conversation.intent = outcome.intent
+        conversation.save(update_fields=["language", "state", "intent", "updated_at"])
+        if outcome.decision == Decision.HANDOFF:
+            replies.extend(
+                _hand_off(conversation, outcome.handoff_reason, language=outcome.language)
+            )
+        message.processed_at = timezone.now()
+        message.language = outcome.language
+        message.decision = outcome.decision
+        message.intent = outcome.intent
+        message.intent_confidence = outcome.intent_confidence
+        message.entities = outcome.entities
+        message.handoff_reason = outcome.handoff_reason
+        first = outcome.replies[0] if outcome.replies else None
+        if first is not None:
+            message.sources = first.sources
+            message.confidence = first.confidence
+            message.cache_hit = first.cache_hit
+        message.latency_ms = (time.perf_counter() - started) * 1000
+        message.save(
+            update_fields=[
+                "processed_at",
+                "language",
+                "decision",
+                "intent",
+                "intent_confidence",
+                "entities",
+                "handoff_reason",
+                "sources",
+                "confidence",
+                "cache_hit",
+                "latency_ms",
+            ]
+        )
+        summarized = int(conversation.state.get("summary_seq", 0))
+        if conversation.last_seq >= SUMMARY_AFTER and (
+            conversation.last_seq - summarized >= SUMMARY_EVERY
+        ):
+            _queue_summary(conversation.pk)
+    return replies
+
+
+def _queue_summary(conversation_id: int) -> None:
+    from apps.conversations.tasks import conversation_summarize_task
+
+    transaction.on_commit(lambda: conversation_summarize_task.delay(conversation_id))
+
+
+def _hand_off(conversation: Conversation, reason: str, *, language: str) -> list[Message]:
+    """Move a locked conversation to waiting_agent and tell the customer."""
+    conversation.status = ConversationStatus.WAITING_AGENT
+    conversation.handoff_reason = reason
+    conversation.handed_off_at = timezone.now()
+    conversation.state = {k: v for k, v in (conversation.state or {}).items() if k != "form"}
+    conversation.summary = conversation_summary(conversation)
+    conversation.save(
+        update_fields=[
+            "status",
+            "handoff_reason",
+            "handed_off_at",
+            "state",
+            "summary",
+            "updated_at",
+        ]
+    )
+    with translation.override(engine.django_language(language)):
+        if reason == "customer_request":
+            text = _("I'm passing you to a human agent now. Please stay in this chat.")
+        elif reason == "anger":
+            text = _("I'm sorry about this. I'm passing you to a human agent who can sort it out.")
+        else:
+            text = _(
+                "I'd better pass this to a human agent. Please stay in this chat; someone will "
+                "be with you shortly."
+            )
+    notice = _append(
+        conversation, role=Role.SYSTEM, text=text, language=language, handoff_reason=reason
+    )
+    events.publish(
+        conversation.public_id,
+        {"type": "status", "status": conversation.status, "reason": reason},
+    )
+    return [notice]
+
+
+def conversation_hand_off(conversation: Conversation, reason: str) -> list[Message]:
+    """Hand a conversation to the agents' queue (the customer's button, or staff). Does nothing
+    when a person already has it."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if locked.status != ConversationStatus.BOT:
+            return []
+        notices = _hand_off(locked, reason, language=locked.language)
+    conversation.status = locked.status
+    return notices
+
+
+def message_rate(conversation: Conversation, message_id: Any, value: Any) -> Message:
+    if value not in Rating.values:
+        raise ServiceError(_('A rating is "up" or "down".'), code="bad_frame")
+    message = Message.objects.filter(conversation=conversation, public_id=_uuid(message_id)).first()
+    if message is None:
+        raise NotFoundError(_("There is no such message in this conversation."), code="not_found")
+    if not message.rateable:
+        raise ServiceError(_("Only the bot's answers can be rated."), code="bad_frame")
+    message.rating = value
+    message.rated_at = timezone.now()
+    message.save(update_fields=["rating", "rated_at"])
+    events.publish(
+        conversation.public_id,
+        {"type": "rated", "message_id": str(message.public_id), "value": value},
+    )
+    return message
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def conversation_summary(conversation: Conversation, *, recent: int = 4) -> str:
+    """An extractive summary for the agent who takes over: what the customer first asked,
+    the intents seen, the form in progress, the last few customer messages, and why the bot
+    handed off."""
+    customer_messages = list(
+        conversation.messages.filter(role=Role.CUSTOMER)
+        .order_by("seq")
+        .values_list("text", "intent")
+    )
+    if not customer_messages:
+        return ""
+    lines = [f"First question: {customer_messages[0][0][:200]}"]
+    intents = sorted({intent for _, intent in customer_messages if intent})
+    if intents:
+        lines.append(f"Intents: {', '.join(intents)}")
+    form = (conversation.state or {}).get("form")
+    if form:
+        lines.append(f"Open form: {form['intent']} {form.get('slots', {})}")
+    tail = customer_messages[1:][-recent:]
+    if tail:
+        lines.append("Latest: " + " | ".join(text[:120] for text, _ in tail))
+    if conversation.handoff_reason:
+        lines.append(f"Handoff reason: {conversation.handoff_reason}")
+    return "\n".join(lines)
+
+
+def conversation_summarize(conversation_id: int) -> str:
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        conversation.summary = conversation_summary(conversation)
+        conversation.state = {**(conversation.state or {}), "summary_seq": conversation.last_seq}
+        conversation.save(update_fields=["summary", "state", "updated_at"])
+    return conversation.summary
+
+
+def messages_unprocessed_process(older_than_seconds: float = 30) -> int:
+    """Reply to customer messages whose processing died (a crashed worker or server).
+    Called periodically by Celery beat and when a customer's socket resumes."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    pending = Message.objects.filter(
+        role=Role.CUSTOMER, processed_at__isnull=True, created_at__lt=cutoff
+    ).values_list("pk", flat=True)[:500]
+    done = 0
+    for message_id in pending:
+        try:
+            message_process(message_id)
+            done += 1
+        except ServiceError as exc:
+            logger.warning("message %s not processed: %s", message_id, exc)
+    return done

@@ -1,0 +1,75 @@
+"""The conversation REST API for apps: same services as the socket."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.test import Client
+
+from apps.conversations.models import Conversation
+from apps.knowledge.models import KnowledgeBase
+
+
+def start(client: Client, kb: KnowledgeBase) -> tuple[str, dict[str, str]]:
+    response = client.post(
+        "/api/v1/conversations", {"kb": kb.pk, "locale": "en"}, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    return body["id"], {"HTTP_AUTHORIZATION": f"Conversation {body['token']}"}
+
+
+def test_create_post_list_rate_and_hand_off(chat_kb: KnowledgeBase, client: Client) -> None:
+    conversation_id, auth = start(client, chat_kb)
+    url = f"/api/v1/conversations/{conversation_id}/messages"
+    response = client.post(
+        url, {"text": "How much is shipping?", "client_id": "a1"}, "application/json", **auth
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["message"]["seq"] == 1 and body["message"]["role"] == "customer"
+    answer = body["replies"][0]
+    assert answer["role"] == "bot" and "99" in answer["text"]
+    assert answer["sources"][0]["title"] == "How much is shipping?"
+
+    # The same client_id again: stored once, same reply.
+    again = client.post(
+        url, {"text": "How much is shipping?", "client_id": "a1"}, "application/json", **auth
+    ).json()
+    assert again["message"]["id"] == body["message"]["id"]
+    assert [r["id"] for r in again["replies"]] == [answer["id"]]
+
+    listed = client.get(f"{url}?after=1", **auth).json()
+    assert [m["seq"] for m in listed["messages"]] == [2] and listed["status"] == "bot"
+
+    rated = client.post(f"{url}/{answer['id']}/rating", {"value": "up"}, "application/json", **auth)
+    assert rated.status_code == 200 and rated.json()["rating"] == "up"
+
+    handoff = client.post(f"/api/v1/conversations/{conversation_id}/handoff", **auth)
+    assert handoff.json() == {"status": "waiting_agent"}
+    assert Conversation.objects.get().status == "waiting_agent"
+
+
+def test_errors_are_json_with_a_reason(chat_kb: KnowledgeBase, client: Client) -> None:
+    conversation_id, auth = start(client, chat_kb)
+    url = f"/api/v1/conversations/{conversation_id}/messages"
+    cases: list[tuple[Any, dict[str, str], int]] = [
+        ({"text": "hi"}, {}, 400),  # no token
+        ({"text": "hi"}, {"HTTP_AUTHORIZATION": "Conversation forged"}, 400),
+        ({"text": ""}, auth, 400),
+        ({"text": "x" * 4001}, auth, 400),
+        ({}, auth, 400),
+    ]
+    for payload, headers, code in cases:
+        response = client.post(url, payload, "application/json", **headers)
+        assert response.status_code == code, (payload, response.content)
+        assert response.json()  # JSON, never an HTML error page
+    # A valid token for another conversation does not open this one.
+    other = client.post(
+        f"/api/v1/conversations/{uuid.uuid4()}/messages", {"text": "hi"}, "application/json", **auth
+    )
+    assert other.status_code == 404
+    unknown_kb = client.post("/api/v1/conversations", {"kb": 999999}, "application/json")
+    assert unknown_kb.status_code == 404
+    assert Conversation.objects.get().messages.count() == 0

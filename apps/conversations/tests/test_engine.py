@@ -1,0 +1,198 @@
+"""The dialogue engine through the services: answers, caches, forms and handoff rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.conversations import services
+from apps.conversations.models import Conversation, ConversationStatus, Message, Role
+from apps.conversations.tests.conftest import say
+from apps.core.exceptions import ServiceError
+from apps.knowledge import services as knowledge_services
+from apps.orders.models import ReturnRequest
+
+
+def test_message_is_stored_before_processing_and_client_id_dedupes(
+    conversation: Conversation,
+) -> None:
+    message, created = services.message_receive(conversation, "  运费怎么算？ ", client_id="c1")
+    assert created and message.processed_at is None
+    assert Message.objects.get(pk=message.pk).text == "运费怎么算？"
+    again, created_again = services.message_receive(conversation, "运费怎么算？", client_id="c1")
+    assert again.pk == message.pk and not created_again
+    assert conversation.messages.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "code"), [("", "empty"), ("   ", "empty"), ("x" * 4001, "too_long"), (42, "bad_frame")]
+)
+def test_bad_messages_are_refused_with_a_reason(
+    conversation: Conversation, text: Any, code: str
+) -> None:
+    with pytest.raises(ServiceError) as error:
+        services.message_receive(conversation, text)
+    assert error.value.code == code
+    assert conversation.messages.count() == 0
+
+
+def test_answer_cites_its_source_and_processing_is_idempotent(
+    conversation: Conversation,
+) -> None:
+    message, _ = services.message_receive(conversation, "运费怎么算")
+    replies = services.message_process(message)
+    assert len(replies) == 1
+    reply = replies[0]
+    assert reply.decision == "answer" and reply.role == Role.BOT
+    assert "99" in reply.text
+    assert reply.sources[0]["title"] == "运费怎么算？"
+    assert reply.sources[0]["url"].endswith(f"/{reply.sources[0]['article_id']}/")
+    # Processing again (a retry after a crash) returns the same reply, makes no new one.
+    assert [r.pk for r in services.message_process(message)] == [reply.pk]
+    message.refresh_from_db()
+    assert message.processed_at is not None and message.decision == "answer"
+    assert message.latency_ms is not None and message.confidence is not None
+
+
+def test_repeated_question_is_served_from_the_exact_cache_until_the_kb_changes(
+    conversation: Conversation, run_on_commit: Any
+) -> None:
+    first = say(conversation, "How much is shipping?")[0]
+    assert first.cache_hit == ""
+    second = say(conversation, "how much is shipping")[0]
+    assert second.cache_hit == "exact" and second.text == first.text
+    article = conversation.knowledge_base.articles.get(external_id="shipping-fee", language="en")
+    run_on_commit(
+        knowledge_services.article_update,
+        article,
+        body="Orders over ¥79 ship free; smaller orders pay ¥6.",
+    )
+    third = say(conversation, "How much is shipping?")[0]
+    assert third.cache_hit == "" and "79" in third.text
+
+
+def test_similar_question_is_served_from_the_semantic_cache(conversation: Conversation) -> None:
+    say(conversation, "How long does a refund take?")
+    reply = say(conversation, "How long does the refund take?")[0]
+    assert reply.cache_hit == "semantic"
+    assert reply.sources[0]["title"] == "How long does a refund take?"
+
+
+def test_explicit_request_hands_off_and_the_bot_then_stays_quiet(
+    conversation: Conversation,
+) -> None:
+    replies = say(conversation, "转人工")
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "customer_request"
+    assert replies[-1].role == Role.SYSTEM and "人工" in replies[-1].text
+    assert say(conversation, "在吗？") == []
+    last = conversation.messages.filter(role=Role.CUSTOMER).last()
+    assert last is not None and last.decision == "agent_wait"
+
+
+def test_anger_hands_off(conversation: Conversation) -> None:
+    say(conversation, "你们这什么破服务，垃圾！我要投诉！")
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "anger"
+    assert "First question" in conversation.summary
+
+
+def test_low_confidence_twice_in_a_row_hands_off(conversation: Conversation) -> None:
+    first = say(conversation, "Can I bring my pet parrot to your office?")
+    assert first[0].decision == "fallback" and conversation.status == ConversationStatus.BOT
+    assert "Talk to a person" in first[0].choices
+    say(conversation, "Do you sell spaceship fuel on Tuesdays?")
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "low_confidence"
+
+
+def test_a_good_answer_resets_the_low_confidence_streak(conversation: Conversation) -> None:
+    say(conversation, "Can I bring my pet parrot to your office?")
+    say(conversation, "How much is shipping?")
+    say(conversation, "Do you sell spaceship fuel on Tuesdays?")
+    assert conversation.status == ConversationStatus.BOT
+
+
+def test_order_status_form_asks_validates_and_looks_up(conversation: Conversation) -> None:
+    ask = say(conversation, "我的订单到哪了")[0]
+    assert ask.decision == "form" and "订单号" in ask.text
+    assert conversation.state["form"]["asking"] == "order_number"
+    retry = say(conversation, "12345")[0]
+    assert "LM2026112001" in retry.text  # explains the format
+    done = say(conversation, "LM2026112001")[0]
+    assert done.decision == "action"
+    assert "SF2026112001" in done.text  # the tracking number of the demo order
+    assert "form" not in conversation.state
+
+
+def test_order_number_in_the_first_message_completes_the_form_at_once(
+    conversation: Conversation,
+) -> None:
+    reply = say(conversation, "where is my order LM2026111804")[0]
+    assert reply.decision == "action" and "waiting to be shipped" in reply.text
+
+
+def test_return_request_with_correction_skip_and_creation(conversation: Conversation) -> None:
+    say(conversation, "我要退货")
+    say(conversation, "订单号 LM2026111503")
+    corrected = say(conversation, "不对，订单号是 LM2026112002")[0]
+    assert "LM2026112002" in corrected.text
+    assert conversation.state["form"]["slots"]["order_number"] == "LM2026112002"
+    assert conversation.state["form"]["asking"] == "reason"
+    say(conversation, "尺码太小了")
+    done = say(conversation, "跳过")[0]
+    assert done.decision == "action"
+    request = ReturnRequest.objects.get(order__number="LM2026112002")
+    assert request.reason == "尺码太小了" and request.photo_url == ""
+    assert request.number in done.text
+    assert request.conversation_id == conversation.pk
+
+
+def test_form_can_be_cancelled(conversation: Conversation) -> None:
+    say(conversation, "我要退货")
+    reply = say(conversation, "算了，不退了")[0]
+    assert "取消" in reply.text and "form" not in conversation.state
+    assert not ReturnRequest.objects.exists()
+
+
+def test_unknown_order_numbers_three_times_hand_off(conversation: Conversation) -> None:
+    say(conversation, "order status please")
+    for number in ("LM1111111111", "LM2222222222", "LM3333333333"):
+        say(conversation, number)
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "form_failed"
+
+
+def test_intent_with_a_fixed_response(conversation: Conversation) -> None:
+    reply = say(conversation, "你好")[0]
+    assert reply.decision == "template" and reply.text == "您好！请问有什么可以帮您？"
+
+
+def test_rating_a_bot_answer(conversation: Conversation) -> None:
+    reply = say(conversation, "运费怎么算")[0]
+    rated = services.message_rate(conversation, reply.public_id, "up")
+    assert rated.rating == "up" and rated.rated_at is not None
+    customer = conversation.messages.filter(role=Role.CUSTOMER).first()
+    assert customer is not None
+    with pytest.raises(ServiceError):
+        services.message_rate(conversation, customer.public_id, "down")
+    with pytest.raises(ServiceError):
+        services.message_rate(conversation, reply.public_id, "meh")
+
+
+def test_unprocessed_messages_are_answered_by_the_sweep(conversation: Conversation) -> None:
+    message, _ = services.message_receive(conversation, "How much is shipping?")
+    assert services.messages_unprocessed_process(older_than_seconds=0) == 1
+    message.refresh_from_db()
+    assert message.processed_at is not None
+    assert message.replies.get().decision == "answer"
+    assert services.messages_unprocessed_process(older_than_seconds=0) == 0
+
+
+def test_long_conversations_get_a_summary(conversation: Conversation) -> None:
+    for n in range(11):
+        say(conversation, f"运费怎么算 {n}")
+    conversation.refresh_from_db()
+    assert conversation.last_seq >= 20
+    assert conversation.summary.startswith("First question: 运费怎么算 0")

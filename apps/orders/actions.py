@@ -1,0 +1,137 @@
+"""The form actions of the demo store: order status lookup and return request creation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+
+from apps.nlu import actions
+from apps.nlu.actions import ActionContext, ActionResult
+from apps.orders import services
+from apps.orders.models import Order, OrderStatus, ReturnStatus
+
+
+def _date(value: Any) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "tzinfo"):
+        value = timezone.localtime(value)
+    return formats.date_format(value, "SHORT_DATE_FORMAT")
+
+
+def _not_found(number: str) -> ActionResult:
+    return ActionResult(
+        _(
+            "I couldn't find an order numbered %(number)s. Please check the number in My Orders "
+            "(it looks like LM2026112001)."
+        )
+        % {"number": number},
+        data={"found": False},
+    )
+
+
+def _status_text(order: Order) -> str:
+    values = {
+        "number": order.number,
+        "item": order.item,
+        "carrier": order.carrier,
+        "tracking": order.tracking_number,
+        "shipped": _date(order.shipped_at),
+        "delivered": _date(order.delivered_at),
+        "eta": _date(order.estimated_delivery),
+        "placed": _date(order.placed_at),
+    }
+    if order.status == OrderStatus.SHIPPED:
+        return (
+            _(
+                "Order %(number)s (%(item)s) shipped on %(shipped)s with %(carrier)s, tracking "
+                "number %(tracking)s. Expected delivery: %(eta)s."
+            )
+            % values
+        )
+    if order.status == OrderStatus.DELIVERED:
+        return _("Order %(number)s (%(item)s) was delivered on %(delivered)s.") % values
+    if order.status == OrderStatus.AWAITING_SHIPMENT:
+        return (
+            _(
+                "Order %(number)s (%(item)s) is paid and waiting to be shipped; most orders ship "
+                "within 48 hours."
+            )
+            % values
+        )
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        return (
+            _(
+                "Order %(number)s (%(item)s) is waiting for payment. Unpaid orders are cancelled "
+                "automatically after 30 minutes."
+            )
+            % values
+        )
+    return _("Order %(number)s (%(item)s) was cancelled.") % values
+
+
+@actions.register("order_status_lookup", "Look up an order's status")
+def order_status_lookup(slots: dict[str, Any], context: ActionContext) -> ActionResult:
+    number = str(slots.get("order_number", ""))
+    order = services.order_find(number)
+    if order is None:
+        return _not_found(number)
+    return ActionResult(_status_text(order), data={"found": True, "status": order.status})
+
+
+@actions.register("return_request_create", "Create a return request")
+def return_request_create(slots: dict[str, Any], context: ActionContext) -> ActionResult:
+    number = str(slots.get("order_number", ""))
+    order = services.order_find(number)
+    if order is None:
+        return _not_found(number)
+    try:
+        outcome = services.return_request_create(
+            order,
+            reason=str(slots.get("reason", "")),
+            photo_url=str(slots.get("photo") or ""),
+            conversation_id=context.conversation_id,
+        )
+    except services.ReturnRefused as refused:
+        messages = {
+            "cancelled": _("Order %(number)s was cancelled, so there is nothing to return."),
+            "not_delivered": _(
+                "Order %(number)s hasn't been delivered yet. You can refuse the parcel on "
+                "delivery, or cancel the order while it is awaiting shipment."
+            ),
+            "too_late": _(
+                "Order %(number)s was delivered more than 30 days ago, which is past the return "
+                "window. I'll pass you to a colleague who can look at it."
+            ),
+        }
+        return ActionResult(
+            messages[refused.code] % {"number": order.number},
+            data={"created": False, "refused": refused.code},
+            handoff_reason="return_window" if refused.code == "too_late" else "",
+        )
+    request = outcome.request
+    values = {"return": request.number, "number": order.number}
+    if not outcome.created:
+        text = _("There is already a return %(return)s open for order %(number)s.") % values
+    elif request.status == ReturnStatus.NEEDS_REVIEW:
+        text = (
+            _(
+                "Return %(return)s is opened for order %(number)s. It is past the 7-day no-reason "
+                "window, so a colleague will review it within 1 business day."
+            )
+            % values
+        )
+    else:
+        text = (
+            _(
+                "Return %(return)s is opened for order %(number)s. Pack the item with its "
+                "accessories; a courier pick-up can be booked under My Orders > Returns."
+            )
+            % values
+        )
+    return ActionResult(
+        text,
+        data={"created": outcome.created, "return_number": request.number},
+    )

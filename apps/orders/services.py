@@ -1,0 +1,106 @@
+"""Writes on demo orders and returns; the bot's actions and the admin both come through here."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.orders.models import Order, OrderStatus, ReturnRequest, ReturnStatus
+
+# Returns within this many days of delivery need no reason check (the help centre's "7-day
+# no-reason returns"); later ones, up to the quality-issue window, go to a person for review.
+NO_REASON_DAYS = 7
+QUALITY_ISSUE_DAYS = 30
+
+
+class ReturnRefused(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code  # "not_delivered" | "too_late" | "cancelled"
+
+
+@dataclass
+class ReturnOutcome:
+    request: ReturnRequest
+    created: bool
+
+
+def order_find(number: str) -> Order | None:
+    return Order.objects.filter(number__iexact=number.strip()).first()
+
+
+def _return_number() -> str:
+    return "RT" + timezone.localtime().strftime("%y%m%d") + f"{secrets.randbelow(10**6):06d}"
+
+
+def return_request_create(
+    order: Order, *, reason: str, photo_url: str = "", conversation_id: int | None = None
+) -> ReturnOutcome:
+    """Open a return for a delivered order. An open return for the same order is returned as it
+    is (asking twice does not make two returns)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        existing = order.returns.exclude(status=ReturnStatus.REJECTED).first()
+        if existing is not None:
+            return ReturnOutcome(existing, created=False)
+        if order.status == OrderStatus.CANCELLED:
+            raise ReturnRefused("cancelled")
+        if order.status != OrderStatus.DELIVERED or order.delivered_at is None:
+            raise ReturnRefused("not_delivered")
+        age = timezone.now() - order.delivered_at
+        if age > timedelta(days=QUALITY_ISSUE_DAYS):
+            raise ReturnRefused("too_late")
+        status = (
+            ReturnStatus.REQUESTED
+            if age <= timedelta(days=NO_REASON_DAYS)
+            else ReturnStatus.NEEDS_REVIEW
+        )
+        request = ReturnRequest.objects.create(
+            number=_return_number(),
+            order=order,
+            reason=reason.strip()[:2000],
+            photo_url=photo_url,
+            status=status,
+            conversation_id=conversation_id,
+        )
+    return ReturnOutcome(request, created=True)
+
+
+# number, item, total, status, days since placed, days since shipped, days since delivered
+DEMO_ORDERS = [
+    ("LM2026112001", "Lumen wireless earbuds / 流明无线耳机", "399.00", "shipped", 3, 2, None),
+    ("LM2026112002", "Down jacket, size L / 羽绒服 L 码", "899.00", "delivered", 6, 5, 3),
+    ("LM2026111503", "Ceramic tea set / 陶瓷茶具套装", "268.00", "delivered", 25, 24, 20),
+    ("LM2026111804", "Robot vacuum / 扫地机器人", "1999.00", "awaiting_shipment", 1, None, None),
+    ("LM2026112205", "Phone case / 手机壳", "49.90", "awaiting_payment", 0, None, None),
+    ("LM2026101506", "Running shoes 42 / 跑步鞋 42 码", "529.00", "delivered", 45, 44, 40),
+    ("LM2026111007", "Desk lamp / 台灯", "159.00", "cancelled", 12, None, None),
+]
+
+
+def demo_orders_load() -> int:
+    """Create the demo orders that are missing (dates relative to now). Safe to run twice."""
+    now = timezone.now()
+    created = 0
+    for number, item, total, status, placed, shipped, delivered in DEMO_ORDERS:
+        if Order.objects.filter(number=number).exists():
+            continue
+        Order.objects.create(
+            number=number,
+            item=item,
+            total=Decimal(total),
+            status=status,
+            carrier="SF Express / 顺丰速运" if shipped is not None else "",
+            tracking_number=f"SF{number[2:]}88" if shipped is not None else "",
+            placed_at=now - timedelta(days=placed, hours=2),
+            shipped_at=now - timedelta(days=shipped) if shipped is not None else None,
+            delivered_at=now - timedelta(days=delivered) if delivered is not None else None,
+            estimated_delivery=(now + timedelta(days=1)).date() if status == "shipped" else None,
+        )
+        created += 1
+    return created
