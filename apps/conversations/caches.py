@@ -10,6 +10,7 @@ sure" replies never are.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Any
 
@@ -79,7 +80,8 @@ def semantic_get(
     if row is None or row[2] < semantic_threshold(embedder):
         return None
     SemanticCacheEntry.objects.filter(pk=row[0]).update(hits=F("hits") + 1)
-    answer = row[1] if isinstance(row[1], dict) else {}
+    # Django reads jsonb as text (its JSONField parses it); a raw query parses it here.
+    answer = json.loads(row[1]) if isinstance(row[1], str) else row[1]
     return answer, float(row[2])
 
 

@@ -98,8 +98,9 @@ def conversation_from_token(token: Any) -> Conversation:
 def validate_text(text: Any) -> str:
     if not isinstance(text, str):
         raise ServiceError(_("The message must be text."), code="bad_frame")
-    text = normalize(text)
-    if not text:
+    # Stored as typed (trimmed): NFKC would turn the customer's "？" into "?".
+    text = text.strip()
+    if not normalize(text):
         raise ServiceError(_("The message is empty."), code="empty")
     limit = settings.CHAT["MAX_MESSAGE_CHARS"]
     if len(text) > limit:

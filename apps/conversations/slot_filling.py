@@ -210,14 +210,13 @@ def form_continue(
                     % {"slot": _slot_label(slot), "value": value}
                 )
         if asking is not None:
-            value = _value_for(asking, text, found, asked=True)
+            # A message that corrected an earlier value is not also the free-text answer.
+            value = _value_for(asking, text, found, asked=not replies)
             if value is None and not asking.get("required", True) and SKIP_RE.search(text):
                 form["skipped"].append(asking["name"])
-                form["attempts"] = 0
                 return _advance(intent, form, language, context, replies, entities)
             if value is not None:
                 form["slots"][asking["name"]] = value
-                form["attempts"] = 0
                 return _advance(intent, form, language, context, replies, entities)
             if replies:  # a correction only; ask again for what is missing
                 return FormStep([*replies, _prompt(asking, language)], form, entities=entities)
