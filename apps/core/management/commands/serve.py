@@ -42,6 +42,13 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=1)
             if not options["no_demo"]:
                 call_command("load_demo")
+            # Messages stored while a previous server died before answering: answer them now
+            # (with workers, Celery beat does this every minute).
+            from apps.conversations.services import messages_unprocessed_process
+
+            answered = messages_unprocessed_process(older_than_seconds=0)
+            if answered:
+                self.stdout.write(f"Answered {answered} messages left unanswered.")
             url = f"http://{options['host']}:{options['port']}"
             self.stdout.write(
                 f"Serving on {url}/  (admin: {url}/admin/, API docs: "
