@@ -241,7 +241,7 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
                 )
             )
             return outcome
-        answer = {
+        answer: dict[str, Any] = {
             "text": extract_answer(top),
             "sources": [_source_dict(top)],
             "confidence": result.confidence,

@@ -288,7 +288,12 @@ def conversation_hand_off(conversation: Conversation, reason: str) -> list[Messa
 def message_rate(conversation: Conversation, message_id: Any, value: Any) -> Message:
     if value not in Rating.values:
         raise ServiceError(_('A rating is "up" or "down".'), code="bad_frame")
-    message = Message.objects.filter(conversation=conversation, public_id=_uuid(message_id)).first()
+    public_id = _uuid(message_id)
+    message = (
+        Message.objects.filter(conversation=conversation, public_id=public_id).first()
+        if public_id is not None
+        else None
+    )
     if message is None:
         raise NotFoundError(_("There is no such message in this conversation."), code="not_found")
     if not message.rateable:
