@@ -288,6 +288,7 @@
   var attempts = 0;
   var retryTimer = null;
   var refused = false;
+  var resuming = false; // a hello with a token is out and its session has not come back yet
   var typingSent = false;
   var typingTimer = null;
   var otherTypingTimer = null;
@@ -377,7 +378,9 @@
     if (role === "customer") bubble.textContent = message.text;
     else renderText(bubble, message.text || "");
     node.appendChild(bubble);
-    var sources = (message.sources || []).filter(function (source) {
+    // Only answers show their sources (the server also records, on the customer's message,
+    // what was found for it).
+    var sources = (role === "customer" ? [] : message.sources || []).filter(function (source) {
       return source && source.url && safeUrl(source.url);
     });
     if (sources.length) {
@@ -592,7 +595,7 @@
       } catch (e) {
         return;
       }
-      if (frame && typeof frame.type === "string") handleFrame(frame);
+      if (frame && typeof frame.type === "string") handleFrame(frame, ws);
     };
     ws.onclose = function (event) {
       if (socket !== ws) return;
@@ -629,7 +632,17 @@
   }
 
   function sendHello() {
-    sendFrame({ type: "hello", token: storeGet(storageKey), last_seq: state.lastSeq, locale: lang });
+    var token = storeGet(storageKey);
+    resuming = !!token;
+    sendFrame({ type: "hello", token: token, last_seq: state.lastSeq, locale: lang });
+  }
+
+  // Forget the stored conversation (its token expired, it was erased, or it was closed) so the
+  // next message starts a new one.
+  function forgetConversation() {
+    storeSet(storageKey, null);
+    resetConversation();
+    setStatus(null, false);
   }
 
   function flushOutbox() {
@@ -663,9 +676,10 @@
     state.messages.clear();
   }
 
-  function handleFrame(frame) {
+  function handleFrame(frame, ws) {
     switch (frame.type) {
       case "session":
+        resuming = false;
         if (state.conversationId !== null && frame.conversation_id !== state.conversationId) resetConversation();
         state.conversationId = frame.conversation_id;
         state.sessionSeq = frame.last_seq || 0;
@@ -681,7 +695,8 @@
         if (frame.message && frame.message.role !== "customer") showOtherTyping(null, false);
         break;
       case "typing":
-        showOtherTyping(frame.role, !!frame.on);
+        // The customer's own typing, from another tab of theirs, is not shown.
+        if (frame.role !== "customer") showOtherTyping(frame.role, !!frame.on);
         break;
       case "status":
         setStatus(frame.status, true);
@@ -691,7 +706,7 @@
         if (rated) rated.rating = frame.value;
         break;
       case "error":
-        handleError(frame);
+        handleError(frame, ws);
         break;
       default:
         return; // a newer server's frame: ignore it
@@ -699,20 +714,32 @@
     render();
   }
 
-  function handleError(frame) {
+  function handleError(frame, ws) {
     var code = frame.code;
     var item =
       frame.client_id &&
       state.outbox.find(function (entry) {
         return entry.client_id === frame.client_id;
       });
-    if (code === "bad_token") {
-      // The stored conversation is gone (expired or erased): start afresh on this socket.
-      storeSet(storageKey, null);
-      resetConversation();
-      showToast(errorText(code, frame.reason));
-      sendHello();
+    if (code === "bad_token" || (code === "not_found" && resuming)) {
+      // The stored conversation is gone (token expired, or the conversation was erased): the
+      // socket has none yet, so the next message here starts a new one.
+      resuming = false;
+      forgetConversation();
+      showToast(t("error_bad_token"));
       flushOutbox();
+      return;
+    }
+    if (code === "closed" && item) {
+      // The conversation ended while the customer was away: this socket stays attached to it,
+      // so open a fresh one without the token; the message waits in the outbox and goes there.
+      item.state = "queued";
+      if (ws === socket) {
+        forgetConversation();
+        socket = null;
+        ws.close(1000);
+        connect();
+      }
       return;
     }
     if (item && code === "rate_limited") {
