@@ -51,7 +51,7 @@
       notSent: "Not sent",
       counter: "{n} / {max}",
       tooLongLocal: "A message can be at most {max} characters. This one has {n}.",
-      unread: "{n} new messages",
+      unread: "new messages: {n}",
       status_waiting_agent: "Waiting for an agent…",
       status_agent: "An agent has joined the conversation.",
       status_closed: "This conversation has ended. Send a message to start a new one.",
@@ -278,10 +278,9 @@
     conversationId: null,
     status: null,
     lastSeq: 0, // highest seq seen; sent in hello so a resumed socket replays only what we miss
-    sessionSeq: 0, // the conversation's last seq when the socket attached: above it is new
+    readSeq: null, // messages up to here have been seen (shown, or there before this page)
     messages: new Map(), // id -> message object from the server
     outbox: [], // customer messages not yet acknowledged: {client_id, text, state, error}
-    unread: 0,
   };
   var socket = null;
   var socketOpenedAt = 0;
@@ -310,10 +309,21 @@
   });
   launcher.appendChild(badge);
   var handoffButton = el("button", { type: "button", class: "handoff", text: t("handoff") });
-  var closeButton = el("button", { type: "button", class: "close", "aria-label": t("close"), html: ICONS.close });
+  var closeButton = el("button", {
+    type: "button",
+    class: "close",
+    "aria-label": t("close"),
+    html: ICONS.close,
+  });
   var connLine = el("div", { class: "conn", role: "status", hidden: true });
   var statusLine = el("div", { class: "status", role: "status", hidden: true });
-  var log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation"), tabindex: "0" });
+  var log = el("div", {
+    class: "log",
+    role: "log",
+    "aria-live": "polite",
+    "aria-label": t("conversation"),
+    tabindex: "0",
+  });
   var typingLine = el("div", { class: "typing", "aria-live": "polite", hidden: true });
   var toast = el("div", { class: "toast", role: "alert", hidden: true });
   var textarea = el("textarea", { rows: "1", "aria-label": t("input"), placeholder: t("placeholder") });
@@ -323,12 +333,29 @@
   var headingId = "cs-title";
   var panel = el(
     "section",
-    { class: "panel", id: "cs-panel", role: "dialog", "aria-labelledby": headingId, hidden: true, lang: lang === "zh-hans" ? "zh-Hans" : "en" },
-    [el("header", null, [el("h2", { id: headingId, text: title }), handoffButton, closeButton]), connLine, statusLine, log, typingLine, toast, form]
+    {
+      class: "panel",
+      id: "cs-panel",
+      role: "dialog",
+      "aria-labelledby": headingId,
+      hidden: true,
+      lang: lang === "zh-hans" ? "zh-Hans" : "en",
+    },
+    [
+      el("header", null, [el("h2", { id: headingId, text: title }), handoffButton, closeButton]),
+      connLine,
+      statusLine,
+      log,
+      typingLine,
+      toast,
+      form,
+    ]
   );
   var root = el("div", { class: "root" }, [el("style", { text: CSS }), panel, launcher]);
   shadow.appendChild(root);
-  var welcome = el("div", { class: "msg system welcome" }, [el("div", { class: "bubble", text: t("welcome") })]);
+  var welcome = el("div", { class: "msg system welcome" }, [
+    el("div", { class: "bubble", text: t("welcome") }),
+  ]);
   var nodes = new Map(); // render key -> element in the log
 
   // ---- rendering -----------------------------------------------------------------------
@@ -345,7 +372,11 @@
         container.appendChild(el("strong", { text: match[1] }));
       } else {
         var href = safeUrl(match[3]);
-        container.appendChild(href ? el("a", { href: href, target: "_blank", rel: "noopener", text: match[2] }) : document.createTextNode(match[2]));
+        container.appendChild(
+          href
+            ? el("a", { href: href, target: "_blank", rel: "noopener", text: match[2] })
+            : document.createTextNode(match[2])
+        );
       }
       last = pattern.lastIndex;
     }
@@ -367,9 +398,17 @@
 
   function buildMessage(message) {
     var role = message.role || "system";
-    var node = el("div", { class: "msg " + role, "data-id": message.id, "data-seq": String(message.seq), "data-role": role });
-    if (role === "bot" || role === "agent") node.appendChild(el("div", { class: "who", text: roleLabel(role) }));
-    else if (role === "customer") node.appendChild(el("span", { class: "sr-only", text: roleLabel(role) + ":" }));
+    var node = el("div", {
+      class: "msg " + role,
+      "data-id": message.id,
+      "data-seq": String(message.seq),
+      "data-role": role,
+    });
+    if (role === "bot" || role === "agent") {
+      node.appendChild(el("div", { class: "who", text: roleLabel(role) }));
+    } else if (role === "customer") {
+      node.appendChild(el("span", { class: "sr-only", text: roleLabel(role) + ":" }));
+    }
     var bubble = el("div", { class: "bubble" });
     if (message.created) {
       var created = new Date(message.created);
@@ -386,13 +425,20 @@
     if (sources.length) {
       var list = el("div", { class: "sources" }, [el("span", { text: t("sources") })]);
       sources.forEach(function (source) {
-        list.appendChild(el("a", { href: safeUrl(source.url), target: "_blank", rel: "noopener", text: source.title || source.url }));
+        list.appendChild(
+          el("a", {
+            href: safeUrl(source.url),
+            target: "_blank",
+            rel: "noopener",
+            text: source.title || source.url,
+          })
+        );
       });
       node.appendChild(list);
     }
     if (message.rateable) {
-      var up = el("button", { type: "button", class: "up", "data-value": "up", "aria-label": t("helpful"), title: t("helpful"), html: ICONS.thumb });
-      var down = el("button", { type: "button", class: "down", "data-value": "down", "aria-label": t("notHelpful"), title: t("notHelpful"), html: ICONS.thumb });
+      var up = thumbButton("up", t("helpful"));
+      var down = thumbButton("down", t("notHelpful"));
       [up, down].forEach(function (button) {
         button.addEventListener("click", function () {
           rate(message.id, button.getAttribute("data-value"));
@@ -404,6 +450,17 @@
     return node;
   }
 
+  function thumbButton(value, label) {
+    return el("button", {
+      type: "button",
+      class: value,
+      "data-value": value,
+      "aria-label": label,
+      title: label,
+      html: ICONS.thumb,
+    });
+  }
+
   function showRating(node, rating) {
     node.querySelectorAll(".rate button").forEach(function (button) {
       button.setAttribute("aria-pressed", String(button.getAttribute("data-value") === rating));
@@ -411,12 +468,22 @@
   }
 
   function buildPending(item) {
-    var node = el("div", { class: "msg customer pending" + (item.state === "failed" ? " failed" : ""), "data-client-id": item.client_id, "data-role": "customer" }, [
+    var note =
+      item.state === "failed"
+        ? t("notSent") + (item.error ? " · " + item.error : "")
+        : item.state === "queued"
+          ? t("queued")
+          : t("sending");
+    var attrs = {
+      class: "msg customer pending" + (item.state === "failed" ? " failed" : ""),
+      "data-client-id": item.client_id,
+      "data-role": "customer",
+    };
+    return el("div", attrs, [
       el("span", { class: "sr-only", text: t("you") + ":" }),
       el("div", { class: "bubble", text: item.text }),
-      el("div", { class: "state", text: item.state === "failed" ? t("notSent") + (item.error ? " · " + item.error : "") : item.state === "queued" ? t("queued") : t("sending") }),
+      el("div", { class: "state", text: note }),
     ]);
-    return node;
   }
 
   function pendingKey(item) {
@@ -440,7 +507,8 @@
       entries.push({ key: "m:" + message.id, build: buildMessage.bind(null, message), message: message });
     });
     state.outbox.forEach(function (item) {
-      if (!storedClientIds.has(item.client_id)) entries.push({ key: pendingKey(item), build: buildPending.bind(null, item) });
+      if (storedClientIds.has(item.client_id)) return;
+      entries.push({ key: pendingKey(item), build: buildPending.bind(null, item) });
     });
     var wanted = new Set(
       entries.map(function (entry) {
@@ -472,6 +540,7 @@
       previous = node;
     });
     renderChoices(stored);
+    updateUnread();
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
@@ -481,7 +550,10 @@
       node.remove();
     });
     var last = stored[stored.length - 1];
-    if (!last || last.role === "customer" || !last.choices || !last.choices.length || state.outbox.length) return;
+    var waiting = state.outbox.some(function (item) {
+      return item.state !== "failed";
+    });
+    if (!last || last.role === "customer" || !last.choices || !last.choices.length || waiting) return;
     var node = nodes.get("m:" + last.id);
     var box = el("div", { class: "choices" });
     last.choices.forEach(function (choice) {
@@ -546,11 +618,17 @@
     }, TYPING_SHOWN_MAX_MS);
   }
 
-  function setUnread(count) {
-    state.unread = count;
+  // The launcher counts answers that arrived while the panel was closed.
+  function updateUnread() {
+    if (state.open) state.readSeq = state.lastSeq;
+    var count = 0;
+    state.messages.forEach(function (message) {
+      if (message.role !== "customer" && message.seq > (state.readSeq || 0)) count += 1;
+    });
     badge.textContent = count > 99 ? "99+" : String(count);
     badge.hidden = !count;
-    launcher.setAttribute("aria-label", count ? t("open") + " (" + t("unread", { n: count }) + ")" : t("open"));
+    var label = count ? t("open") + " (" + t("unread", { n: count }) + ")" : t("open");
+    launcher.setAttribute("aria-label", label);
   }
 
   // ---- socket --------------------------------------------------------------------------
@@ -570,7 +648,12 @@
     clearTimeout(retryTimer);
     retryTimer = null;
     setConnection(attempts ? "reconnecting" : "connecting");
-    var url = server.replace(/^http/, "ws") + "/ws/chat/?kb=" + encodeURIComponent(kb) + "&lang=" + encodeURIComponent(lang);
+    var url =
+      server.replace(/^http/, "ws") +
+      "/ws/chat/?kb=" +
+      encodeURIComponent(kb) +
+      "&lang=" +
+      encodeURIComponent(lang);
     var ws;
     try {
       ws = new WebSocket(url);
@@ -660,7 +743,6 @@
     state.messages.set(message.id, known ? Object.assign({}, known, message) : message);
     if (typeof message.seq === "number" && message.seq > state.lastSeq) state.lastSeq = message.seq;
     if (message.client_id) dropFromOutbox(message.client_id);
-    if (!known && message.role !== "customer" && message.seq > state.sessionSeq && !state.open) setUnread(state.unread + 1);
   }
 
   function dropFromOutbox(clientId) {
@@ -672,7 +754,7 @@
   function resetConversation() {
     state.conversationId = null;
     state.lastSeq = 0;
-    state.sessionSeq = 0;
+    state.readSeq = null;
     state.messages.clear();
   }
 
@@ -680,9 +762,12 @@
     switch (frame.type) {
       case "session":
         resuming = false;
-        if (state.conversationId !== null && frame.conversation_id !== state.conversationId) resetConversation();
+        if (state.conversationId !== null && frame.conversation_id !== state.conversationId) {
+          resetConversation(); // a new conversation (the old one was closed or is gone)
+        }
         state.conversationId = frame.conversation_id;
-        state.sessionSeq = frame.last_seq || 0;
+        // What the conversation held before this page attached is not "new" on the launcher.
+        if (state.readSeq === null) state.readSeq = frame.last_seq || 0;
         if (frame.token) storeSet(storageKey, frame.token);
         if (frame.status) setStatus(frame.status, false);
         break;
@@ -816,7 +901,6 @@
     panel.hidden = false;
     root.classList.add("open");
     launcher.setAttribute("aria-expanded", "true");
-    setUnread(0);
     connect();
     render();
     log.scrollTop = log.scrollHeight;
