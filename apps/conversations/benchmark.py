@@ -94,6 +94,7 @@ class Session:
     plan: list[tuple[str, str]]  # (kind, text)
     samples: list[Sample] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: int = 0  # planned messages not sent because the conversation was handed off
 
 
 def _questions() -> dict[str, list[str]]:
@@ -146,7 +147,7 @@ async def _run_session(
             client_id = uuid.uuid4().hex
             started = time.perf_counter()
             await socket.send(json.dumps({"type": "message", "client_id": client_id, "text": text}))
-            acked, ack_seq, latency = False, None, None
+            acked, ack_seq, latency, handed_off = False, None, None, False
             deadline = started + timeout
             while time.perf_counter() < deadline:
                 try:
@@ -156,6 +157,8 @@ async def _run_session(
                 frame = json.loads(raw)
                 if frame["type"] == "ack" and frame.get("client_id") == client_id:
                     acked, ack_seq = True, frame["message"]["seq"]
+                elif frame["type"] == "status" and frame.get("status") != "bot":
+                    handed_off = True
                 elif frame["type"] == "error":
                     session.errors.append(frame.get("code", "?"))
                     if frame.get("client_id") == client_id:
@@ -167,8 +170,14 @@ async def _run_session(
                     and frame["message"]["seq"] > ack_seq
                 ):
                     latency = (time.perf_counter() - started) * 1000
+                    # The system notice of a handoff comes before the status frame.
+                    handed_off = handed_off or frame["message"]["role"] == "system"
                     break
             session.samples.append(Sample(client_id, kind, latency, acked))
+            if handed_off:
+                # A person takes over from here: the bot does not answer the rest.
+                session.skipped = len(session.plan) - len(session.samples)
+                break
 
 
 def _percentile(values: list[float], p: float) -> float | None:
@@ -277,11 +286,15 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
         by_class[kind].append(sample.latency_ms)
     sent = len(samples)
     planned = sum(len(s.plan) for s in sessions)
-    lost = sum(1 for s in samples if not s.acked or s.latency_ms is None) + (planned - sent)
+    skipped = sum(s.skipped for s in sessions)
+    lost = sum(1 for s in samples if not s.acked or s.latency_ms is None) + (
+        planned - skipped - sent
+    )
     result: dict[str, Any] = {
         "sessions": len(sessions),
         "messages_planned": planned,
         "sent": sent,
+        "not_sent_after_handoff": skipped,
         "acked": sum(1 for s in samples if s.acked),
         "stored": len(stored),
         "answered": sum(1 for s in samples if s.latency_ms is not None),

@@ -212,6 +212,7 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
         hit = None
     timings["semantic_cache"] = (time.perf_counter() - started) * 1000
     if hit is not None:
+        caches.exact_set(kb.pk, language, text, hit[0])  # the next identical one is cheaper
         return _answer_from_cache(outcome, hit[0], "semantic", state)
 
     started = time.perf_counter()
