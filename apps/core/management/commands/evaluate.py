@@ -9,4 +9,4 @@ from apps.core.management.dispatch import KindDispatchCommand
 
 class Command(KindDispatchCommand):
     help = "Run a quality evaluation; the last line of output is a JSON object of results."
-    kinds = {"retrieval": "apps.knowledge.evaluation"}
+    kinds = {"retrieval": "apps.knowledge.evaluation", "intents": "apps.nlu.evaluation"}

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
 from apps.knowledge import services as knowledge_services
+from apps.nlu import services as nlu_services
 from apps.orders import services as orders_services
 from cs_platform.settings.env import VAR_DIR
 
@@ -41,6 +42,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo knowledge base '{kb.name}' (id {kb.pk}): {report.created} created, "
             f"{report.updated} updated, {report.unchanged} unchanged."
+        )
+        intents = nlu_services.demo_intents_load()
+        self.stdout.write(
+            f"Demo intents: {intents.created} created, {intents.updated} updated, "
+            f"{intents.unchanged} unchanged; classifier "
+            + (f"v{intents.version.number} trained." if intents.version else "unchanged.")
         )
         orders = orders_services.demo_orders_load()
         self.stdout.write(f"Demo store orders: {orders} created.")

@@ -1,0 +1,188 @@
+"""Reads of the NLU: which intent a message expresses, and the intents themselves.
+
+Both are served from per-process memory, checked against a version stamp in the shared cache
+on every call (one cache read), so a classifier trained by a worker, or an intent edited in
+the admin, reaches every web process at once without a database query per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.core.cache import cache
+
+from apps.core.text import normalize
+from apps.nlu import classifier
+from apps.nlu.models import ClassifierStatus, ClassifierVersion, Intent
+
+logger = logging.getLogger(__name__)
+
+# The shared cache keys the services bump; the values only need to change.
+CLASSIFIER_KEY = "nlu:active-classifier"
+INTENTS_KEY = "nlu:intents-stamp"
+# Examples of this intent teach the classifier what is *not* an intent (FAQ questions, small
+# talk the bot should answer from the knowledge base). It is never returned as an intent.
+OUT_OF_SCOPE_INTENT = "out_of_scope"
+
+Method = Literal["classifier", "keywords", "none"]
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    """What `classify` decided. `intent` None: no intent (out of scope, or nothing matched).
+    `confidence` (0 to 1): the classifier's calibrated probability of its best intent; for
+    keyword rules 1.0 when one intent matched, split evenly when several did. `version`: the
+    classifier version that answered. `ranking`: the best few intents with their scores."""
+
+    intent: str | None
+    confidence: float
+    out_of_scope: bool
+    method: Method
+    version: int | None = None
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Intents:
+    stamp: object = None
+    by_name: dict[str, Intent] = field(default_factory=dict)
+    # (intent name, lower-cased normalised keyword)
+    keywords: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Classifier:
+    number: int | None = None
+    model: classifier.TrainedClassifier | None = None
+
+
+_lock = threading.Lock()
+_intents = _Intents()
+_classifier = _Classifier()
+
+
+def _active_intents() -> _Intents:
+    global _intents
+    stamp = cache.get(INTENTS_KEY)
+    if stamp is None:
+        # First process after a cache flush: any new value makes every process reload once.
+        import uuid
+
+        cache.add(INTENTS_KEY, uuid.uuid4().hex, timeout=None)
+        stamp = cache.get(INTENTS_KEY)
+    current = _intents
+    if current.stamp == stamp and stamp is not None:
+        return current
+    with _lock:
+        if _intents.stamp == stamp and stamp is not None:
+            return _intents
+        intents = list(Intent.objects.filter(is_active=True))
+        keywords = [
+            (intent.name, normalize(keyword).lower())
+            for intent in intents
+            if intent.name != OUT_OF_SCOPE_INTENT
+            for keyword in intent.keywords or []
+            if isinstance(keyword, str) and keyword.strip()
+        ]
+        _intents = _Intents(stamp, {intent.name: intent for intent in intents}, keywords)
+        return _intents
+
+
+def intent_get(name: str) -> Intent | None:
+    """The active intent of this name (from memory; callers must not modify it)."""
+    return _active_intents().by_name.get(name)
+
+
+def _active_number() -> int:
+    """The active classifier version's number, 0 when none (the shared cache, else the DB)."""
+    number = cache.get(CLASSIFIER_KEY)
+    if number is None:
+        active = (
+            ClassifierVersion.objects.filter(is_active=True, status=ClassifierStatus.READY)
+            .values_list("number", flat=True)
+            .first()
+        )
+        number = active or 0
+        cache.set(CLASSIFIER_KEY, number, timeout=None)
+    return int(number)
+
+
+def _active_classifier() -> tuple[int | None, classifier.TrainedClassifier | None]:
+    """The active classifier, deserialised once per process and version."""
+    global _classifier
+    number = _active_number()
+    if not number:
+        return None, None
+    current = _classifier
+    if current.number == number:
+        return number, current.model
+    with _lock:
+        if _classifier.number != number:
+            data = (
+                ClassifierVersion.objects.filter(number=number, status=ClassifierStatus.READY)
+                .values_list("model", flat=True)
+                .first()
+            )
+            model = None
+            if data:
+                try:
+                    model = classifier.TrainedClassifier.from_bytes(data)
+                except (TypeError, ValueError, EOFError, AttributeError, ImportError) as exc:
+                    # Written by an incompatible version of the code: keywords until retrained.
+                    logger.error("cannot load intent classifier v%s: %s", number, exc)
+            _classifier = _Classifier(number, model)
+        return _classifier.number, _classifier.model
+
+
+def classify(text: str, language: str | None = None) -> IntentPrediction:
+    """The intent of a customer's message.
+
+    The active classifier when there is one; until the first is trained, the intents' keyword
+    rules (case-insensitive substrings of the normalised text). `language` ("zh"/"en") is the
+    message's language if the caller knows it; both methods handle either language, so it is
+    not needed to classify.
+    """
+    cleaned = normalize(text)
+    if not cleaned:
+        return IntentPrediction(None, 0.0, True, "none")
+    intents = _active_intents()
+    number, model = _active_classifier()
+    if model is not None:
+        prediction = model.predict([cleaned])[0]
+        ranking = [
+            (name, score)
+            for name, score in prediction.ranking
+            if name in intents.by_name and name != OUT_OF_SCOPE_INTENT
+        ]
+        # An intent deleted or switched off since the training is no answer.
+        intent = prediction.label if prediction.label in intents.by_name else None
+        if intent == OUT_OF_SCOPE_INTENT:
+            intent = None
+        return IntentPrediction(
+            intent, prediction.confidence, intent is None, "classifier", number, ranking
+        )
+    return _keywords_classify(cleaned, intents)
+
+
+def _keywords_classify(text: str, intents: _Intents) -> IntentPrediction:
+    lowered = text.lower()
+    # The most specific rule wins: the longest keyword; among equals, the one found later
+    # ("hello, I want to return this" is about the return, not the greeting).
+    hits = sorted(
+        (-len(keyword), -lowered.rfind(keyword), name)
+        for name, keyword in intents.keywords
+        if keyword in lowered
+    )
+    matched: list[str] = []
+    for _length, _position, name in hits:
+        if name not in matched:
+            matched.append(name)
+    if not matched:
+        return IntentPrediction(None, 0.0, True, "none")
+    share = round(1.0 / len(matched), 4)
+    return IntentPrediction(
+        matched[0], share, False, "keywords", None, [(name, share) for name in matched]
+    )

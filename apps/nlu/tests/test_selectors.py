@@ -1,0 +1,52 @@
+"""`classify` before any classifier (keyword rules), and the cached `intent_get`."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.nlu import selectors, services
+from apps.nlu.tests.conftest import create_intents
+
+
+@pytest.mark.django_db
+def test_keywords_answer_until_a_classifier_is_trained():
+    create_intents(queue=False)
+    english = selectors.classify("Hello, WHERE IS MY ORDER? It's late")
+    # Both "hello" and "where is my order" match: the longer, more specific rule wins.
+    assert english.intent == "order_status" and english.method == "keywords"
+    assert english.version is None and not english.out_of_scope
+    assert english.ranking == [("order_status", 0.5), ("greeting", 0.5)]
+    chinese = selectors.classify("你好，我要退货", "zh")
+    assert chinese.intent == "return_request" and chinese.confidence == 0.5
+    assert selectors.classify("我要退货").confidence == 1.0
+    nothing = selectors.classify("how much is shipping to Tibet")
+    assert nothing.intent is None and nothing.method == "none" and nothing.out_of_scope
+    assert selectors.classify("   ").method == "none"
+
+
+@pytest.mark.django_db
+def test_inactive_intents_and_full_width_text(run_on_commit):
+    create_intents(queue=False)
+    # NFKC: full-width letters match the keyword.
+    assert selectors.classify("ＨＥＬＬＯ").intent == "greeting"
+    greeting = selectors.intent_get("greeting")
+    assert greeting is not None
+    run_on_commit(services.intent_update, greeting, is_active=False, queue=False)
+    assert selectors.classify("hello").intent is None
+    assert selectors.intent_get("greeting") is None
+
+
+@pytest.mark.django_db
+def test_intent_get_is_served_from_memory_until_an_intent_changes(run_on_commit):
+    run_on_commit(create_intents, queue=False)
+    assert selectors.intent_get("order_status").name == "order_status"
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            assert selectors.intent_get("return_request").keywords == ["return", "退货"]
+            assert selectors.intent_get("missing") is None
+    assert len(queries) == 0
+    intent = selectors.intent_get("return_request")
+    run_on_commit(services.intent_update, intent, response_en="Sure.", queue=False)
+    assert selectors.intent_get("return_request").response_en == "Sure."
