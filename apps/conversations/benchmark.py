@@ -34,12 +34,12 @@ from django.core.management.base import CommandParser
 ROOT = Path(__file__).resolve().parents[2]
 
 CACHED_QUESTIONS = [
-    "How do I return an item?",
+    "How much does shipping cost?",
     "退货运费谁承担？",
-    "How long does a refund take?",
-    "怎么开发票？",
-    "I forgot my password",
-    "会员积分有什么用？",
+    "How long does a refund take to arrive?",
+    "退款多久到账？",
+    "How do I track my package?",
+    "如何取消订单？",
 ]
 PREFACES_EN = ["", "Hi, ", "Hello, quick question: ", "Excuse me, ", "Hey there, ", "Please help: "]
 DETAILS_EN = [

@@ -35,6 +35,7 @@ from apps.knowledge.chunking import plain_text
 from apps.knowledge.embeddings import EmbeddingError
 from apps.nlu import selectors as nlu_selectors
 from apps.nlu.actions import ActionContext
+from apps.nlu.entities import extract_entities
 from apps.nlu.sentiment import is_angry
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ HUMAN_REQUEST_RE = re.compile(
     r"转人工|人工客服|人工服务|找人工|要人工|真人|接人工|客服人员|人工$"
     r"|\b(?:human|real person|live agent|live person|representative|operator)\b"
     r"|\b(?:talk|speak|chat) (?:to|with) (?:an? )?(?:agent|person|someone|somebody|staff)\b",
+    re.IGNORECASE,
+)
+# A how-to question ("how do I return an item?", "怎么退货") about what a form does.
+HOW_TO_RE = re.compile(
+    r"^\s*(?:how (?:do|can|should) (?:i|we|you)|how to|what is the (?:process|policy)|can i)\b"
+    r"|怎么|如何|怎样|流程|规定|政策",
     re.IGNORECASE,
 )
 # An answer longer than this is cut at a sentence end, with the source link for the rest.
@@ -107,8 +114,14 @@ def extract_answer(source: knowledge_selectors.Source) -> str:
     """The answer's text, taken from the best source: an FAQ's answer, or the guide's section
     the best chunk comes from. Markdown marks are dropped; long text is cut at a sentence."""
     article = source.article
-    faq = article is not None and article.kind == "faq"
-    body = article.body if faq and article is not None else source.chunk_text
+    if article is not None and article.kind == "faq":
+        body = article.body
+    elif article is not None and source.chunk_text in (article.title, *article.questions):
+        # The guide matched on its title or an alternative question: answer with its start.
+        first = article.chunks.filter(kind="body").order_by("position").first()
+        body = first.text if first is not None else article.body
+    else:
+        body = source.chunk_text
     lines = [plain_text(line) for line in body.splitlines()]
     text = "\n".join(line for line in lines if line and not line.startswith("#"))
     if len(text) <= MAX_ANSWER_CHARS:
@@ -184,6 +197,14 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
     if intent is not None:
         if intent.handoff_policy == "always":
             return _handoff(outcome, f"intent:{intent.name}", state)
+        if intent.slots and HOW_TO_RE.search(text) and not extract_entities(text):
+            # "How do I return an item?" asks for the policy, not to start a return now: when
+            # the help centre answers it confidently, answer; the customer can then start one.
+            result = _search(kb, text, language, timings)
+            if result.confidence >= settings.CHAT["HOW_TO_ANSWER_CONFIDENCE"]:
+                answered = _answer(outcome, kb, text, language, state, result, None, "")
+                if answered is not None:
+                    return answered
         if intent.slots:
             step = slot_filling.form_start(intent, text, language, context)
             outcome.entities = step.entities
@@ -215,53 +236,23 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
         caches.exact_set(kb.pk, language, text, hit[0])  # the next identical one is cheaper
         return _answer_from_cache(outcome, hit[0], "semantic", state)
 
-    started = time.perf_counter()
-    # Messages may be longer than a search query; the start says what the question is.
-    query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
-    result = knowledge_selectors.search(kb, query, language=language)
-    timings["search"] = (time.perf_counter() - started) * 1000
-    top = result.top
-    if result.answerable and top is not None:
-        state["low_confidence_streak"] = 0
-        close = [
-            s
-            for s in result.sources[1:3]
-            if top.fused_score - s.fused_score <= settings.CHAT["CLARIFY_MARGIN"]
-            and s.title != top.title
-        ]
-        if close and result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]:
-            options = [top, *close]
-            outcome.decision = Decision.CLARIFY
-            outcome.replies.append(
-                Reply(
-                    _("Which of these do you mean?"),
-                    Decision.CLARIFY,
-                    sources=[_source_dict(s) for s in options],
-                    choices=[s.title for s in options],
-                    confidence=result.confidence,
-                )
-            )
-            return outcome
-        answer: dict[str, Any] = {
-            "text": extract_answer(top),
-            "sources": [_source_dict(top)],
-            "confidence": result.confidence,
-        }
-        caches.exact_set(kb.pk, language, text, answer)
-        if vector is not None:
-            caches.semantic_set(kb, language, embedder, vector, normalize(text), answer)
-        outcome.decision = Decision.ANSWER
-        outcome.replies.append(
-            Reply(answer["text"], Decision.ANSWER, answer["sources"], confidence=result.confidence)
-        )
-        return outcome
+    result = _search(kb, text, language, timings)
+    answered = _answer(outcome, kb, text, language, state, result, vector, embedder)
+    if answered is not None:
+        return answered
 
     streak = int(state.get("low_confidence_streak", 0)) + 1
     state["low_confidence_streak"] = streak
     out_of_scope = prediction.out_of_scope and prediction.method == "classifier"
     if streak >= 2:
         return _handoff(outcome, "low_confidence", state)
-    if out_of_scope and result.confidence < settings.CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]:
+    # A fragment ("积分", "membership") gets suggestions, not a person at once.
+    substantial = len(CJK_RE.findall(text)) >= 5 or len(LATIN_WORD_RE.findall(text.lower())) >= 4
+    if (
+        out_of_scope
+        and substantial
+        and result.confidence < settings.CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]
+    ):
         return _handoff(outcome, "out_of_scope", state)
     suggestions = [s for s in result.sources[:2] if s.fused_score > 0]
     outcome.decision = Decision.FALLBACK
@@ -275,6 +266,67 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
             choices=[*(s.title for s in suggestions), _("Talk to a person")],
             confidence=result.confidence,
         )
+    )
+    return outcome
+
+
+def _search(
+    kb: Any, text: str, language: str, timings: dict[str, float]
+) -> knowledge_selectors.SearchResult:
+    started = time.perf_counter()
+    # Messages may be longer than a search query; the start says what the question is.
+    query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
+    result = knowledge_selectors.search(kb, query, language=language)
+    timings["search"] = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _answer(
+    outcome: Outcome,
+    kb: Any,
+    text: str,
+    language: str,
+    state: dict[str, Any],
+    result: knowledge_selectors.SearchResult,
+    vector: Any,
+    embedder: str,
+) -> Outcome | None:
+    """Answer from the best source, or ask which of two equally good ones is meant; None when
+    the result is not confident enough to answer."""
+    top = result.top
+    if not result.answerable or top is None:
+        return None
+    state["low_confidence_streak"] = 0
+    close = [
+        s
+        for s in result.sources[1:3]
+        if top.fused_score - s.fused_score <= settings.CHAT["CLARIFY_MARGIN"]
+        and s.title != top.title
+    ]
+    if close and result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]:
+        options = [top, *close]
+        outcome.decision = Decision.CLARIFY
+        outcome.replies.append(
+            Reply(
+                _("Which of these do you mean?"),
+                Decision.CLARIFY,
+                sources=[_source_dict(s) for s in options],
+                choices=[s.title for s in options],
+                confidence=result.confidence,
+            )
+        )
+        return outcome
+    answer: dict[str, Any] = {
+        "text": extract_answer(top),
+        "sources": [_source_dict(top)],
+        "confidence": result.confidence,
+    }
+    caches.exact_set(kb.pk, language, text, answer)
+    if vector is not None:
+        caches.semantic_set(kb, language, embedder, vector, normalize(text), answer)
+    outcome.decision = Decision.ANSWER
+    outcome.replies.append(
+        Reply(answer["text"], Decision.ANSWER, answer["sources"], confidence=result.confidence)
     )
     return outcome
 

@@ -205,6 +205,8 @@ CHAT = {
     # clearly confident.
     "CLARIFY_MARGIN": 0.02,
     "CLARIFY_BELOW_CONFIDENCE": 0.8,
+    # A how-to question about a form's topic is answered from the help centre at this confidence.
+    "HOW_TO_ANSWER_CONFIDENCE": 0.5,
     # Out of scope for the intents and retrieval this unsure: hand off at once.
     "OUT_OF_SCOPE_BELOW_CONFIDENCE": 0.1,
 }

@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.cache import cache
+from django.test import TestCase
 
 from apps.conversations import services
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
+from apps.conversations.engine import extract_answer
 from apps.conversations.tests.conftest import say
 from apps.core.exceptions import ServiceError
 from apps.knowledge import services as knowledge_services
+from apps.nlu.models import Intent
 from apps.orders.models import ReturnRequest
 
 
@@ -196,3 +200,37 @@ def test_long_conversations_get_a_summary(conversation: Conversation) -> None:
     conversation.refresh_from_db()
     assert conversation.last_seq >= 20
     assert conversation.summary.startswith("First question: 运费怎么算 0")
+
+
+def test_how_to_question_on_a_form_topic_is_answered_not_a_form(
+    conversation: Conversation,
+) -> None:
+    # The keyword rule sends both messages to the return form's intent.
+    Intent.objects.filter(name="return_request").update(keywords=["return", "cancel an order"])
+    cache.clear()
+    reply = say(conversation, "I want to return an item")[0]
+    assert reply.decision == "form"  # no how-to cue: the customer wants to act
+    conversation = services.conversation_start(knowledge_base=conversation.knowledge_base)
+    reply = say(conversation, "How do I cancel an order")[0]
+    assert reply.decision == "answer"
+    assert reply.sources[0]["title"] == "How do I cancel an order?"
+
+
+def test_guide_matched_on_its_title_answers_with_its_text(chat_kb: Any) -> None:
+    from apps.knowledge import services as knowledge_services
+    from apps.knowledge.selectors import search
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        knowledge_services.article_create(
+            knowledge_base=chat_kb,
+            title="How to pack a parcel for a return",
+            language="en",
+            kind="guide",
+            status="published",
+            questions=["how do i pack my return parcel"],
+            body="## Packing\n\nUse the original box and put the packing slip inside. Seal it "
+            "with tape on every edge.",
+        )
+    top = search(chat_kb, "how do i pack my return parcel").top
+    assert top is not None and top.chunk_text == "how do i pack my return parcel"
+    assert extract_answer(top).startswith("Use the original box")
