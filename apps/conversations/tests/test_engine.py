@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.test import TestCase
 
 from apps.conversations import services
-from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.engine import extract_answer
+from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.tests.conftest import say
 from apps.core.exceptions import ServiceError
 from apps.knowledge import services as knowledge_services
