@@ -413,9 +413,10 @@ _embedding_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-em
 
 
 @lru_cache(maxsize=4096)
-def _query_vector(backend: str, model: str, text: str) -> Any:
-    # Cached: the answer cache embeds a question to look for a similar one, and search then
-    # embeds the same text again; repeated questions are common in support traffic.
+def query_vector(backend: str, model: str, text: str) -> Any:
+    """A question's embedding (read-only array), cached per process: the intent classifier,
+    the answer cache and search all embed the same customer message with the same bundled
+    models, and repeated questions are common in support traffic."""
     vector = get_embedder(backend, model).embed_queries([text])[0]
     vector.setflags(write=False)
     return vector
@@ -425,12 +426,12 @@ def query_embedding(kb: KnowledgeBase, text: str, language: str) -> tuple[Any, s
     """The vector search would use for `text` (without synonym expansion), and the name of
     the model that made it; vectors of different models are never compared."""
     backend, model = resolve_backend(kb.embedding_backend, kb.embedding_model, language)
-    return _query_vector(backend, model, text), f"{backend}:{model}"
+    return query_vector(backend, model, text), f"{backend}:{model}"
 
 
 def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
     started = time.perf_counter()
-    vector = _query_vector(backend, model, text)
+    vector = query_vector(backend, model, text)
     return vector, (time.perf_counter() - started) * 1000
 
 
