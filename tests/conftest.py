@@ -36,7 +36,10 @@ def browser(asgi_server: LiveServer) -> Iterator[Browser]:
     Django refuses ORM calls from a thread with a running loop: set up data before asking for
     this fixture, and read results through the page. It depends on `asgi_server` so that it
     closes first, before the database is flushed."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions wait for the page; on a busy 2-core machine an answer can take seconds.
+    expect.set_options(timeout=20_000)
 
     executable = shutil.which("chromium")
     if executable is None:
