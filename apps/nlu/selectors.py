@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +24,10 @@ logger = logging.getLogger(__name__)
 # The shared cache keys the services bump; the values only need to change.
 CLASSIFIER_KEY = "nlu:active-classifier"
 INTENTS_KEY = "nlu:intents-stamp"
+# How long a value this process filled in itself (on a cache miss) is trusted: with the
+# per-process local-memory cache of the embedded mode, a change made by another process (a
+# management command) reaches this one within this time.
+MISS_TIMEOUT = 60
 # Examples of this intent teach the classifier what is *not* an intent (FAQ questions, small
 # talk the bot should answer from the knowledge base). It is never returned as an intent.
 OUT_OF_SCOPE_INTENT = "out_of_scope"
@@ -69,9 +74,7 @@ def _active_intents() -> _Intents:
     stamp = cache.get(INTENTS_KEY)
     if stamp is None:
         # First process after a cache flush: any new value makes every process reload once.
-        import uuid
-
-        cache.add(INTENTS_KEY, uuid.uuid4().hex, timeout=None)
+        cache.add(INTENTS_KEY, uuid.uuid4().hex, timeout=MISS_TIMEOUT)
         stamp = cache.get(INTENTS_KEY)
     current = _intents
     if current.stamp == stamp and stamp is not None:
@@ -106,7 +109,7 @@ def _active_number() -> int:
             .first()
         )
         number = active or 0
-        cache.set(CLASSIFIER_KEY, number, timeout=None)
+        cache.set(CLASSIFIER_KEY, number, timeout=MISS_TIMEOUT)
     return int(number)
 
 
