@@ -115,8 +115,10 @@ class IntentAdmin(admin.ModelAdmin):
                     services.intent_example_delete(example)
                     formset.deleted_objects.append(example)
                 elif example.pk and inline_form.has_changed():
-                    services.intent_example_update(example, text)
-                    formset.changed_objects.append((example, inline_form.changed_data))
+                    # The form has already written the new text onto its instance.
+                    stored = IntentExample.objects.get(pk=example.pk)
+                    services.intent_example_update(stored, text)
+                    formset.changed_objects.append((stored, inline_form.changed_data))
                 elif not example.pk and text.strip():
                     formset.new_objects.append(services.intent_example_add(intent, text))
             except ServiceError as exc:

@@ -77,3 +77,22 @@ def test_train_now_button_trains_a_version_shown_in_the_list(admin_client, run_o
     assert shown["Number"] == str(version.number) and shown["Examples"] == "40"
     assert shown["Accuracy (CV)"] == f"{version.metrics['accuracy']:.3f}"
     assert admin_client.get(reverse("admin:nlu_classifierversion_train")).status_code == 405
+
+
+def test_edit_and_delete_examples_inline(admin_client):
+    create_intents(queue=False)
+    intent = Intent.objects.get(name="greeting")
+    url = reverse("admin:nlu_intent_change", args=[intent.pk])
+    html = page(admin_client.get(url))
+    assert "您好" in html
+    data = form_data(html, "intent_form")
+    texts = {data[f"examples-{i}-text"]: i for i in range(int(data["examples-TOTAL_FORMS"]) - 1)}
+    data[f"examples-{texts['hello']}-text"] = "hello hello"
+    data[f"examples-{texts['您好']}-DELETE"] = "on"
+    data["new_examples"] = "hiya"
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, page(response)
+    examples = set(intent.examples.values_list("text", flat=True))
+    assert {"hello hello", "hiya"} <= examples
+    assert not {"hello", "您好"} & examples
+    assert len(examples) == 10
