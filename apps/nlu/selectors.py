@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from django.core.cache import cache
 
 from apps.core.text import normalize
@@ -154,7 +155,7 @@ def classify(text: str, language: str | None = None) -> IntentPrediction:
     intents = _active_intents()
     number, model = _active_classifier()
     if model is not None:
-        prediction = model.predict([cleaned])[0]
+        prediction = model.predict([cleaned], _message_embeddings(cleaned))[0]
         ranking = [
             (name, score)
             for name, score in prediction.ranking
@@ -168,6 +169,15 @@ def classify(text: str, language: str | None = None) -> IntentPrediction:
             intent, prediction.confidence, intent is None, "classifier", number, ranking
         )
     return _keywords_classify(cleaned, intents)
+
+
+def _message_embeddings(text: str) -> dict[str, np.ndarray]:
+    """The classifier's embeddings of one message, through knowledge's per-process cache: the
+    answer cache and search embed the same text with one of the same models, so a message is
+    embedded once per model, not once per step."""
+    from apps.knowledge.selectors import query_vector
+
+    return {name: query_vector(name, "", text)[None, :] for name, _weight in classifier.EMBEDDERS}
 
 
 def _keywords_classify(text: str, intents: _Intents) -> IntentPrediction:

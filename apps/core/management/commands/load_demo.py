@@ -26,6 +26,7 @@ DEMO_ACCOUNTS = {
 GROUP_PERMISSIONS = {
     "Support staff": {
         "knowledge": ["article", "category", "synonymgroup", "knowledgebase", "historicalarticle"],
+        "nlu": ["intent", "intentexample", "classifierversion"],
         "conversations": ["conversation", "message", "customer"],
         "orders": ["order", "returnrequest"],
     },
