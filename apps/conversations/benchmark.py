@@ -208,7 +208,12 @@ def _start_server() -> tuple[subprocess.Popen, str]:
             "off",
         ],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "cs_platform.settings.local"},
+        # As a deployment runs it: without DEBUG's per-query bookkeeping.
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "cs_platform.settings.local",
+            "DJANGO_DEBUG": "0",
+        },
     )
     import httpx
 

@@ -165,9 +165,11 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
     if form:
         intent = nlu_selectors.intent_get(form["intent"])
         step = slot_filling.form_continue(intent, form, text, language, context) if intent else None
-        if intent is None:
+        if intent is None or step is None:
+            # The intent is gone, or the customer moved on to something else: the form closes
+            # and the message is handled as a new one.
             state.pop("form", None)
-        elif step is not None:
+        else:
             outcome.entities = step.entities
             outcome.intent = intent.name
             if step.state is None:
@@ -247,10 +249,9 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
     if streak >= 2:
         return _handoff(outcome, "low_confidence", state)
     # A fragment ("积分", "membership") gets suggestions, not a person at once.
-    substantial = len(CJK_RE.findall(text)) >= 5 or len(LATIN_WORD_RE.findall(text.lower())) >= 4
     if (
         out_of_scope
-        and substantial
+        and slot_filling.is_substantial(text)
         and result.confidence < settings.CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]
     ):
         return _handoff(outcome, "out_of_scope", state)

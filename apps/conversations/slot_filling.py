@@ -15,7 +15,7 @@ from typing import Any
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from apps.core.text import normalize
+from apps.core.text import CJK_RE, LATIN_WORD_RE, normalize
 from apps.nlu import actions
 from apps.nlu.actions import ActionContext, ActionResult
 from apps.nlu.entities import Entity, extract_entities
@@ -38,6 +38,11 @@ URL_RE = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 QUESTION_RE = re.compile(
     r"[?？]\s*$|^(how|what|why|when|where|can|do|does|is|怎么|如何|为什么|什么|能否|可以)"
 )
+
+
+def is_substantial(text: str) -> bool:
+    """A sentence rather than a fragment: 4+ English words or 5+ Han characters."""
+    return len(CJK_RE.findall(text)) >= 5 or len(LATIN_WORD_RE.findall(text.lower())) >= 4
 
 
 @dataclass
@@ -220,8 +225,11 @@ def form_continue(
                 return _advance(intent, form, language, context, replies, entities)
             if replies:  # a correction only; ask again for what is missing
                 return FormStep([*replies, _prompt(asking, language)], form, entities=entities)
-            if QUESTION_RE.search(normalize(text).lower()) and not found:
-                return None
+            if not found and (
+                QUESTION_RE.search(normalize(text).lower())
+                or (asking.get("entity") != "text" and is_substantial(text))
+            ):
+                return None  # a question or request of its own: the customer moved on
             form["attempts"] = form.get("attempts", 0) + 1
             if form["attempts"] >= MAX_ATTEMPTS:
                 return FormStep(

@@ -36,7 +36,7 @@ CHINESE_ANGER = {
     "傻b": 0.9,
     "煞笔": 0.9,
     r"(?<![a-z])sb(?![a-z])": 0.6,  # not inside "usb"
-    "妈的": 0.8,
+    r"(?<!妈)妈的": 0.8,  # not 妈妈的 (a gift for my mum)
     "他妈": 0.8,
     r"(?<![a-z])tmd(?![a-z])": 0.8,
     "特么": 0.7,

@@ -234,3 +234,13 @@ def test_guide_matched_on_its_title_answers_with_its_text(chat_kb: Any) -> None:
     top = search(chat_kb, "how do i pack my return parcel").top
     assert top is not None and top.chunk_text == "how do i pack my return parcel"
     assert extract_answer(top).startswith("Use the original box")
+
+
+def test_a_new_question_during_a_form_closes_it_and_is_answered(
+    conversation: Conversation,
+) -> None:
+    say(conversation, "我的订单到哪了")
+    assert conversation.state["form"]["asking"] == "order_number"
+    reply = say(conversation, "另外想问一下运费是怎么算的")[0]
+    assert reply.decision == "answer" and reply.sources[0]["title"] == "运费怎么算？"
+    assert "form" not in conversation.state

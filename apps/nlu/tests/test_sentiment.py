@@ -107,3 +107,9 @@ def test_threshold_is_configurable():
     assert not is_angry("有点失望")
     assert is_angry("有点失望", threshold=0.1)
     assert not is_angry("气死我了", threshold=0.99)
+
+
+def test_mum_is_not_a_curse() -> None:
+    # "妈的" is a curse; "妈妈的礼物" (my mum's present) is not.
+    assert not is_angry("这是送给妈妈的礼物，怎么取消订单")
+    assert is_angry("妈的，怎么还没发货")
