@@ -273,7 +273,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame(frame)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+        try:
+            await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+        except OSError:
+            # The client went away (uvicorn's ClientDisconnected): what it missed is stored and
+            # replayed when it comes back.
+            logger.debug("socket closed before a %s frame", frame.get("type"))
 
     async def error(self, code: str, reason: str, client_id: Any = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "reason": reason}
