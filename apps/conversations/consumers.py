@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,8 +44,24 @@ def _with_connection(function: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    # Answering a message waits on PostgreSQL and on the embedding models (which release the
+    # GIL), so more threads than cores keep both busy; asyncio's default pool has cores + 4.
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            max_workers=settings.CHAT["WORKER_THREADS"], thread_name_prefix="chat"
+        )
+    return _executor
+
+
 async def db(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await sync_to_async(_with_connection(function), thread_sensitive=False)(*args, **kwargs)
+    return await sync_to_async(
+        _with_connection(function), thread_sensitive=False, executor=_pool()
+    )(*args, **kwargs)
 
 
 def origin_allowed(headers: list[tuple[bytes, bytes]], host_allowed: Callable[[str], bool]) -> bool:

