@@ -61,6 +61,7 @@ class _Intents:
 
 @dataclass
 class _Classifier:
+    token: str = ""
     number: int | None = None
     model: classifier.TrainedClassifier | None = None
 
@@ -100,33 +101,41 @@ def intent_get(name: str) -> Intent | None:
     return _active_intents().by_name.get(name)
 
 
-def _active_number() -> int:
-    """The active classifier version's number, 0 when none (the shared cache, else the DB)."""
-    number = cache.get(CLASSIFIER_KEY)
-    if number is None:
+def classifier_token(pk: int, number: int) -> str:
+    """What the shared cache holds for the active classifier: its row id and number. The row
+    id, not the number alone, tells processes a new model apart from one they hold (numbers
+    start again at 1 in a fresh database)."""
+    return f"{pk}:{number}"
+
+
+def _active_token() -> str:
+    """The active classifier version's token, "" when none (the shared cache, else the DB)."""
+    token = cache.get(CLASSIFIER_KEY)
+    if token is None:
         active = (
             ClassifierVersion.objects.filter(is_active=True, status=ClassifierStatus.READY)
-            .values_list("number", flat=True)
+            .values_list("pk", "number")
             .first()
         )
-        number = active or 0
-        cache.set(CLASSIFIER_KEY, number, timeout=MISS_TIMEOUT)
-    return int(number)
+        token = classifier_token(*active) if active else ""
+        cache.set(CLASSIFIER_KEY, token, timeout=MISS_TIMEOUT)
+    return str(token)
 
 
 def _active_classifier() -> tuple[int | None, classifier.TrainedClassifier | None]:
-    """The active classifier, deserialised once per process and version."""
+    """The active classifier and its number, deserialised once per process and version."""
     global _classifier
-    number = _active_number()
-    if not number:
+    token = _active_token()
+    if not token or ":" not in token:
         return None, None
     current = _classifier
-    if current.number == number:
-        return number, current.model
+    if current.token == token:
+        return current.number, current.model
     with _lock:
-        if _classifier.number != number:
+        if _classifier.token != token:
+            pk, number = (int(part) for part in token.split(":", 1))
             data = (
-                ClassifierVersion.objects.filter(number=number, status=ClassifierStatus.READY)
+                ClassifierVersion.objects.filter(pk=pk, status=ClassifierStatus.READY)
                 .values_list("model", flat=True)
                 .first()
             )
@@ -137,7 +146,7 @@ def _active_classifier() -> tuple[int | None, classifier.TrainedClassifier | Non
                 except (TypeError, ValueError, EOFError, AttributeError, ImportError) as exc:
                     # Written by an incompatible version of the code: keywords until retrained.
                     logger.error("cannot load intent classifier v%s: %s", number, exc)
-            _classifier = _Classifier(number, model)
+            _classifier = _Classifier(token, number, model)
         return _classifier.number, _classifier.model
 
 

@@ -367,8 +367,8 @@ def classifier_activate(version: ClassifierVersion) -> ClassifierVersion:
         )
         ClassifierVersion.objects.filter(pk=version.pk).update(is_active=True)
         version.is_active = True
-        number = version.number
-        transaction.on_commit(lambda: cache.set(selectors.CLASSIFIER_KEY, number, None))
+        token = selectors.classifier_token(version.pk, version.number)
+        transaction.on_commit(lambda: cache.set(selectors.CLASSIFIER_KEY, token, None))
     return version
 
 

@@ -50,3 +50,34 @@ def test_intent_get_is_served_from_memory_until_an_intent_changes(run_on_commit)
     intent = selectors.intent_get("return_request")
     run_on_commit(services.intent_update, intent, response_en="Sure.", queue=False)
     assert selectors.intent_get("return_request").response_en == "Sure."
+
+
+@pytest.mark.django_db
+def test_a_new_model_with_a_reused_number_replaces_the_one_in_memory(run_on_commit):
+    """Version numbers start again at 1 in a fresh database (a restore, a test database): the
+    model a process holds must not be taken for the new one."""
+    from apps.nlu.models import ClassifierVersion, Intent
+
+    create_intents(queue=False)
+    first = run_on_commit(services.classifier_train)
+    assert first is not None and first.number == 1
+    assert selectors.classify("where is my order, it's late").intent == "order_status"
+
+    def replace_everything() -> None:
+        ClassifierVersion.objects.all().delete()
+        for intent in Intent.objects.all():
+            services.intent_delete(intent, queue=False)
+        services.intent_create(
+            name="invoice",
+            examples=["I need an invoice", "please send me a VAT invoice", "开发票", "我要开发票"],
+            queue=False,
+        )
+        services.intent_create(
+            name="goodbye", examples=["bye", "see you", "再见", "拜拜"], queue=False
+        )
+
+    run_on_commit(replace_everything)
+    second = run_on_commit(services.classifier_train)
+    assert second is not None and second.number == 1
+    prediction = selectors.classify("please send me a VAT invoice")
+    assert prediction.intent == "invoice" and prediction.version == 1
