@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -94,18 +94,11 @@ def django_language(language: str) -> str:
     return "zh-hans" if language == "zh" else "en"
 
 
-def source_link(article_id: int) -> str:
-    try:
-        return reverse("help-article", args=[article_id])
-    except NoReverseMatch:
-        return f"/help/articles/{article_id}/"
-
-
 def _source_dict(source: knowledge_selectors.Source) -> dict[str, Any]:
     return {
         "article_id": source.article_id,
         "title": source.title,
-        "url": source_link(source.article_id),
+        "url": reverse("help-article", args=[source.article_id]),
     }
 
 
@@ -136,17 +129,33 @@ def _handoff(outcome: Outcome, reason: str, state: dict[str, Any]) -> Outcome:
     outcome.handoff_reason = reason
     state.pop("form", None)
     state["low_confidence_streak"] = 0
-    outcome.state = state
+    return outcome
+
+
+def _form_step(outcome: Outcome, step: slot_filling.FormStep, state: dict[str, Any]) -> Outcome:
+    """Record what a form step did: its entities, the form left open (or closed), its reply,
+    and a handoff when the form gave up."""
+    outcome.entities = step.entities
+    if step.state is None:
+        state.pop("form", None)
+    else:
+        state["form"] = step.state
+    text = "\n".join(step.replies)
+    if step.handoff_reason:
+        outcome.replies.append(Reply(text, Decision.FORM))
+        return _handoff(outcome, step.handoff_reason, state)
+    outcome.replies.append(Reply(text, step.decision))
+    outcome.decision = step.decision
     return outcome
 
 
 def decide(conversation: Conversation, text: str) -> Outcome:
-    with translation.override(django_language(message_language(text, conversation.language))):
-        return _decide(conversation, text)
-
-
-def _decide(conversation: Conversation, text: str) -> Outcome:
     language = message_language(text, conversation.language)
+    with translation.override(django_language(language)):
+        return _decide(conversation, text, language)
+
+
+def _decide(conversation: Conversation, text: str, language: str) -> Outcome:
     state = dict(conversation.state or {})
     outcome = Outcome(decision=Decision.FALLBACK, language=language, state=state)
     timings = outcome.timings_ms
@@ -169,18 +178,8 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
             # and the message is handled as a new one.
             state.pop("form", None)
         else:
-            outcome.entities = step.entities
             outcome.intent = intent.name
-            if step.state is None:
-                state.pop("form", None)
-            else:
-                state["form"] = step.state
-            if step.handoff_reason:
-                outcome.replies.append(Reply("\n".join(step.replies), Decision.FORM))
-                return _handoff(outcome, step.handoff_reason, state)
-            outcome.decision = step.decision
-            outcome.replies.append(Reply("\n".join(step.replies), step.decision))
-            return outcome
+            return _form_step(outcome, step, state)
 
     kb = conversation.knowledge_base
     started = time.perf_counter()
@@ -223,17 +222,10 @@ def _decide(conversation: Conversation, text: str) -> Outcome:
                 if answered is not None:
                     return answered
         if intent.slots:
-            step = slot_filling.form_start(intent, text, language, context)
-            outcome.entities = step.entities
-            if step.state is not None:
-                state["form"] = step.state
-            if step.handoff_reason:
-                outcome.replies.append(Reply("\n".join(step.replies), Decision.FORM))
-                return _handoff(outcome, step.handoff_reason, state)
-            outcome.decision = step.decision
-            outcome.replies.append(Reply("\n".join(step.replies), step.decision))
             state["low_confidence_streak"] = 0
-            return outcome
+            return _form_step(
+                outcome, slot_filling.form_start(intent, text, language, context), state
+            )
         response = intent.response_zh if language == "zh" else intent.response_en
         if response:
             outcome.decision = Decision.TEMPLATE

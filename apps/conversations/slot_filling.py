@@ -3,7 +3,8 @@ checks each, accepts corrections and cancellation, and calls its action when com
 
 The open form lives in the conversation's dialogue state:
 `{"intent": "return_request", "slots": {"order_number": "LM2026112001"}, "skipped": ["photo"],
-"asking": "reason", "attempts": 0}`.
+"asking": "reason", "attempts": 0}`. The engine calls these inside the message's language
+(`translation.override`), so prompts and actions speak it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import translation
 from django.utils.translation import gettext as _
 
 from apps.core.text import CJK_RE, LATIN_WORD_RE, normalize
@@ -186,61 +186,55 @@ def form_start(intent: Any, text: str, language: str, context: ActionContext) ->
         value = _value_for(slot, text, found, asked=False)
         if value is not None:
             form["slots"][slot["name"]] = value
-    with translation.override(_django_language(language)):
-        return _advance(intent, form, language, context, [], entity_dicts(found))
+    return _advance(intent, form, language, context, [], entity_dicts(found))
 
 
 def form_continue(
     intent: Any, form: dict[str, Any], text: str, language: str, context: ActionContext
 ) -> FormStep | None:
     """One customer message while a form is open. None: the message is not about the form
-    (a question of its own); the caller answers it and the form stays open."""
-    with translation.override(_django_language(language)):
-        if CANCEL_RE.search(normalize(text)):
-            return FormStep([_("OK, I've cancelled that.")], None, cancelled=True)
-        found = extract_entities(text, language=language)
-        entities = entity_dicts(found)
-        slots_by_name = {slot["name"]: slot for slot in intent.slots}
-        asking = slots_by_name.get(form.get("asking") or "")
-        replies: list[str] = []
-        # Corrections: a value for a slot already filled ("不对，订单号是 …").
-        for slot in intent.slots:
-            if slot["name"] == form.get("asking") or slot["name"] not in form["slots"]:
-                continue
-            value = _value_for(slot, text, found, asked=False)
-            if value is not None and value != form["slots"][slot["name"]]:
-                form["slots"][slot["name"]] = value
-                replies.append(
-                    _("Got it, the %(slot)s is now %(value)s.")
-                    % {"slot": _slot_label(slot), "value": value}
-                )
-        if asking is not None:
-            # A message that corrected an earlier value is not also the free-text answer.
-            value = _value_for(asking, text, found, asked=not replies)
-            if value is None and not asking.get("required", True) and SKIP_RE.search(text):
-                form["skipped"].append(asking["name"])
-                return _advance(intent, form, language, context, replies, entities)
-            if value is not None:
-                form["slots"][asking["name"]] = value
-                return _advance(intent, form, language, context, replies, entities)
-            if replies:  # a correction only; ask again for what is missing
-                return FormStep([*replies, _prompt(asking, language)], form, entities=entities)
-            if not found and (
-                QUESTION_RE.search(normalize(text).lower())
-                or (asking.get("entity") != "text" and is_substantial(text))
-            ):
-                return None  # a question or request of its own: the customer moved on
-            form["attempts"] = form.get("attempts", 0) + 1
-            if form["attempts"] >= MAX_ATTEMPTS:
-                return FormStep(
-                    [_("I'm having trouble with this, so I'll pass you to a colleague.")],
-                    None,
-                    entities=entities,
-                    handoff_reason="form_failed",
-                )
-            return FormStep([_invalid(asking), _prompt(asking, language)], form, entities=entities)
-        return _advance(intent, form, language, context, replies, entities)
-
-
-def _django_language(language: str) -> str:
-    return "zh-hans" if language == "zh" else "en"
+    (a question of its own); the caller closes the form and handles it as a new message."""
+    if CANCEL_RE.search(normalize(text)):
+        return FormStep([_("OK, I've cancelled that.")], None, cancelled=True)
+    found = extract_entities(text, language=language)
+    entities = entity_dicts(found)
+    slots_by_name = {slot["name"]: slot for slot in intent.slots}
+    asking = slots_by_name.get(form.get("asking") or "")
+    replies: list[str] = []
+    # Corrections: a value for a slot already filled ("不对，订单号是 …").
+    for slot in intent.slots:
+        if slot["name"] == form.get("asking") or slot["name"] not in form["slots"]:
+            continue
+        value = _value_for(slot, text, found, asked=False)
+        if value is not None and value != form["slots"][slot["name"]]:
+            form["slots"][slot["name"]] = value
+            replies.append(
+                _("Got it, the %(slot)s is now %(value)s.")
+                % {"slot": _slot_label(slot), "value": value}
+            )
+    if asking is not None:
+        # A message that corrected an earlier value is not also the free-text answer.
+        value = _value_for(asking, text, found, asked=not replies)
+        if value is None and not asking.get("required", True) and SKIP_RE.search(text):
+            form["skipped"].append(asking["name"])
+            return _advance(intent, form, language, context, replies, entities)
+        if value is not None:
+            form["slots"][asking["name"]] = value
+            return _advance(intent, form, language, context, replies, entities)
+        if replies:  # a correction only; ask again for what is missing
+            return FormStep([*replies, _prompt(asking, language)], form, entities=entities)
+        if not found and (
+            QUESTION_RE.search(normalize(text).lower())
+            or (asking.get("entity") != "text" and is_substantial(text))
+        ):
+            return None  # a question or request of its own: the customer moved on
+        form["attempts"] = form.get("attempts", 0) + 1
+        if form["attempts"] >= MAX_ATTEMPTS:
+            return FormStep(
+                [_("I'm having trouble with this, so I'll pass you to a colleague.")],
+                None,
+                entities=entities,
+                handoff_reason="form_failed",
+            )
+        return FormStep([_invalid(asking), _prompt(asking, language)], form, entities=entities)
+    return _advance(intent, form, language, context, replies, entities)
