@@ -112,15 +112,17 @@ def validate_text(text: Any) -> str:
     return text
 
 
+# Saved with every write that appends messages (see _append).
+SEQUENCE_FIELDS = ["last_seq", "last_message_at", "updated_at"]
+HANDOFF_FIELDS = ["status", "handoff_reason", "handed_off_at", "state", "summary"]
+
+
 def _append(conversation: Conversation, **fields: Any) -> Message:
     """A new message with the conversation's next sequence number. The caller holds the
-    conversation row locked (select_for_update)."""
+    conversation row locked (select_for_update) and saves SEQUENCE_FIELDS once it is done."""
     conversation.last_seq += 1
     conversation.last_message_at = timezone.now()
     message = Message.objects.create(conversation=conversation, seq=conversation.last_seq, **fields)
-    Conversation.objects.filter(pk=conversation.pk).update(
-        last_seq=conversation.last_seq, last_message_at=conversation.last_message_at
-    )
     events.publish(conversation.public_id, {"type": "message", "message": message_frame(message)})
     return message
 
@@ -143,6 +145,7 @@ def message_receive(
             if locked.status == ConversationStatus.CLOSED:
                 raise ServiceError(_("This conversation is closed."), code="closed")
             message = _append(locked, role=Role.CUSTOMER, text=text, client_id=client_id)
+            locked.save(update_fields=SEQUENCE_FIELDS)
     except IntegrityError:
         # The same client_id raced in from another socket: that one was stored.
         return Message.objects.get(conversation=conversation, client_id=client_id), False
@@ -189,11 +192,13 @@ def message_process(message: Message | int) -> list[Message]:
         conversation.state = outcome.state
         if outcome.intent:
             conversation.intent = outcome.intent
-        conversation.save(update_fields=["language", "state", "intent", "updated_at"])
+        fields = ["language", "state", "intent", *SEQUENCE_FIELDS]
         if outcome.decision == Decision.HANDOFF:
             replies.extend(
                 _hand_off(conversation, outcome.handoff_reason, language=outcome.language)
             )
+            fields += HANDOFF_FIELDS
+        conversation.save(update_fields=list(dict.fromkeys(fields)))
         message.processed_at = timezone.now()
         message.language = outcome.language
         message.decision = outcome.decision
@@ -237,22 +242,13 @@ def _queue_summary(conversation_id: int) -> None:
 
 
 def _hand_off(conversation: Conversation, reason: str, *, language: str) -> list[Message]:
-    """Move a locked conversation to waiting_agent and tell the customer."""
+    """Move a locked conversation to waiting_agent and tell the customer. The caller saves
+    HANDOFF_FIELDS and SEQUENCE_FIELDS."""
     conversation.status = ConversationStatus.WAITING_AGENT
     conversation.handoff_reason = reason
     conversation.handed_off_at = timezone.now()
     conversation.state = {k: v for k, v in (conversation.state or {}).items() if k != "form"}
     conversation.summary = conversation_summary(conversation)
-    conversation.save(
-        update_fields=[
-            "status",
-            "handoff_reason",
-            "handed_off_at",
-            "state",
-            "summary",
-            "updated_at",
-        ]
-    )
     with translation.override(engine.django_language(language)):
         if reason == "customer_request":
             text = _("I'm passing you to a human agent now. Please stay in this chat.")
@@ -281,6 +277,7 @@ def conversation_hand_off(conversation: Conversation, reason: str) -> list[Messa
         if locked.status != ConversationStatus.BOT:
             return []
         notices = _hand_off(locked, reason, language=locked.language)
+        locked.save(update_fields=[*HANDOFF_FIELDS, *SEQUENCE_FIELDS])
     conversation.status = locked.status
     return notices
 
