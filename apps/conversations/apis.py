@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -99,16 +98,9 @@ class ConversationCreateApi(_ConversationApi):
 class MessageListCreateApi(_ConversationApi):
     @extend_schema_serializer(component_name="MessageCreateInput")
     class InputSerializer(serializers.Serializer):
+        # Length and emptiness are the service's rules (message_receive), as on the socket.
         text = serializers.CharField(trim_whitespace=True)
         client_id = serializers.CharField(max_length=64, required=False, default="")
-
-        def validate_text(self, value: str) -> str:
-            limit = settings.CHAT["MAX_MESSAGE_CHARS"]
-            if len(value) > limit:
-                raise serializers.ValidationError(
-                    f"The message is too long ({len(value)} characters; at most {limit})."
-                )
-            return value
 
     @extend_schema_serializer(component_name="MessageCreateOutput")
     class OutputSerializer(serializers.Serializer):
