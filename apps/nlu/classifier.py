@@ -358,6 +358,17 @@ def _f1_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> np.
     return np.asarray(f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0))
 
 
+def label_name_texts(labels: Sequence[str], oos_label: str | None = None) -> dict[str, list[str]]:
+    """Each intent's name as one extra example ("card_arrival" -> "card arrival"), for
+    `train(label_texts=...)`; the Celery retraining and `evaluate intents` both use it."""
+    texts = {}
+    for label in sorted(set(labels)):
+        text = " ".join(label.replace("_", " ").replace("-", " ").split()).lower()
+        if label != oos_label and text:
+            texts[label] = [text]
+    return texts
+
+
 def train(
     texts: Sequence[str],
     labels: Sequence[str],

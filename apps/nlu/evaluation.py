@@ -58,15 +58,6 @@ def read_examples(path: str) -> tuple[list[str], list[str]]:
     return [text for text, _ in rows], [label for _, label in rows]
 
 
-def label_name_texts(labels: list[str], oos_label: str | None) -> dict[str, list[str]]:
-    """Each intent's name as an example ("card_arrival" -> "card arrival")."""
-    return {
-        label: [" ".join(label.replace("_", " ").split()).lower()]
-        for label in sorted(set(labels))
-        if label != oos_label and label.replace("_", " ").strip()
-    }
-
-
 def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     from sklearn.metrics import f1_score
 
@@ -81,7 +72,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
             oos_label=oos_label,
             label_texts=None
             if options["no_label_names"]
-            else label_name_texts(train_labels, oos_label),
+            else classifier.label_name_texts(train_labels, oos_label),
             log=log,
         )
     except classifier.TrainingError as exc:

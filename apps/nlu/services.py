@@ -244,10 +244,6 @@ def intent_examples_set(
     return ExamplesChange(len(added), len(removed))
 
 
-def _label_text(name: str) -> str:
-    return " ".join(name.replace("_", " ").replace("-", " ").split()).lower()
-
-
 def training_examples() -> tuple[list[str], list[str], dict[str, list[str]]]:
     """(texts, intent names, extra texts per intent) of every active intent."""
     rows = list(
@@ -255,11 +251,9 @@ def training_examples() -> tuple[list[str], list[str], dict[str, list[str]]]:
         .order_by("pk")
         .values_list("text", "intent__name")
     )
-    names = sorted({name for _text, name in rows})
-    label_texts = {
-        name: [_label_text(name)] for name in names if name != selectors.OUT_OF_SCOPE_INTENT
-    }
-    return [text for text, _ in rows], [name for _, name in rows], label_texts
+    names = [name for _, name in rows]
+    label_texts = classifier.label_name_texts(names, selectors.OUT_OF_SCOPE_INTENT)
+    return [text for text, _ in rows], names, label_texts
 
 
 def _advisory_lock() -> None:
