@@ -28,3 +28,14 @@ def fake_openai() -> Iterator[Any]:
     server = FakeOpenAIServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real Redis: REDIS_URL, or a redis-server started for the module."""
+    from tests.support import services
+
+    process, url = services.start_redis()
+    yield url
+    if process is not None:
+        services.stop(process)

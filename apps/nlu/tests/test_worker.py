@@ -3,13 +3,9 @@ the commit, a separate worker process trains, and this process picks the new ver
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from django.db import connection
 
 from apps.nlu import selectors
 from apps.nlu.models import ClassifierStatus, ClassifierVersion
@@ -26,32 +22,13 @@ with transaction.atomic():
 """
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    process, url = real.start_redis()
-    yield url
-    if process is not None:
-        real.stop(process)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_retraining_runs_on_a_real_celery_worker(redis_url):
-    db = connection.settings_dict
-    env = {
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
-        "DJANGO_SETTINGS_MODULE": "cs_platform.settings.test",
-    }
+    env = real.worker_env(redis_url)
     worker = real.start_celery_worker(env)
     try:
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", EDIT],
-            cwd=real.ROOT,
-            env={**os.environ, **env},
-            check=True,
-            timeout=120,
-        )
+        real.manage_shell(EDIT, env)
         deadline = time.monotonic() + 120
         version = None
         while time.monotonic() < deadline:
