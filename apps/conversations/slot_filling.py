@@ -152,23 +152,18 @@ def _advance(
         form["slots"].pop("order_number")
         form["asking"] = "order_number"
         form["attempts"] = form.get("attempts", 0) + 1
-        if form["attempts"] >= MAX_ATTEMPTS:
-            return FormStep(
-                [*replies, result.text],
-                None,
-                decision="action",
-                entities=entities,
-                action_result=result,
-                handoff_reason="form_failed",
-            )
-        return FormStep([*replies, result.text], form, entities=entities, action_result=result)
+        if form["attempts"] < MAX_ATTEMPTS:
+            return FormStep([*replies, result.text], form, entities=entities, action_result=result)
+        handoff_reason = "form_failed"
+    else:
+        handoff_reason = result.handoff_reason
     return FormStep(
         [*replies, result.text],
         None,
         decision="action",
         entities=entities,
         action_result=result,
-        handoff_reason=result.handoff_reason,
+        handoff_reason=handoff_reason,
     )
 
 

@@ -377,15 +377,8 @@ def classifier_train_failed(version: ClassifierVersion, error: str) -> None:
 
 
 DEMO_FILE = Path(__file__).resolve().parent / "demo" / "intents.json"
-DEMO_FIELDS = (
-    "description",
-    "keywords",
-    "slots",
-    "action",
-    "handoff_policy",
-    "response_en",
-    "response_zh",
-)
+# The demo file names its intents and leaves them active: every other editable field.
+DEMO_FIELDS = tuple(name for name in EDITABLE_FIELDS if name not in ("name", "is_active"))
 
 
 @dataclass
