@@ -36,19 +36,6 @@ def _question_key(text: str) -> str:
     return normalize(text).casefold().rstrip("?？!！。.")
 
 
-def _exact_key(kb_id: int, language: str, text: str) -> str:
-    digest = hashlib.sha1(_question_key(text).encode()).hexdigest()
-    return f"chat:answer:{kb_id}:{_generation(kb_id)}:{language}:{digest}"
-
-
-def exact_get(kb_id: int, language: str, text: str) -> dict[str, Any] | None:
-    return cache.get(_exact_key(kb_id, language, text))
-
-
-def exact_set(kb_id: int, language: str, text: str, answer: dict[str, Any]) -> None:
-    cache.set(_exact_key(kb_id, language, text), answer, EXACT_TTL_SECONDS)
-
-
 def semantic_threshold(embedder: str) -> float:
     """Cosine similarity a cached question needs. Each model has its own scale: e5's cosines
     bunch up near 1, so it needs a higher bar than MiniLM."""
@@ -61,58 +48,73 @@ def _generation(kb_id: int) -> str:
     return f"{index_events.index_version(kb_id)}.{index_events.synonyms_version()}"
 
 
-def semantic_get(
-    kb: KnowledgeBase, language: str, embedder: str, vector: Any
-) -> tuple[dict[str, Any], float] | None:
-    literal = vector_literal(vector)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT id, answer, 1 - (embedding <=> %s::vector) AS similarity
-            FROM conversations_semanticcacheentry
-            WHERE knowledge_base_id = %s AND language = %s AND embedder = %s AND generation = %s
-            ORDER BY embedding <=> %s::vector
-            LIMIT 1
-            """,
-            [literal, kb.pk, language, embedder, _generation(kb.pk), literal],
+class AnswerCache:
+    """Both caches of one knowledge base for one message's language. The generation is read
+    once, when the message is taken up: an answer is stored under the index it was found in."""
+
+    def __init__(self, kb: KnowledgeBase, language: str) -> None:
+        self.kb = kb
+        self.language = language
+        self.generation = _generation(kb.pk)
+
+    def _exact_key(self, text: str) -> str:
+        digest = hashlib.sha1(_question_key(text).encode()).hexdigest()
+        return f"chat:answer:{self.kb.pk}:{self.generation}:{self.language}:{digest}"
+
+    def exact_get(self, text: str) -> dict[str, Any] | None:
+        return cache.get(self._exact_key(text))
+
+    def exact_set(self, text: str, answer: dict[str, Any]) -> None:
+        cache.set(self._exact_key(text), answer, EXACT_TTL_SECONDS)
+
+    def semantic_get(self, embedder: str, vector: Any) -> tuple[dict[str, Any], float] | None:
+        literal = vector_literal(vector)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT id, answer, 1 - (embedding <=> %s::vector) AS similarity
+                FROM conversations_semanticcacheentry
+                WHERE knowledge_base_id = %s AND language = %s AND embedder = %s
+                    AND generation = %s
+                ORDER BY embedding <=> %s::vector
+                LIMIT 1
+                """,
+                [literal, self.kb.pk, self.language, embedder, self.generation, literal],
+            )
+            row = cursor.fetchone()
+        if row is None or row[2] < semantic_threshold(embedder):
+            return None
+        SemanticCacheEntry.objects.filter(pk=row[0]).update(hits=F("hits") + 1)
+        # Django reads jsonb as text (its JSONField parses it); a raw query parses it here.
+        answer = json.loads(row[1]) if isinstance(row[1], str) else row[1]
+        return answer, float(row[2])
+
+    def semantic_set(
+        self, embedder: str, vector: Any, question: str, answer: dict[str, Any]
+    ) -> None:
+        entries = SemanticCacheEntry.objects.filter(
+            knowledge_base=self.kb,
+            language=self.language,
+            embedder=embedder,
+            generation=self.generation,
         )
-        row = cursor.fetchone()
-    if row is None or row[2] < semantic_threshold(embedder):
-        return None
-    SemanticCacheEntry.objects.filter(pk=row[0]).update(hits=F("hits") + 1)
-    # Django reads jsonb as text (its JSONField parses it); a raw query parses it here.
-    answer = json.loads(row[1]) if isinstance(row[1], str) else row[1]
-    return answer, float(row[2])
-
-
-def semantic_set(
-    kb: KnowledgeBase,
-    language: str,
-    embedder: str,
-    vector: Any,
-    question: str,
-    answer: dict[str, Any],
-) -> None:
-    generation = _generation(kb.pk)
-    entries = SemanticCacheEntry.objects.filter(
-        knowledge_base=kb, language=language, embedder=embedder, generation=generation
-    )
-    if entries.filter(question=question).exists():
-        return
-    SemanticCacheEntry.objects.create(
-        knowledge_base=kb,
-        language=language,
-        embedder=embedder,
-        generation=generation,
-        question=question,
-        embedding=vector,
-        answer=answer,
-    )
-    total = SemanticCacheEntry.objects.filter(knowledge_base=kb).count()
-    if total > SEMANTIC_MAX_ENTRIES:
-        oldest = SemanticCacheEntry.objects.filter(knowledge_base=kb).order_by("created_at")
-        stale = list(oldest.values_list("pk", flat=True)[: total - SEMANTIC_MAX_ENTRIES])
-        SemanticCacheEntry.objects.filter(pk__in=stale).delete()
+        if entries.filter(question=question).exists():
+            return
+        SemanticCacheEntry.objects.create(
+            knowledge_base=self.kb,
+            language=self.language,
+            embedder=embedder,
+            generation=self.generation,
+            question=question,
+            embedding=vector,
+            answer=answer,
+        )
+        all_entries = SemanticCacheEntry.objects.filter(knowledge_base=self.kb)
+        total = all_entries.count()
+        if total > SEMANTIC_MAX_ENTRIES:
+            oldest = all_entries.order_by("created_at")
+            stale = list(oldest.values_list("pk", flat=True)[: total - SEMANTIC_MAX_ENTRIES])
+            SemanticCacheEntry.objects.filter(pk__in=stale).delete()
 
 
 def knowledge_base_invalidate(kb_id: int | None) -> int:

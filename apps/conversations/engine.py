@@ -183,7 +183,8 @@ def _decide(conversation: Conversation, text: str, language: str) -> Outcome:
 
     kb = conversation.knowledge_base
     started = time.perf_counter()
-    cached = caches.exact_get(kb.pk, language, text)
+    answers = caches.AnswerCache(kb, language)
+    cached = answers.exact_get(text)
     timings["exact_cache"] = (time.perf_counter() - started) * 1000
     if cached is not None:
         return _answer_from_cache(outcome, cached, "exact", state)
@@ -195,13 +196,13 @@ def _decide(conversation: Conversation, text: str, language: str) -> Outcome:
     started = time.perf_counter()
     try:
         vector, embedder = knowledge_selectors.query_embedding(kb, normalize(text), language)
-        hit = caches.semantic_get(kb, language, embedder, vector)
+        hit = answers.semantic_get(embedder, vector)
     except EmbeddingError as exc:
         logger.warning("semantic cache skipped: %s", exc)
         hit = None
     timings["semantic_cache"] = (time.perf_counter() - started) * 1000
     if hit is not None:
-        caches.exact_set(kb.pk, language, text, hit[0])  # the next identical one is cheaper
+        answers.exact_set(text, hit[0])  # the next identical one is cheaper
         return _answer_from_cache(outcome, hit[0], "semantic", state)
 
     started = time.perf_counter()
@@ -218,7 +219,7 @@ def _decide(conversation: Conversation, text: str, language: str) -> Outcome:
             # the help centre answers it confidently, answer; the customer can then start one.
             result = _search(kb, text, language, timings)
             if result.confidence >= settings.CHAT["HOW_TO_ANSWER_CONFIDENCE"]:
-                answered = _answer(outcome, kb, text, language, state, result, None, "")
+                answered = _answer(outcome, answers, text, state, result, None, "")
                 if answered is not None:
                     return answered
         if intent.slots:
@@ -233,7 +234,7 @@ def _decide(conversation: Conversation, text: str, language: str) -> Outcome:
             return outcome
 
     result = _search(kb, text, language, timings)
-    answered = _answer(outcome, kb, text, language, state, result, vector, embedder)
+    answered = _answer(outcome, answers, text, state, result, vector, embedder)
     if answered is not None:
         return answered
 
@@ -278,9 +279,8 @@ def _search(
 
 def _answer(
     outcome: Outcome,
-    kb: Any,
+    answers: caches.AnswerCache,
     text: str,
-    language: str,
     state: dict[str, Any],
     result: knowledge_selectors.SearchResult,
     vector: Any,
@@ -316,9 +316,9 @@ def _answer(
         "sources": [_source_dict(top)],
         "confidence": result.confidence,
     }
-    caches.exact_set(kb.pk, language, text, answer)
+    answers.exact_set(text, answer)
     if vector is not None:
-        caches.semantic_set(kb, language, embedder, vector, normalize(text), answer)
+        answers.semantic_set(embedder, vector, normalize(text), answer)
     outcome.decision = Decision.ANSWER
     outcome.replies.append(
         Reply(answer["text"], Decision.ANSWER, answer["sources"], confidence=result.confidence)
