@@ -39,6 +39,7 @@ from apps.knowledge.embeddings import EmbeddingError, get_embedder, resolve_back
 from apps.knowledge.models import (
     INDEXED_DIMENSIONS,
     Article,
+    ArticleStatus,
     Chunk,
     KnowledgeBase,
     SynonymGroup,
@@ -141,6 +142,19 @@ def knowledge_base_get(kb_id: Any) -> KnowledgeBase:
         raise NotFoundError(
             _("Knowledge base %(id)s does not exist.") % {"id": kb_id}, code="not_found"
         ) from None
+
+
+def article_visible_get(pk: int) -> Article | None:
+    """The article customers may read: published and inside its validity window (the rule
+    search applies to chunks through `_visibility_sql`)."""
+    now = timezone.now()
+    return (
+        Article.objects.filter(pk=pk, status=ArticleStatus.PUBLISHED)
+        .filter(Q(valid_from__isnull=True) | Q(valid_from__lte=now))
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+        .select_related("knowledge_base", "category")
+        .first()
+    )
 
 
 def validate_query(query: Any) -> str:

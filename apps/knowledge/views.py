@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
+from apps.knowledge import selectors
 from apps.knowledge.admin import render_markdown
-from apps.knowledge.models import Article, ArticleStatus
 
 
 def article_page(request: HttpRequest, pk: int) -> HttpResponse:
     """A published article inside its validity window; anything else is a 404, so a customer
     never reads a draft, an archived answer or one that has expired."""
-    now = timezone.now()
-    article = (
-        Article.objects.filter(pk=pk, status=ArticleStatus.PUBLISHED)
-        .filter(Q(valid_from__isnull=True) | Q(valid_from__lte=now))
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
-        .select_related("knowledge_base", "category")
-        .first()
-    )
+    article = selectors.article_visible_get(pk)
     if article is None:
         raise Http404(_("No such help article."))
     # render_markdown escapes raw HTML through bleach's allow-list (the admin preview uses it).
