@@ -229,16 +229,15 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
     from django.core.management import call_command
 
     from apps.conversations.models import Message
-    from apps.knowledge.models import KnowledgeBase
-    from apps.knowledge.services import DEMO_KB_NAME
+    from apps.knowledge.selectors import demo_knowledge_base_get
 
     rng = random.Random(options["seed"])
     kb_id = options["kb"]
     if not kb_id:
-        kb = KnowledgeBase.objects.filter(name=DEMO_KB_NAME).first()
-        if kb is None:
+        if demo_knowledge_base_get() is None:
             call_command("load_demo")
-            kb = KnowledgeBase.objects.get(name=DEMO_KB_NAME)
+        kb = demo_knowledge_base_get()
+        assert kb is not None
         kb_id = kb.pk
     server = None
     base = options["url"].rstrip("/")

@@ -144,6 +144,13 @@ def knowledge_base_get(kb_id: Any) -> KnowledgeBase:
         ) from None
 
 
+def demo_knowledge_base_get() -> KnowledgeBase | None:
+    """The demo help centre, when `load_demo` has loaded it."""
+    from apps.knowledge.services import DEMO_KB_NAME
+
+    return KnowledgeBase.objects.filter(name=DEMO_KB_NAME).first()
+
+
 def article_visible_get(pk: int) -> Article | None:
     """The article customers may read: published and inside its validity window (the rule
     search applies to chunks through `_visibility_sql`)."""

@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from apps.core.exceptions import ServiceError
 from apps.core.text import keyword_terms
-from apps.knowledge import chunking, index_events
+from apps.knowledge import chunking, index_events, selectors
 from apps.knowledge.embeddings import get_embedder, resolve_backend
 from apps.knowledge.models import (
     Article,
@@ -596,7 +596,7 @@ def demo_knowledge_base_load() -> tuple[KnowledgeBase, ImportReport]:
 
     from apps.knowledge.importing import parse_files
 
-    kb = KnowledgeBase.objects.filter(name=DEMO_KB_NAME).first()
+    kb = selectors.demo_knowledge_base_get()
     if kb is None:
         # The Chinese confidence model, fitted on BQ's near-duplicate questions, is cautious:
         # right answers to clean help-centre questions score 0.1-0.5 and off-topic ones under
