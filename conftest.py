@@ -39,3 +39,13 @@ def redis_url() -> Iterator[str]:
     yield url
     if process is not None:
         services.stop(process)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_pool() -> Iterator[None]:
+    """Each test sees the model endpoints of its own database, not a pool another test left."""
+    from apps.inference import selectors
+
+    selectors.pool_reset()
+    yield
+    selectors.pool_reset()

@@ -152,6 +152,7 @@
     ".msg.failed .state { color: #d92d20; }",
     ".sources { font-size: 13px; margin: 4px 4px 0; display: flex; flex-wrap: wrap; gap: 4px 8px; color: #616e7c; }",
     ".sources a { color: #0b6bcb; }",
+    ".msg.draft .bubble::after { content: '\\258D'; margin-left: 2px; color: #9aa5b1; }",
     ".rate { display: flex; gap: 4px; margin: 4px 2px 0; }",
     ".rate button { border: 1px solid #e4e7eb; background: #fff; color: #7b8794; border-radius: 6px; padding: 3px 6px; }",
     ".rate svg { width: 16px; height: 16px; }",
@@ -281,6 +282,8 @@
     readSeq: null, // messages up to here have been seen (shown, or there before this page)
     messages: new Map(), // id -> message object from the server
     outbox: [], // customer messages not yet acknowledged: {client_id, text, state, error}
+    drafts: new Map(), // stream_id -> text of an answer still being generated
+    doneStreams: new Set(), // stream ids whose stored message (or withdrawal) has arrived
   };
   var socket = null;
   var socketOpenedAt = 0;
@@ -467,6 +470,24 @@
     });
   }
 
+  // An answer being generated: shown as it grows, replaced by the stored message.
+  function buildDraft(text) {
+    var node = el("div", { class: "msg bot draft", "data-role": "bot", "aria-busy": "true" }, [
+      el("div", { class: "who", text: roleLabel("bot") }),
+      el("div", { class: "bubble" }),
+    ]);
+    updateDraft(node, text);
+    return node;
+  }
+
+  function updateDraft(node, text) {
+    var bubble = node.querySelector(".bubble");
+    if (bubble.getAttribute("data-length") === String(text.length)) return;
+    bubble.textContent = "";
+    renderText(bubble, text);
+    bubble.setAttribute("data-length", String(text.length));
+  }
+
   function buildPending(item) {
     var note =
       item.state === "failed"
@@ -506,6 +527,9 @@
     stored.forEach(function (message) {
       entries.push({ key: "m:" + message.id, build: buildMessage.bind(null, message), message: message });
     });
+    state.drafts.forEach(function (text, id) {
+      entries.push({ key: "d:" + id, build: buildDraft.bind(null, text), draft: text });
+    });
     state.outbox.forEach(function (item) {
       if (storedClientIds.has(item.client_id)) return;
       entries.push({ key: pendingKey(item), build: buildPending.bind(null, item) });
@@ -534,6 +558,8 @@
         nodes.set(entry.key, node);
       } else if (entry.message && entry.message.rateable) {
         showRating(node, entry.message.rating);
+      } else if (entry.draft !== undefined) {
+        updateDraft(node, entry.draft);
       }
       var expected = previous ? previous.nextSibling : log.firstChild;
       if (node !== expected) log.insertBefore(node, expected);
@@ -745,6 +771,11 @@
     if (message.client_id) dropFromOutbox(message.client_id);
   }
 
+  function endDraft(streamId) {
+    state.drafts.delete(streamId);
+    state.doneStreams.add(streamId);
+  }
+
   function dropFromOutbox(clientId) {
     state.outbox = state.outbox.filter(function (item) {
       return item.client_id !== clientId;
@@ -756,6 +787,7 @@
     state.lastSeq = 0;
     state.readSeq = null;
     state.messages.clear();
+    state.drafts.clear();
   }
 
   function handleFrame(frame, ws) {
@@ -776,8 +808,16 @@
         upsert(frame.message);
         break;
       case "message":
+        if (frame.message && frame.message.stream_id) endDraft(frame.message.stream_id);
         upsert(frame.message);
         if (frame.message && frame.message.role !== "customer") showOtherTyping(null, false);
+        break;
+      case "stream":
+        if (!frame.stream_id || state.doneStreams.has(frame.stream_id)) return;
+        state.drafts.set(frame.stream_id, String(frame.text || ""));
+        break;
+      case "stream_end":
+        endDraft(frame.stream_id);
         break;
       case "typing":
         // The customer's own typing, from another tab of theirs, is not shown.

@@ -22,6 +22,8 @@ class MessageInline(admin.TabularInline):
         "intent",
         "confidence",
         "cache_hit",
+        "generation_status",
+        "grounding_score",
         "handoff_reason",
         "latency_ms",
         "rating",
@@ -91,11 +93,23 @@ class MessageAdmin(admin.ModelAdmin):
         "intent",
         "confidence",
         "cache_hit",
+        "generation_status",
+        "grounding_score",
+        "endpoint",
         "rating",
         "latency_ms",
         "created_at",
     )
-    list_filter = ("role", "decision", "rating", "cache_hit", "handoff_reason", "language")
+    list_filter = (
+        "role",
+        "decision",
+        "generation_status",
+        "rating",
+        "cache_hit",
+        "handoff_reason",
+        "language",
+        "endpoint",
+    )
     search_fields = ("text", "intent")
     list_select_related = ("conversation",)
     readonly_fields = [f.name for f in Message._meta.fields]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -121,9 +122,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.typing_bucket = TokenBucket(limits["burst"] * 2, limits["per_second"] * 4)
         self.processing = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
+        # Set when the customer goes away: a reply still being generated stops early.
+        self.gone = threading.Event()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        self.gone.set()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -250,7 +254,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         async with self.processing:
             await self.send_frame({"type": "typing", "role": "bot", "on": True})
             try:
-                await db(services.message_process, message_id)
+                await db(services.message_process, message_id, cancel=self.gone)
             except ServiceError as exc:
                 await self.error(exc.code or "unavailable", str(exc))
             except Exception:

@@ -8,6 +8,7 @@ trip. The consumer's `chat_event` handler forwards `event["frame"]` to its clien
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -35,3 +36,41 @@ def publish(conversation_public_id: Any, frame: dict[str, Any]) -> None:
             logger.exception("could not publish %s to %s", frame.get("type"), group)
 
     transaction.on_commit(send)
+
+
+def publish_now(conversation_public_id: Any, frame: dict[str, Any]) -> None:
+    """Send `frame` at once, outside any transaction (a draft being generated is not stored,
+    so there is no commit to wait for)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            group_name(conversation_public_id), {"type": "chat.event", "frame": frame}
+        )
+    except Exception:  # a lost draft frame costs nothing: the stored answer follows
+        logger.exception("could not publish %s", frame.get("type"))
+
+
+class ReplyStream:
+    """The draft of a reply being generated, shown to the conversation's sockets as it grows.
+    `stream` frames carry the whole text so far (a lost frame is repaired by the next);
+    `stream_end` with `discarded` withdraws it. The stored message that follows carries the
+    same `stream_id` and replaces the draft."""
+
+    def __init__(self, conversation_public_id: Any, reply_to: Any) -> None:
+        self.id = uuid.uuid4().hex
+        self.conversation_public_id = conversation_public_id
+        self.reply_to = str(reply_to)
+
+    def update(self, text: str) -> None:
+        publish_now(
+            self.conversation_public_id,
+            {"type": "stream", "stream_id": self.id, "reply_to": self.reply_to, "text": text},
+        )
+
+    def discard(self) -> None:
+        publish_now(
+            self.conversation_public_id,
+            {"type": "stream_end", "stream_id": self.id, "discarded": True},
+        )

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
 from apps.core.models import TimeStampedModel
+from apps.inference.models import GenerationStatus
 
 
 class Channel(models.TextChoices):
@@ -159,6 +160,28 @@ class Message(models.Model):
     handoff_reason = models.CharField(_("handoff reason"), max_length=64, blank=True)
     rating = models.CharField(_("rating"), max_length=8, choices=Rating.choices, blank=True)
     rated_at = models.DateTimeField(_("rated at"), null=True, blank=True)
+    # Generated answers (bot messages): what the model pool did and how grounded the text is.
+    generation_status = models.CharField(
+        _("generation"), max_length=16, choices=GenerationStatus.choices, blank=True
+    )
+    endpoint = models.CharField(_("model endpoint"), max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(_("input tokens"), null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), null=True, blank=True)
+    ttft_ms = models.FloatField(_("time to first token (ms)"), null=True, blank=True)
+    generation_ms = models.FloatField(_("generation time (ms)"), null=True, blank=True)
+    grounding_score = models.FloatField(_("grounding score"), null=True, blank=True)
+    grounding_unsupported = models.JSONField(
+        _("unsupported spans"),
+        default=list,
+        blank=True,
+        help_text=_("Facts and sentences of the generated answer the sources do not support."),
+    )
+    generation = models.JSONField(
+        _("generation details"),
+        default=dict,
+        blank=True,
+        help_text=_("Attempts, prompt version, errors and the rejected draft, for staff."),
+    )
 
     class Meta:
         verbose_name = _("message")

@@ -19,4 +19,6 @@ def message_frame(message: Message) -> dict[str, Any]:
         "choices": message.choices or [],
         "rating": message.rating or None,
         "rateable": message.rateable,
+        # The draft this message replaces in the widget (generated answers only).
+        "stream_id": (message.generation or {}).get("stream_id"),
     }

@@ -7,6 +7,7 @@ is handled the same way whichever door it came through.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -32,6 +33,8 @@ from apps.conversations.models import (
 from apps.conversations.serializers import message_frame
 from apps.core.exceptions import NotFoundError, ServiceError
 from apps.core.text import normalize
+from apps.inference import selectors as inference_selectors
+from apps.inference.generation import Generated, summary_generate
 from apps.knowledge.models import KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -153,10 +156,13 @@ def message_receive(
     return message, True
 
 
-def message_process(message: Message | int) -> list[Message]:
+def message_process(
+    message: Message | int, *, cancel: threading.Event | None = None
+) -> list[Message]:
     """Decide and store the bot's reply to a customer message. Idempotent: a message already
     processed returns the replies it got, so a crash between storing the message and replying
-    is repaired by calling this again."""
+    is repaired by calling this again. `cancel`, when set (the customer's socket closed), stops
+    a generated answer early; the extractive answer is stored for when they come back."""
     message_id = message.pk if isinstance(message, Message) else message
     started = time.perf_counter()
     message = Message.objects.select_related(
@@ -165,7 +171,16 @@ def message_process(message: Message | int) -> list[Message]:
     if message.processed_at is not None:
         return list(message.replies.order_by("seq"))
     conversation = message.conversation
-    outcome = engine.decide(conversation, message.text)
+    public_id, reply_to = conversation.public_id, message.public_id
+    outcome = engine.decide(
+        conversation,
+        message.text,
+        engine.Generation(
+            before_seq=message.seq,
+            stream_factory=lambda: events.ReplyStream(public_id, reply_to),
+            cancel=cancel,
+        ),
+    )
 
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message_id)
@@ -186,6 +201,7 @@ def message_process(message: Message | int) -> list[Message]:
                     choices=reply.choices,
                     confidence=reply.confidence,
                     cache_hit=reply.cache_hit,
+                    **_generation_fields(reply.generated),
                 )
             )
         conversation.language = outcome.language
@@ -235,6 +251,22 @@ def message_process(message: Message | int) -> list[Message]:
     return replies
 
 
+def _generation_fields(generated: Generated | None) -> dict[str, Any]:
+    if generated is None:
+        return {}
+    return {
+        "generation_status": generated.status,
+        "endpoint": generated.endpoint,
+        "input_tokens": generated.input_tokens,
+        "output_tokens": generated.output_tokens,
+        "ttft_ms": generated.ttft_ms,
+        "generation_ms": generated.generation_ms,
+        "grounding_score": generated.grounding_score,
+        "grounding_unsupported": generated.unsupported,
+        "generation": generated.details,
+    }
+
+
 def _queue_summary(conversation_id: int) -> None:
     from apps.conversations.tasks import conversation_summarize_task
 
@@ -266,6 +298,8 @@ def _hand_off(conversation: Conversation, reason: str, *, language: str) -> list
         conversation.public_id,
         {"type": "status", "status": conversation.status, "reason": reason},
     )
+    if inference_selectors.pool().has_endpoints("chat"):
+        _queue_summary(conversation.pk)  # the agent gets the pool's summary when it is ready
     return [notice]
 
 
@@ -339,10 +373,32 @@ def conversation_summary(conversation: Conversation, *, recent: int = 4) -> str:
 
 
 def conversation_summarize(conversation_id: int) -> str:
+    """Refresh the summary the agents see: written by the model pool when one is configured
+    (the extractive summary otherwise, or when the pool fails). The pool is asked outside the
+    row lock; the summary is saved only if no newer one was saved meanwhile."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    seq = conversation.last_seq
+    summary = conversation_summary(conversation)
+    pool = inference_selectors.pool()
+    if summary and pool.has_endpoints("chat"):
+        transcript = list(
+            conversation.messages.exclude(role=Role.SYSTEM)
+            .order_by("seq")
+            .values_list("role", "text")
+        )
+        generated = summary_generate(
+            transcript,
+            language=conversation.language,
+            pool=pool,
+            deadline_seconds=settings.INFERENCE["SUMMARY_DEADLINE_SECONDS"],
+        )
+        summary = generated or summary
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        conversation.summary = conversation_summary(conversation)
-        conversation.state = {**(conversation.state or {}), "summary_seq": conversation.last_seq}
+        if int((conversation.state or {}).get("summary_seq", 0)) > seq:
+            return conversation.summary
+        conversation.summary = summary
+        conversation.state = {**(conversation.state or {}), "summary_seq": seq}
         conversation.save(update_fields=["summary", "state", "updated_at"])
     return conversation.summary
 

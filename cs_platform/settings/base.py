@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "apps.nlu",
     "apps.conversations",
     "apps.orders",
+    "apps.inference",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +127,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ROUTES = {
     "apps.knowledge.tasks.articles_embed_task": {"queue": "embeddings"},
     "apps.nlu.tasks.classifier_train_task": {"queue": "embeddings"},
+    "apps.inference.tasks.*": {"queue": "inference"},
+    "apps.conversations.tasks.conversation_summarize_task": {"queue": "inference"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 
@@ -214,7 +218,33 @@ CHAT = {
     "OUT_OF_SCOPE_BELOW_CONFIDENCE": 0.1,
 }
 
+# The model pool (apps.inference): endpoints live in the database (admin, or
+# `manage.py inference_endpoints_sync` from INFERENCE_ENDPOINTS); these are the client's knobs.
+INFERENCE = {
+    "ENDPOINTS": env.str("INFERENCE_ENDPOINTS", default=""),
+    "API_KEY": env.str("INFERENCE_API_KEY", default=""),
+    # How often each process re-reads the endpoints (health, weights) from the database.
+    "REFRESH_SECONDS": 5.0,
+    # Consecutive failures that open an endpoint's breaker, and how long it stays open.
+    "BREAKER_FAILURES": 3,
+    "BREAKER_COOLDOWN_SECONDS": 5.0,
+    "HEALTH_CHECK_SECONDS": env.float("INFERENCE_HEALTH_CHECK_SECONDS", default=15.0),
+    # Streamed text is sent to the widget at most this often (seconds).
+    "STREAM_INTERVAL_SECONDS": 0.05,
+    "SUMMARY_DEADLINE_SECONDS": 10.0,
+}
+
+# Who may read /metrics (Prometheus): loopback and private networks unless set.
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS",
+    default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+)
+
 CELERY_BEAT_SCHEDULE = {
+    "inference-endpoints-health": {
+        "task": "apps.inference.tasks.endpoints_health_check_task",
+        "schedule": INFERENCE["HEALTH_CHECK_SECONDS"],
+    },
     "messages-unprocessed": {
         "task": "apps.conversations.tasks.messages_unprocessed_process_task",
         "schedule": 60.0,

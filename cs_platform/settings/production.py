@@ -5,11 +5,13 @@ from cs_platform.settings.env import env, required
 # Checked before base settings load, so a missing DATABASE_URL never falls back to embedded mode.
 _DATABASE_URL = required("DATABASE_URL")
 _SECRET_KEY = required("DJANGO_SECRET_KEY")
+_DATA_ENCRYPTION_KEY = required("DATA_ENCRYPTION_KEY")
 
 from cs_platform.settings.base import *  # noqa: E402
 
 DEBUG = False
 SECRET_KEY = _SECRET_KEY
+DATA_ENCRYPTION_KEY = _DATA_ENCRYPTION_KEY
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost"])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True

@@ -99,7 +99,7 @@ def start_celery_worker(env: dict[str, str]) -> subprocess.Popen:
             "--pool",
             "solo",
             "-Q",
-            "default,embeddings",
+            "default,embeddings,inference",
             "--loglevel",
             "INFO",
             "--without-gossip",

@@ -9,5 +9,9 @@ from apps.core.management.dispatch import KindDispatchCommand
 
 class Command(KindDispatchCommand):
     help = "Run a speed benchmark; the last line of output is a JSON object of results."
-    kinds = {"retrieval": "apps.knowledge.benchmark", "chat": "apps.conversations.benchmark"}
+    kinds = {
+        "retrieval": "apps.knowledge.benchmark",
+        "chat": "apps.conversations.benchmark",
+        "inference": "apps.inference.benchmark",
+    }
     log_to_stderr = False  # the table is part of the output
