@@ -233,6 +233,11 @@ def answer_generate(
             continue
         except PoolError as exc:
             draft.withdraw()
+            if isinstance(exc, EndpointFailed) and exc.produced_tokens and attempt == 1:
+                # The endpoint died mid-answer (the pool retries only requests that produced
+                # nothing): the draft is withdrawn and the answer written again elsewhere.
+                details["attempts"].append({"error": exc.reason, "broken_after_tokens": True})
+                continue
             status = {
                 DeadlineExceeded: GenerationStatus.TIMEOUT,
                 Cancelled: GenerationStatus.CANCELLED,

@@ -12,8 +12,9 @@ Every backend returns L2-normalised float32 rows, so cosine similarity is a dot 
 from __future__ import annotations
 
 import threading
+import time
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -137,11 +138,10 @@ class OpenAIEmbedder:
     batch_size = 64
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 30.0):
-        if not base_url:
-            raise EmbeddingError("the openai embedding backend needs OPENAI_EMBEDDINGS_URL")
         self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
+        if self.base_url and not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
+        self.timeout = timeout
         self.model = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers)
@@ -154,6 +154,14 @@ class OpenAIEmbedder:
         return self._dimensions
 
     def _post(self, texts: list[str], input_type: str) -> np.ndarray:
+        pool = _embedding_pool()
+        if pool is not None:
+            return self._post_to_pool(pool, texts, input_type)
+        if not self.base_url:
+            raise EmbeddingError(
+                "the openai embedding backend needs an embedding endpoint in the model pool "
+                "or OPENAI_EMBEDDINGS_URL"
+            )
         payload = {
             "input": texts,
             "model": self.model,
@@ -182,6 +190,24 @@ class OpenAIEmbedder:
             raise EmbeddingError(f"asked for {len(texts)} embeddings, got {rows.shape[0]}")
         return _normalised(rows)
 
+    def _post_to_pool(self, pool: Any, texts: list[str], input_type: str) -> np.ndarray:
+        from apps.inference.pool import EndpointFailed, PoolError
+
+        try:
+            rows = pool.embed(
+                texts, input_type=input_type, deadline=time.monotonic() + self.timeout
+            )
+        except EndpointFailed as exc:
+            if not exc.retryable:
+                raise EmbeddingError(f"embedding endpoint refused the request: {exc}") from exc
+            raise EmbeddingUnavailable(f"embedding pool: {exc}") from exc
+        except PoolError as exc:
+            raise EmbeddingUnavailable(f"embedding pool: {exc}") from exc
+        array = np.array(rows, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] != len(texts):
+            raise EmbeddingError(f"asked for {len(texts)} embeddings, got {array.shape[0]}")
+        return _normalised(array)
+
     def _embed(self, texts: list[str], input_type: str) -> np.ndarray:
         parts = [
             self._post(texts[i : i + self.batch_size], input_type)
@@ -194,6 +220,15 @@ class OpenAIEmbedder:
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._embed(_clipped(texts), "passage")
+
+
+def _embedding_pool() -> Any:
+    """The model pool when it has embedding endpoints (they then serve the `openai` backend,
+    with the pool's routing, breakers and retry); None otherwise."""
+    from apps.inference import selectors
+
+    pool = selectors.pool()
+    return pool if pool.has_endpoints("embedding") else None
 
 
 # What the "auto" backend uses per language: measured best for each (docs/benchmarks.md).

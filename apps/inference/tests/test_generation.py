@@ -246,3 +246,13 @@ def test_endpoints_sync_from_the_environment(settings: Any, llm: FakeLLMServer) 
 
     with pytest.raises(ServiceError):
         services.endpoints_sync_from_env()
+
+
+def test_an_answer_broken_mid_stream_is_written_again(
+    conversation: Conversation, endpoint: ModelEndpoint, llm: FakeLLMServer
+) -> None:
+    llm.close_mid_stream(after_chunks=3, times=1)
+    reply = say(conversation, "How long does a refund take?")[0]
+    assert reply.generation_status == GenerationStatus.REGENERATED
+    assert "Once approved, refunds reach Alipay" in reply.text
+    assert reply.generation["attempts"][0]["broken_after_tokens"] is True

