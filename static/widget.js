@@ -152,6 +152,7 @@
     ".msg.failed .state { color: #d92d20; }",
     ".sources { font-size: 13px; margin: 4px 4px 0; display: flex; flex-wrap: wrap; gap: 4px 8px; color: #616e7c; }",
     ".sources a { color: #0b6bcb; }",
+    "a.cite { color: #0b6bcb; text-decoration: none; font-size: 11px; }",
     ".msg.draft .bubble::after { content: '\\258D'; margin-left: 2px; color: #9aa5b1; }",
     ".rate { display: flex; gap: 4px; margin: 4px 2px 0; }",
     ".rate button { border: 1px solid #e4e7eb; background: #fff; color: #7b8794; border-radius: 6px; padding: 3px 6px; }",
@@ -365,14 +366,32 @@
 
   // Bot answers are plain text with light Markdown (**bold**, [label](url)); built from text
   // nodes, never innerHTML, so nothing a message says can run in the page.
-  function renderText(container, text) {
-    var pattern = /\*\*([^*]+)\*\*|\[([^\]]+)\]\(([^)\s]+)\)/g;
+  // Bold, Markdown links and, in generated answers, citations "[n]" linking to source n.
+  function renderText(container, text, sources) {
+    var pattern = /\*\*([^*]+)\*\*|\[([^\]]+)\]\(([^)\s]+)\)|\[(\d{1,2})\]/g;
     var last = 0;
     var match;
     while ((match = pattern.exec(text))) {
       if (match.index > last) container.appendChild(document.createTextNode(text.slice(last, match.index)));
       if (match[1] !== undefined) {
         container.appendChild(el("strong", { text: match[1] }));
+      } else if (match[4] !== undefined) {
+        var source = (sources || [])[Number(match[4]) - 1];
+        var url = source && safeUrl(source.url);
+        container.appendChild(
+          url
+            ? el("sup", {}, [
+                el("a", {
+                  class: "cite",
+                  href: url,
+                  target: "_blank",
+                  rel: "noopener",
+                  title: source.title || "",
+                  text: "[" + match[4] + "]",
+                }),
+              ])
+            : document.createTextNode(match[0])
+        );
       } else {
         var href = safeUrl(match[3]);
         container.appendChild(
@@ -385,6 +404,7 @@
     }
     if (last < text.length) container.appendChild(document.createTextNode(text.slice(last)));
   }
+
 
   function safeUrl(url) {
     try {
@@ -418,7 +438,7 @@
       if (!isNaN(created)) bubble.title = created.toLocaleString(lang);
     }
     if (role === "customer") bubble.textContent = message.text;
-    else renderText(bubble, message.text || "");
+    else renderText(bubble, message.text || "", message.sources);
     node.appendChild(bubble);
     // Only answers show their sources (the server also records, on the customer's message,
     // what was found for it).

@@ -174,3 +174,51 @@ def test_on_a_phone_the_chat_fills_the_screen_in_the_page_language(
     expect(panel).to_be_hidden()
     expect(page.get_by_role("button", name="打开客服对话")).to_be_focused()
     context.close()
+
+
+@pytest.fixture
+def generating_help_centre(transactional_db: Any) -> Any:
+    """A small help centre as the demo site's, answered by a (fake) model endpoint that writes
+    slowly enough for the draft to be seen growing."""
+    from apps.conversations.tests.conftest import chat_fixtures
+    from apps.inference import services as inference_services
+    from apps.inference.fake_server import FakeLLMServer
+    from apps.knowledge.models import KnowledgeBase
+
+    kb = chat_fixtures()
+    KnowledgeBase.objects.filter(pk=kb.pk).update(name=services.DEMO_KB_NAME)
+    llm = FakeLLMServer().start()
+    llm.configure(first_token_delay=0.2, token_delay=0.12)
+    inference_services.endpoint_save(name="gpu-0", base_url=llm.base_url, model="fake-llm")
+    refund = kb.articles.get(external_id="refund-time", language="en")
+    yield {"refund": refund.pk}
+    llm.stop()
+
+
+def test_generated_answer_streams_in_and_cites_its_source(
+    generating_help_centre: dict[str, int], asgi_server: LiveServer, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.goto(f"{asgi_server.url}/")
+    page.get_by_role("button", name="Open chat").click()
+    textbox = page.get_by_role("textbox", name="Your message")
+    textbox.fill("How long does a refund take?")
+    textbox.press("Enter")
+
+    # The draft shows while the answer is being written, then the stored answer replaces it.
+    draft = page.locator(".msg.draft .bubble")
+    expect(draft).to_contain_text("Once approved")
+    partial = draft.text_content() or ""
+    answer = page.locator(".msg.bot[data-seq]")
+    expect(answer).to_have_count(1, timeout=30_000)
+    expect(page.locator(".msg.draft")).to_have_count(0)
+    final = answer.locator(".bubble").text_content() or ""
+    assert len(partial) < len(final) and final.startswith(partial.rstrip())
+    citation = answer.locator("a.cite")
+    expect(citation).to_have_text("[1]")
+    article = f"{asgi_server.url}/help/articles/{generating_help_centre['refund']}/"
+    expect(citation).to_have_attribute("href", article)
+    context.close()
