@@ -295,7 +295,6 @@ class FakeLLMServer:
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
     request_queue_size = 1024  # the default backlog of 5 drops connections under benchmark load
     owner: FakeLLMServer
 
