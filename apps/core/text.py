@@ -179,8 +179,8 @@ def segment_chinese(text: str) -> list[str]:
     return [w for w in _jieba().lcut(text) if w.strip()]
 
 
-@lru_cache(maxsize=4096)
-def _stem(word: str) -> str:
+@lru_cache(maxsize=8192)
+def stem(word: str) -> str:
     """A light English suffix stripper: enough to match 'refunds'/'refunded'/'refunding'."""
     for suffix, keep in (
         ("ies", "y"),
@@ -215,10 +215,28 @@ def keyword_terms(text: str) -> list[str]:
         else:
             for word in LATIN_WORD_RE.findall(piece):
                 if word not in ENGLISH_STOPWORDS:
-                    terms.append(_stem(word))
+                    terms.append(stem(word))
     return terms
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a Chinese or English paragraph, punctuation kept with its sentence."""
     return [s.strip() for s in SENTENCE_END_RE.split(text) if s and s.strip()]
+
+
+# Chinese numerals: digit characters and the units between them ("三百二十" = 320).
+CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+CN_UNITS = {"十": 10, "百": 100, "千": 1000}

@@ -27,17 +27,7 @@ class ModelEndpointForm(forms.ModelForm):
 
     class Meta:
         model = ModelEndpoint
-        fields = (
-            "name",
-            "kind",
-            "base_url",
-            "model",
-            "weight",
-            "max_concurrency",
-            "connect_timeout",
-            "request_timeout",
-            "enabled",
-        )
+        fields = ("name", *services.ENDPOINT_FIELDS)
 
 
 @admin.register(ModelEndpoint)

@@ -68,7 +68,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from apps.core.text import ENGLISH_STOPWORDS
+from apps.core.text import CN_DIGITS, CN_UNITS, ENGLISH_STOPWORDS, stem
 
 __all__ = [
     "Evidence",
@@ -181,21 +181,6 @@ def _blank_citations(text: str) -> str:
 
 # --- Numbers ---------------------------------------------------------------------------------
 
-_CN_DIGITS = {
-    "零": 0,
-    "〇": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _CN_CORE = frozenset("零〇一二两三四五六七八九十")
 _CN_NUMERAL_CHARS = "零〇一二两三四五六七八九十百千万"
 
@@ -254,27 +239,27 @@ def _chinese_int(numeral: str) -> int | None:
     "二〇二六" 2026 (digit by digit). None when it is not one ("万", "千万", "一二")."""
     if not any(char in _CN_CORE for char in numeral):
         return None  # "百", "千万": words more often than numbers
-    if all(char in _CN_DIGITS for char in numeral):
+    if all(char in CN_DIGITS for char in numeral):
         if len(numeral) == 1:
-            return _CN_DIGITS[numeral]
+            return CN_DIGITS[numeral]
         if len(numeral) < 3:
             return None  # "一二", "两三" (two or three): not one number
-        return int("".join(str(_CN_DIGITS[char]) for char in numeral))
+        return int("".join(str(CN_DIGITS[char]) for char in numeral))
     total = section = last_unit = 0
     digit: int | None = None
     after_zero = False
     for char in numeral:
-        if char in _CN_DIGITS:
-            value = _CN_DIGITS[char]
+        if char in CN_DIGITS:
+            value = CN_DIGITS[char]
             if value == 0:
                 after_zero = True
             elif digit is not None:
                 return None
             else:
                 digit = value
-        elif char in _CN_UNITS:
-            section += (1 if digit is None else digit) * _CN_UNITS[char]
-            digit, last_unit, after_zero = None, _CN_UNITS[char], False
+        elif char in CN_UNITS:
+            section += (1 if digit is None else digit) * CN_UNITS[char]
+            digit, last_unit, after_zero = None, CN_UNITS[char], False
         else:  # 万
             total += (section + (digit or 0)) * 10_000
             section, digit, last_unit, after_zero = 0, None, 10_000, False
@@ -289,8 +274,8 @@ def _chinese_values(numeral: str) -> list[int]:
     value = _chinese_int(numeral)
     if value is not None:
         return [value]
-    if len(numeral) == 2 and all(char in _CN_DIGITS for char in numeral):
-        first, second = _CN_DIGITS[numeral[0]], _CN_DIGITS[numeral[1]]
+    if len(numeral) == 2 and all(char in CN_DIGITS for char in numeral):
+        first, second = CN_DIGITS[numeral[0]], CN_DIGITS[numeral[1]]
         if second == first + 1:
             return [first, second]
     return []
@@ -770,34 +755,13 @@ _PLEASANTRY_RE = re.compile(
 )
 
 
-_SUFFIXES = (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""))
-
-
-@lru_cache(maxsize=8192)
-def _stem(word: str) -> str:
-    """A light English suffix stripper: 'refunds'/'refunded'/'refunding' -> 'refund'."""
-    for suffix, keep in (
-        ("ies", "y"),
-        ("sses", "ss"),
-        ("ing", ""),
-        ("ed", ""),
-        ("es", ""),
-        ("s", ""),
-    ):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            if suffix == "s" and word.endswith(("ss", "us", "is")):
-                return word
-            return word[: len(word) - len(suffix)] + keep
-    return word
-
-
 def _tokens(folded_lower: str) -> Iterator[str]:
     for m in _TOKEN_RE.finditer(folded_lower):
         token = m.group()
         if token[0].isascii():
             word = re.split("['’]", token, maxsplit=1)[0]
             if len(word) > 1 and word not in _STOPWORDS:
-                yield _stem(word)
+                yield stem(word)
         else:
             for run in _ZH_BREAKS_RE.split(token):
                 for i in range(len(run) - 1):

@@ -42,7 +42,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import timezone
 
-from apps.core.text import CJK_RE
+from apps.core.text import CJK_RE, CN_DIGITS, CN_UNITS
 
 ORDER_NUMBER = "order_number"
 PHONE = "phone"
@@ -153,21 +153,6 @@ def _fold(text: str) -> tuple[str, list[int]]:
 
 # --- Chinese numerals ------------------------------------------------------------------------
 
-_CN_DIGITS = {
-    "零": 0,
-    "〇": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _CN_NUMERAL = "零〇一二两三四五六七八九十百千万"
 _CN_DIGIT = "零一二两三四五六七八九"
 
@@ -185,16 +170,16 @@ def chinese_number(numeral: str) -> int | None:
     last_unit = 0
     after_zero = False
     for char in numeral:
-        if char in _CN_DIGITS:
-            value = _CN_DIGITS[char]
+        if char in CN_DIGITS:
+            value = CN_DIGITS[char]
             if digit is not None:
                 return None  # two digits in a row ("二零二六") is a digit string, not this form
             if value == 0:
                 after_zero = True
                 continue
             digit = value
-        elif char in _CN_UNITS:
-            unit = _CN_UNITS[char]
+        elif char in CN_UNITS:
+            unit = CN_UNITS[char]
             if last_unit and unit >= last_unit and section:
                 return None  # "十百"
             section += (1 if digit is None else digit) * unit

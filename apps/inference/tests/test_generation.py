@@ -3,7 +3,6 @@ servers over HTTP), checks grounding, and falls back to the extractive answer wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,13 +14,6 @@ from apps.inference.fake_server import FakeLLMServer
 from apps.inference.models import GenerationStatus, ModelEndpoint, PromptConfig
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ replaces the draft, and a customer who leaves stops the generation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,13 +17,6 @@ from apps.inference.fake_server import FakeLLMServer
 from apps.inference.models import GenerationStatus
 from apps.knowledge.models import KnowledgeBase
 from cs_platform.asgi import application
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
