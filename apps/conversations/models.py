@@ -79,12 +79,29 @@ class Conversation(TimeStampedModel):
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     last_seq = models.PositiveIntegerField(_("last sequence number"), default=0)
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
+    # With a person (apps.agents): who has it, since when, how it ended, what the customer said.
+    assigned_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_conversations",
+        verbose_name=_("agent"),
+    )
+    assigned_at = models.DateTimeField(_("assigned at"), null=True, blank=True)
+    first_agent_reply_at = models.DateTimeField(_("first agent reply at"), null=True, blank=True)
+    resolution_code = models.CharField(_("resolution"), max_length=32, blank=True)
+    csat = models.PositiveSmallIntegerField(_("customer rating (1-5)"), null=True, blank=True)
+    csat_at = models.DateTimeField(_("rated at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("conversation")
         verbose_name_plural = _("conversations")
         ordering = ["-last_message_at", "-pk"]
-        indexes = [models.Index(fields=["status", "last_message_at"])]
+        indexes = [
+            models.Index(fields=["status", "last_message_at"]),
+            models.Index(fields=["assigned_agent", "status"]),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} ({self.get_status_display()})"

@@ -115,14 +115,15 @@ def validate_text(text: Any) -> str:
     return text
 
 
-# Saved with every write that appends messages (see _append).
+# Saved with every write that appends messages (see message_append).
 SEQUENCE_FIELDS = ["last_seq", "last_message_at", "updated_at"]
 HANDOFF_FIELDS = ["status", "handoff_reason", "handed_off_at", "state", "summary"]
 
 
-def _append(conversation: Conversation, **fields: Any) -> Message:
-    """A new message with the conversation's next sequence number. The caller holds the
-    conversation row locked (select_for_update) and saves SEQUENCE_FIELDS once it is done."""
+def message_append(conversation: Conversation, **fields: Any) -> Message:
+    """A new message with the conversation's next sequence number, published to its sockets
+    after the commit. The caller holds the conversation row locked (select_for_update) and
+    saves SEQUENCE_FIELDS once it is done (the agent console's services use this too)."""
     conversation.last_seq += 1
     conversation.last_message_at = timezone.now()
     message = Message.objects.create(conversation=conversation, seq=conversation.last_seq, **fields)
@@ -147,7 +148,7 @@ def message_receive(
             locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
             if locked.status == ConversationStatus.CLOSED:
                 raise ServiceError(_("This conversation is closed."), code="closed")
-            message = _append(locked, role=Role.CUSTOMER, text=text, client_id=client_id)
+            message = message_append(locked, role=Role.CUSTOMER, text=text, client_id=client_id)
             locked.save(update_fields=SEQUENCE_FIELDS)
     except IntegrityError:
         # The same client_id raced in from another socket: that one was stored.
@@ -190,7 +191,7 @@ def message_process(
         replies = []
         for reply in outcome.replies:
             replies.append(
-                _append(
+                message_append(
                     conversation,
                     role=Role.BOT,
                     text=reply.text,
@@ -291,7 +292,7 @@ def _hand_off(conversation: Conversation, reason: str, *, language: str) -> list
                 "I'd better pass this to a human agent. Please stay in this chat; someone will "
                 "be with you shortly."
             )
-    notice = _append(
+    notice = message_append(
         conversation, role=Role.SYSTEM, text=text, language=language, handoff_reason=reason
     )
     events.publish(
@@ -300,6 +301,9 @@ def _hand_off(conversation: Conversation, reason: str, *, language: str) -> list
     )
     if inference_selectors.pool().has_endpoints("chat"):
         _queue_summary(conversation.pk)  # the agent gets the pool's summary when it is ready
+    from apps.agents.services import conversation_handed_off
+
+    conversation_handed_off(conversation)  # into the agents' queue
     return [notice]
 
 

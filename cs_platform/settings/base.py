@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.conversations",
     "apps.orders",
     "apps.inference",
+    "apps.agents",
     "django_prometheus",
 ]
 
@@ -234,6 +235,18 @@ INFERENCE = {
     "SUMMARY_DEADLINE_SECONDS": 10.0,
 }
 
+# The agent console (apps.agents).
+AGENTS = {
+    # Assign waiting conversations to the least busy online agent with the language.
+    "AUTO_ASSIGN": env.bool("AGENTS_AUTO_ASSIGN", default=True),
+    # An agent whose console is disconnected this long loses their conversations to the queue.
+    "GRACE_SECONDS": env.float("AGENTS_GRACE_SECONDS", default=60.0),
+    # First-response target: the queue flags conversations waiting longer than this (and at
+    # risk from AT_RISK_SHARE of it).
+    "SLA_FIRST_RESPONSE_SECONDS": env.float("AGENTS_SLA_SECONDS", default=120.0),
+    "SLA_AT_RISK_SHARE": 0.75,
+}
+
 # Who may read /metrics (Prometheus): loopback and private networks unless set.
 METRICS_ALLOWED_NETWORKS = env.list(
     "METRICS_ALLOWED_NETWORKS",
@@ -241,6 +254,8 @@ METRICS_ALLOWED_NETWORKS = env.list(
 )
 
 CELERY_BEAT_SCHEDULE = {
+    "agents-gone": {"task": "apps.agents.tasks.agents_gone_release_task", "schedule": 15.0},
+    "agents-assign": {"task": "apps.agents.tasks.conversations_assign_task", "schedule": 30.0},
     "inference-endpoints-health": {
         "task": "apps.inference.tasks.endpoints_health_check_task",
         "schedule": INFERENCE["HEALTH_CHECK_SECONDS"],

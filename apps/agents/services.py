@@ -1,0 +1,452 @@
+"""Every write of the agent console: presence, claim, assignment, replies, transfer, hand back,
+close, the customer's rating, and returning the conversations of an agent who went away.
+
+Each change of hands locks the conversation row (and, for capacity, the agent's profile row), so
+two agents clicking "claim" at once get one winner; every change is recorded as a
+ConversationEvent, tells the customer with a system message, and is pushed to the console and
+the chat sockets after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from apps.agents import events
+from apps.agents.models import AgentProfile, ConversationEvent, EventKind, Presence, Resolution
+from apps.conversations import services as conversation_services
+from apps.conversations.events import publish as publish_to_chat
+from apps.conversations.models import Conversation, ConversationStatus, Message, Role
+from apps.core.exceptions import ServiceError
+
+logger = logging.getLogger(__name__)
+
+
+def is_supervisor(user: Any) -> bool:
+    return bool(user.is_active and user.has_perm("agents.supervise"))
+
+
+def is_agent(user: Any) -> bool:
+    return bool(user.is_active and (user.has_perm("agents.use_console") or is_supervisor(user)))
+
+
+def agent_profile(user: Any) -> AgentProfile:
+    profile, _created = AgentProfile.objects.get_or_create(user=user)
+    return profile
+
+
+def display_name(user: Any) -> str:
+    return user.get_short_name() or user.get_username()
+
+
+def _require_agent(user: Any) -> None:
+    if not is_agent(user):
+        raise ServiceError(_("Only agents can do this."), code="forbidden")
+
+
+def _open_count(user: Any) -> int:
+    return Conversation.objects.filter(assigned_agent=user, status=ConversationStatus.AGENT).count()
+
+
+def _locked(conversation: Conversation | int) -> Conversation:
+    pk = conversation.pk if isinstance(conversation, Conversation) else conversation
+    return Conversation.objects.select_for_update().get(pk=pk)
+
+
+def _tell_customer(conversation: Conversation, text: str) -> Message:
+    """A system message in the conversation (the caller saves SEQUENCE_FIELDS)."""
+    return conversation_services.message_append(
+        conversation, role=Role.SYSTEM, text=text, language=conversation.language
+    )
+
+
+def _in_language(conversation: Conversation) -> Any:
+    return translation.override("zh-hans" if conversation.language == "zh" else "en")
+
+
+def _record(
+    conversation: Conversation,
+    kind: str,
+    actor: Any = None,
+    agent: Any = None,
+    note: str = "",
+) -> ConversationEvent:
+    return ConversationEvent.objects.create(
+        conversation=conversation, kind=kind, actor=actor, agent=agent, note=note[:2000]
+    )
+
+
+def _status_changed(conversation: Conversation, agent: Any = None) -> None:
+    frame: dict[str, Any] = {"type": "status", "status": conversation.status}
+    if agent is not None:
+        frame["agent"] = display_name(agent)
+    publish_to_chat(conversation.public_id, frame)
+    events.conversation_changed(conversation)
+
+
+# Presence --------------------------------------------------------------------------------------
+
+
+def agent_presence_set(user: Any, presence: str) -> AgentProfile:
+    _require_agent(user)
+    if presence not in Presence.values:
+        raise ServiceError(_("Unknown presence: %(value)s") % {"value": presence}, code="bad_frame")
+    profile = agent_profile(user)
+    profile.presence = presence
+    profile.save(update_fields=["presence", "updated_at"])
+    events.agents_changed()
+    if presence == Presence.ONLINE:
+        transaction.on_commit(_queue_assignment)
+    return profile
+
+
+def agent_connected(user: Any) -> None:
+    """A console socket of the agent opened: they are back within their grace period."""
+    AgentProfile.objects.filter(user=user).update(disconnected_at=None)
+
+
+def agent_disconnected(user: Any) -> None:
+    """The agent's console socket closed. Their conversations stay theirs for the grace period
+    (a reload, a flaky network); `agents_gone_release` hands them back after it."""
+    AgentProfile.objects.filter(user=user, disconnected_at__isnull=True).update(
+        disconnected_at=timezone.now()
+    )
+
+
+# Claim and assignment -------------------------------------------------------------------------
+
+
+def conversation_claim(
+    conversation: Conversation | int, agent: Any, *, assigned_by: Any = None
+) -> Conversation:
+    """Give a waiting conversation to `agent`: the agent clicked "claim", or the assignment
+    (`assigned_by` None and called from `conversations_assign`) or a supervisor picked them.
+    Exactly one of two simultaneous claims wins; the other gets code "taken"."""
+    _require_agent(agent)
+    with transaction.atomic():
+        locked = _locked(conversation)
+        if locked.status != ConversationStatus.WAITING_AGENT:
+            if locked.assigned_agent_id and locked.assigned_agent_id != agent.pk:
+                raise ServiceError(
+                    _("Another agent has already taken this conversation."), code="taken"
+                )
+            raise ServiceError(_("This conversation is not waiting for an agent."), code="taken")
+        # Locking the agent's profile serialises their claims, so capacity holds under races.
+        profile = AgentProfile.objects.select_for_update().filter(user=agent).first()
+        profile = profile or AgentProfile.objects.create(user=agent)
+        if _open_count(agent) >= profile.capacity:
+            raise ServiceError(
+                _("You already have %(n)d open conversations, your capacity.")
+                % {"n": profile.capacity},
+                code="at_capacity",
+            )
+        locked.status = ConversationStatus.AGENT
+        locked.assigned_agent = agent
+        locked.assigned_at = timezone.now()
+        with _in_language(locked):
+            _tell_customer(
+                locked, _("%(name)s has joined the conversation.") % {"name": display_name(agent)}
+            )
+        locked.save(
+            update_fields=[
+                "status",
+                "assigned_agent",
+                "assigned_at",
+                *conversation_services.SEQUENCE_FIELDS,
+            ]
+        )
+        kind = EventKind.CLAIMED if assigned_by is None else EventKind.ASSIGNED
+        _record(locked, kind, actor=assigned_by or agent, agent=agent)
+        _status_changed(locked, agent)
+    return locked
+
+
+def _least_busy_agent(language: str) -> Any:
+    """The online, connected agent for this language with the most free capacity (ties: the
+    one who got a conversation longest ago)."""
+    profiles = (
+        AgentProfile.objects.filter(
+            presence=Presence.ONLINE, disconnected_at__isnull=True, user__is_active=True
+        )
+        .filter(Q(languages__len=0) | Q(languages__contains=[language]))
+        .annotate(
+            open=Count(
+                "user__assigned_conversations",
+                filter=Q(user__assigned_conversations__status=ConversationStatus.AGENT),
+            )
+        )
+        .select_related("user")
+        .order_by("open", "updated_at")
+    )
+    for profile in profiles:
+        if profile.open < profile.capacity and is_agent(profile.user):
+            return profile.user
+    return None
+
+
+def conversations_assign() -> int:
+    """Assign waiting conversations, oldest first, to free online agents. Called after a
+    handoff, when an agent comes online or frees capacity, and periodically. Returns how many
+    were assigned."""
+    if not settings.AGENTS["AUTO_ASSIGN"]:
+        return 0
+    assigned = 0
+    waiting = Conversation.objects.filter(status=ConversationStatus.WAITING_AGENT).order_by(
+        "handed_off_at", "pk"
+    )
+    for conversation in waiting.values_list("pk", "language")[:200]:
+        agent = _least_busy_agent(conversation[1] or "en")
+        if agent is None:
+            continue
+        try:
+            conversation_claim(conversation[0], agent, assigned_by=agent)
+            assigned += 1
+        except ServiceError as exc:  # claimed meanwhile, or the agent filled up: next one
+            logger.info("assignment of %s skipped: %s", conversation[0], exc)
+    return assigned
+
+
+def _queue_assignment() -> None:
+    from apps.agents.tasks import conversations_assign_task
+
+    conversations_assign_task.delay()
+
+
+def conversation_handed_off(conversation: Conversation) -> None:
+    """The bot (or the customer) put a conversation in the queue: show it to the agents and
+    try to assign it, after the commit."""
+    events.conversation_changed(conversation)
+    transaction.on_commit(_queue_assignment)
+
+
+# Working a conversation ------------------------------------------------------------------------
+
+
+def _require_holder(conversation: Conversation, user: Any) -> None:
+    """The conversation is with a person, and `user` is that person or a supervisor."""
+    if conversation.status != ConversationStatus.AGENT:
+        raise ServiceError(_("This conversation is not with an agent."), code="not_assigned")
+    if conversation.assigned_agent_id != user.pk and not is_supervisor(user):
+        raise ServiceError(_("This conversation is assigned to another agent."), code="forbidden")
+
+
+def agent_message_send(
+    conversation: Conversation | int, agent: Any, text: Any, *, client_id: str = ""
+) -> Message:
+    _require_agent(agent)
+    text = conversation_services.validate_text(text)
+    client_id = str(client_id or "")[:64]
+    with transaction.atomic():
+        locked = _locked(conversation)
+        if client_id:
+            existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
+            if existing is not None:
+                return existing
+        _require_holder(locked, agent)
+        message = conversation_services.message_append(
+            locked,
+            role=Role.AGENT,
+            text=text,
+            author=agent,
+            client_id=client_id,
+            language=locked.language,
+        )
+        fields = list(conversation_services.SEQUENCE_FIELDS)
+        if locked.first_agent_reply_at is None:
+            locked.first_agent_reply_at = timezone.now()
+            fields.append("first_agent_reply_at")
+        locked.save(update_fields=fields)
+        if "first_agent_reply_at" in fields:
+            events.conversation_changed(locked)
+    return message
+
+
+def conversation_transfer(
+    conversation: Conversation | int, actor: Any, *, to_agent: Any = None, note: str = ""
+) -> Conversation:
+    """Pass a conversation to another agent, or back to the queue (`to_agent` None)."""
+    _require_agent(actor)
+    with transaction.atomic():
+        locked = _locked(conversation)
+        _require_holder(locked, actor)
+        if to_agent is not None:
+            _require_agent(to_agent)
+            if to_agent.pk == locked.assigned_agent_id:
+                raise ServiceError(_("The conversation is already theirs."), code="bad_frame")
+            profile = agent_profile(to_agent)
+            if profile.presence != Presence.ONLINE:
+                raise ServiceError(_("That agent is not online."), code="not_online")
+            if _open_count(to_agent) >= profile.capacity:
+                raise ServiceError(_("That agent has no free capacity."), code="at_capacity")
+            locked.assigned_agent = to_agent
+            locked.assigned_at = timezone.now()
+            with _in_language(locked):
+                _tell_customer(
+                    locked,
+                    _("%(name)s will continue helping you.") % {"name": display_name(to_agent)},
+                )
+            kind = EventKind.TRANSFERRED
+        else:
+            locked.status = ConversationStatus.WAITING_AGENT
+            locked.assigned_agent = None
+            locked.assigned_at = None
+            with _in_language(locked):
+                _tell_customer(
+                    locked, _("We are passing you to another agent. Please stay in this chat.")
+                )
+            kind = EventKind.REQUEUED
+            transaction.on_commit(_queue_assignment)
+        locked.save(
+            update_fields=[
+                "status",
+                "assigned_agent",
+                "assigned_at",
+                *conversation_services.SEQUENCE_FIELDS,
+            ]
+        )
+        _record(locked, kind, actor=actor, agent=to_agent, note=note)
+        _status_changed(locked, to_agent)
+    return locked
+
+
+def conversation_return_to_bot(conversation: Conversation | int, actor: Any) -> Conversation:
+    _require_agent(actor)
+    with transaction.atomic():
+        locked = _locked(conversation)
+        _require_holder(locked, actor)
+        locked.status = ConversationStatus.BOT
+        locked.assigned_agent = None
+        locked.assigned_at = None
+        locked.state = {**(locked.state or {}), "low_confidence_streak": 0}
+        with _in_language(locked):
+            _tell_customer(locked, _("You are back with the assistant. Ask me anything."))
+        locked.save(
+            update_fields=[
+                "status",
+                "assigned_agent",
+                "assigned_at",
+                "state",
+                *conversation_services.SEQUENCE_FIELDS,
+            ]
+        )
+        _record(locked, EventKind.TO_BOT, actor=actor)
+        _status_changed(locked)
+    transaction.on_commit(_queue_assignment)  # the agent has room for another one
+    return locked
+
+
+def conversation_close(
+    conversation: Conversation | int, actor: Any, *, resolution: str = Resolution.RESOLVED
+) -> Conversation:
+    """Close with a resolution code; the customer is asked to rate the help (1-5)."""
+    _require_agent(actor)
+    if resolution not in Resolution.values:
+        raise ServiceError(_("Unknown resolution code."), code="bad_frame")
+    with transaction.atomic():
+        locked = _locked(conversation)
+        if locked.status == ConversationStatus.CLOSED:
+            raise ServiceError(_("This conversation is already closed."), code="closed")
+        if locked.status == ConversationStatus.AGENT:
+            _require_holder(locked, actor)
+        elif not is_supervisor(actor):
+            raise ServiceError(
+                _("Only a supervisor can close this conversation."), code="forbidden"
+            )
+        locked.status = ConversationStatus.CLOSED
+        locked.closed_at = timezone.now()
+        locked.resolution_code = resolution
+        with _in_language(locked):
+            _tell_customer(
+                locked,
+                _("This conversation is closed. How would you rate the help you got, from 1 to 5?"),
+            )
+        locked.save(
+            update_fields=[
+                "status",
+                "closed_at",
+                "resolution_code",
+                *conversation_services.SEQUENCE_FIELDS,
+            ]
+        )
+        _record(locked, EventKind.CLOSED, actor=actor, note=resolution)
+        publish_to_chat(locked.public_id, {"type": "csat_request", "scale": [1, 2, 3, 4, 5]})
+        _status_changed(locked)
+    transaction.on_commit(_queue_assignment)
+    return locked
+
+
+def conversation_rate(conversation: Conversation | int, score: Any) -> Conversation:
+    """The customer's rating of a closed conversation (CSAT, 1-5), once."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise ServiceError(_("A rating is a whole number from 1 to 5."), code="bad_frame")
+    with transaction.atomic():
+        locked = _locked(conversation)
+        if locked.status != ConversationStatus.CLOSED:
+            raise ServiceError(_("Only a closed conversation can be rated."), code="not_closed")
+        if locked.csat is not None:
+            raise ServiceError(_("This conversation has already been rated."), code="rated")
+        locked.csat = score
+        locked.csat_at = timezone.now()
+        locked.save(update_fields=["csat", "csat_at", "updated_at"])
+        _record(locked, EventKind.RATED, note=str(score))
+        events.conversation_changed(locked)
+    return locked
+
+
+# Agents who went away --------------------------------------------------------------------------
+
+
+def agents_gone_release(grace_seconds: float | None = None) -> int:
+    """Conversations of agents disconnected for longer than the grace period go back to the
+    queue, with a system note the customer sees. Returns how many."""
+    grace = settings.AGENTS["GRACE_SECONDS"] if grace_seconds is None else grace_seconds
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    released = 0
+    for profile in AgentProfile.objects.filter(disconnected_at__lt=cutoff).select_related("user"):
+        held = Conversation.objects.filter(
+            assigned_agent=profile.user, status=ConversationStatus.AGENT
+        ).values_list("pk", flat=True)
+        for conversation_id in held:
+            with transaction.atomic():
+                locked = _locked(conversation_id)
+                if (
+                    locked.status != ConversationStatus.AGENT
+                    or locked.assigned_agent_id != profile.user_id
+                ):
+                    continue
+                locked.status = ConversationStatus.WAITING_AGENT
+                locked.assigned_agent = None
+                locked.assigned_at = None
+                with _in_language(locked):
+                    _tell_customer(
+                        locked,
+                        _(
+                            "Your agent has been disconnected. We are finding another agent; "
+                            "please stay in this chat."
+                        ),
+                    )
+                locked.save(
+                    update_fields=[
+                        "status",
+                        "assigned_agent",
+                        "assigned_at",
+                        *conversation_services.SEQUENCE_FIELDS,
+                    ]
+                )
+                _record(locked, EventKind.AGENT_LOST, agent=profile.user)
+                _status_changed(locked)
+                released += 1
+        AgentProfile.objects.filter(pk=profile.pk, disconnected_at__lt=cutoff).update(
+            presence=Presence.OFFLINE, disconnected_at=None
+        )
+        events.agents_changed()
+    if released:
+        transaction.on_commit(_queue_assignment)
+    return released
