@@ -10,11 +10,11 @@ from apps.agents.models import AgentProfile, ConversationEvent, Macro
 
 @admin.register(AgentProfile)
 class AgentProfileAdmin(admin.ModelAdmin):
-    list_display = ("user", "presence", "capacity", "languages", "disconnected_at")
+    list_display = ("user", "presence", "capacity", "languages", "last_seen_at")
     list_filter = ("presence",)
     search_fields = ("user__username", "user__first_name", "user__last_name")
     list_select_related = ("user",)
-    readonly_fields = ("presence", "disconnected_at")
+    readonly_fields = ("presence", "last_seen_at")
 
 
 @admin.register(ConversationEvent)

@@ -40,9 +40,9 @@ class AgentProfile(TimeStampedModel):
         verbose_name=_("languages"),
         help_text=_("Conversation languages this agent takes (zh, en); empty: all."),
     )
-    # Set when the agent's last console socket closed; cleared when one opens. After the grace
-    # period their conversations go back to the queue.
-    disconnected_at = models.DateTimeField(_("disconnected at"), null=True, blank=True)
+    # Refreshed while a console of the agent is open (it pings). An agent not seen for the
+    # grace period gets no new conversations and loses theirs to the queue.
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("agent")

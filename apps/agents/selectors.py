@@ -126,7 +126,7 @@ def agents_load(user: Any) -> list[dict[str, Any]]:
             "open": p.open,
             "capacity": p.capacity,
             "languages": p.languages,
-            "connected": p.disconnected_at is None,
+            "last_seen": p.last_seen_at.isoformat() if p.last_seen_at else None,
         }
         for p in profiles
     ]

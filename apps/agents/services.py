@@ -107,17 +107,18 @@ def agent_presence_set(user: Any, presence: str) -> AgentProfile:
     return profile
 
 
-def agent_connected(user: Any) -> None:
-    """A console socket of the agent opened: they are back within their grace period."""
-    AgentProfile.objects.filter(user=user).update(disconnected_at=None)
+def agent_seen(user: Any) -> None:
+    """A console of the agent is open (it connected, or pinged). Written at most every few
+    seconds per agent."""
+    now = timezone.now()
+    recent = now - timedelta(seconds=settings.AGENTS["SEEN_WRITE_SECONDS"])
+    AgentProfile.objects.filter(user=user).filter(
+        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=recent)
+    ).update(last_seen_at=now)
 
 
-def agent_disconnected(user: Any) -> None:
-    """The agent's console socket closed. Their conversations stay theirs for the grace period
-    (a reload, a flaky network); `agents_gone_release` hands them back after it."""
-    AgentProfile.objects.filter(user=user, disconnected_at__isnull=True).update(
-        disconnected_at=timezone.now()
-    )
+def _seen_since() -> Any:
+    return timezone.now() - timedelta(seconds=settings.AGENTS["GRACE_SECONDS"])
 
 
 # Claim and assignment -------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def _least_busy_agent(language: str) -> Any:
     one who got a conversation longest ago)."""
     profiles = (
         AgentProfile.objects.filter(
-            presence=Presence.ONLINE, disconnected_at__isnull=True, user__is_active=True
+            presence=Presence.ONLINE, last_seen_at__gte=_seen_since(), user__is_active=True
         )
         .filter(Q(languages__len=0) | Q(languages__contains=[language]))
         .annotate(
@@ -403,13 +404,18 @@ def conversation_rate(conversation: Conversation | int, score: Any) -> Conversat
 # Agents who went away --------------------------------------------------------------------------
 
 
-def agents_gone_release(grace_seconds: float | None = None) -> int:
-    """Conversations of agents disconnected for longer than the grace period go back to the
-    queue, with a system note the customer sees. Returns how many."""
-    grace = settings.AGENTS["GRACE_SECONDS"] if grace_seconds is None else grace_seconds
-    cutoff = timezone.now() - timedelta(seconds=grace)
+def agents_gone_release() -> int:
+    """Conversations of agents whose console has not been seen for the grace period (closed,
+    crashed, offline) go back to the queue, with a system note the customer sees; those agents
+    are set offline. A reload or a short network loss stays within the grace. Returns how many
+    conversations went back."""
+    cutoff = _seen_since()
     released = 0
-    for profile in AgentProfile.objects.filter(disconnected_at__lt=cutoff).select_related("user"):
+    gone = AgentProfile.objects.filter(
+        Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True),
+        user__assigned_conversations__status=ConversationStatus.AGENT,
+    ).distinct()
+    for profile in gone.select_related("user"):
         held = Conversation.objects.filter(
             assigned_agent=profile.user, status=ConversationStatus.AGENT
         ).values_list("pk", flat=True)
@@ -443,9 +449,7 @@ def agents_gone_release(grace_seconds: float | None = None) -> int:
                 _record(locked, EventKind.AGENT_LOST, agent=profile.user)
                 _status_changed(locked)
                 released += 1
-        AgentProfile.objects.filter(pk=profile.pk, disconnected_at__lt=cutoff).update(
-            presence=Presence.OFFLINE, disconnected_at=None
-        )
+        AgentProfile.objects.filter(pk=profile.pk).update(presence=Presence.OFFLINE)
         events.agents_changed()
     if released:
         transaction.on_commit(_queue_assignment)

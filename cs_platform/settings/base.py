@@ -239,8 +239,11 @@ INFERENCE = {
 AGENTS = {
     # Assign waiting conversations to the least busy online agent with the language.
     "AUTO_ASSIGN": env.bool("AGENTS_AUTO_ASSIGN", default=True),
-    # An agent whose console is disconnected this long loses their conversations to the queue.
+    # An agent whose console has not been seen (it pings every PING_SECONDS) for this long gets
+    # no new conversations and loses theirs to the queue.
     "GRACE_SECONDS": env.float("AGENTS_GRACE_SECONDS", default=60.0),
+    "PING_SECONDS": 20.0,
+    "SEEN_WRITE_SECONDS": 5.0,
     # First-response target: the queue flags conversations waiting longer than this (and at
     # risk from AT_RISK_SHARE of it).
     "SLA_FIRST_RESPONSE_SECONDS": env.float("AGENTS_SLA_SECONDS", default=120.0),

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.utils import timezone
 
 from apps.agents.models import AgentProfile, Presence
 from apps.conversations.tests.conftest import (  # noqa: F401 (fixtures)
@@ -41,7 +42,11 @@ def make_agent(django_user_model: Any) -> Callable[..., Any]:
         user = django_user_model.objects.create_user(username, password="pw-" + username)
         user.groups.add(_group("supervisors" if supervisor else "agents"))
         AgentProfile.objects.create(
-            user=user, presence=presence, capacity=capacity, languages=languages or []
+            user=user,
+            presence=presence,
+            capacity=capacity,
+            languages=languages or [],
+            last_seen_at=timezone.now(),  # their console is open
         )
         return django_user_model.objects.get(pk=user.pk)  # fresh permission cache
 

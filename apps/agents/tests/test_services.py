@@ -258,25 +258,45 @@ def test_close_with_a_resolution_then_the_customer_rates_once(
 
 
 @pytest.mark.django_db
-def test_disconnected_agent_keeps_conversations_for_the_grace_period(
+def test_an_agent_gone_past_the_grace_period_loses_conversations_to_the_queue(
     chat_kb: Any, make_agent: Any, no_auto_assign: None
 ) -> None:
     conversation = handed_off(chat_kb)
-    ann = make_agent("ann")
+    ann, bob = make_agent("ann"), make_agent("bob")
     services.conversation_claim(conversation, ann)
-    services.agent_disconnected(ann)
-    assert services.agents_gone_release(grace_seconds=60) == 0  # a reload: still ann's
-    services.agent_connected(ann)
+    past = timezone.now() - timedelta(seconds=45)
+    AgentProfile.objects.filter(user=ann).update(last_seen_at=past)
+    assert services.agents_gone_release() == 0  # 45 s: within the 60 s grace (a reload)
+    services.agent_seen(ann)  # the console is back and pings
+    assert AgentProfile.objects.get(user=ann).last_seen_at > past
+
     AgentProfile.objects.filter(user=ann).update(
-        disconnected_at=timezone.now() - timedelta(seconds=120)
+        last_seen_at=timezone.now() - timedelta(seconds=120)
     )
-    assert services.agents_gone_release(grace_seconds=60) == 1
+    assert services.agents_gone_release() == 1
     conversation.refresh_from_db()
     assert conversation.status == ConversationStatus.WAITING_AGENT
     note = conversation.messages.order_by("-seq").first()
     assert note is not None and note.role == Role.SYSTEM and "断开" in note.text
     assert AgentProfile.objects.get(user=ann).presence == Presence.OFFLINE
+    assert AgentProfile.objects.get(user=bob).presence == Presence.ONLINE
     assert selectors.conversation_events(conversation)[-1].kind == EventKind.AGENT_LOST
+
+
+@pytest.mark.django_db
+def test_agents_not_seen_recently_get_no_new_conversations(chat_kb: Any, make_agent: Any) -> None:
+    ann = make_agent("ann")
+    AgentProfile.objects.filter(user=ann).update(
+        last_seen_at=timezone.now() - timedelta(seconds=300)
+    )
+    conversation = handed_off(chat_kb)
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        services.agent_seen(ann)
+        services.conversations_assign()
+    conversation.refresh_from_db()
+    assert conversation.assigned_agent_id == ann.pk
 
 
 @pytest.mark.django_db
