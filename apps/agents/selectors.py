@@ -187,3 +187,58 @@ def _last_order_number(conversation: Conversation) -> str:
             if isinstance(entity, dict) and entity.get("kind") == "order_number":
                 return str(entity.get("value", ""))
     return ""
+
+
+ASSIST_SOURCES = 3
+
+
+def assist_suggestions(conversation: Conversation) -> list[dict[str, Any]]:
+    """Replies the agent may insert and edit for the customer's last message: one written by
+    the model pool from the best sources (when the pool is there and the draft is grounded),
+    then the best articles' own text, each with its sources."""
+    from apps.conversations.engine import extract_answer, source_dict
+    from apps.inference import selectors as inference_selectors
+    from apps.inference.generation import GenerationRequest, SourceText, answer_generate
+    from apps.knowledge import selectors as knowledge_selectors
+
+    last = (
+        conversation.messages.filter(role="customer").order_by("-seq").values_list("text").first()
+    )
+    if last is None:
+        return []
+    result = knowledge_selectors.search(
+        conversation.knowledge_base, last[0][:2000], language=conversation.language or None
+    )
+    sources = [s for s in result.sources[:ASSIST_SOURCES] if s.fused_score > 0]
+    suggestions = [
+        {"text": extract_answer(s), "kind": "knowledge", "sources": [source_dict(s)]}
+        for s in sources
+    ]
+    pool = inference_selectors.pool()
+    if sources and pool.has_endpoints("chat"):
+        config = inference_selectors.prompt_config_for(conversation.knowledge_base_id)
+        history = list(
+            conversation.messages.exclude(role="system")
+            .order_by("-seq")
+            .values_list("role", "text")[:6]
+        )[::-1]
+        request = GenerationRequest(
+            question=last[0],
+            language=conversation.language or "en",
+            sources=[SourceText(n, s.title, extract_answer(s)) for n, s in enumerate(sources, 1)],
+            config=config,
+            history=history[:-1],
+            summary=conversation.summary,
+        )
+        generated = answer_generate(request, pool=pool)
+        if generated.ok:
+            cited = [sources[n - 1] for n in generated.cited] or sources[:1]
+            suggestions.insert(
+                0,
+                {
+                    "text": generated.text,
+                    "kind": "generated",
+                    "sources": [source_dict(s) for s in cited],
+                },
+            )
+    return suggestions

@@ -397,6 +397,7 @@ def conversation_rate(conversation: Conversation | int, score: Any) -> Conversat
         locked.csat_at = timezone.now()
         locked.save(update_fields=["csat", "csat_at", "updated_at"])
         _record(locked, EventKind.RATED, note=str(score))
+        publish_to_chat(locked.public_id, {"type": "csat_done", "score": score})
         events.conversation_changed(locked)
     return locked
 

@@ -24,6 +24,7 @@ from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from apps.agents import services as agent_services
 from apps.conversations import events, services
 from apps.conversations.models import Conversation, Message, Role
 from apps.conversations.serializers import message_frame
@@ -163,6 +164,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "typing": self.on_typing,
             "rate": self.on_rate,
             "handoff": self.on_handoff,
+            "csat": self.on_csat,
         }.get(kind)
         if handler is None:
             await self.error(
@@ -223,6 +225,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     "type": "chat.event",
                     "frame": {"type": "typing", "role": "customer", "on": bool(frame.get("on"))},
                     "sender": self.channel_name,
+                    "conversation_id": str(self.conversation.public_id)
+                    if self.conversation
+                    else "",
                 },
             )
 
@@ -241,6 +246,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.join(conversation)
         assert self.conversation is not None
         await db(services.conversation_hand_off, self.conversation, "customer_button")
+
+    async def on_csat(self, frame: dict[str, Any]) -> None:
+        """The customer's rating (1-5) of a conversation an agent closed."""
+        if self.conversation is None:
+            raise ServiceError(_("There is no conversation yet."), code="no_conversation")
+        await db(agent_services.conversation_rate, self.conversation, frame.get("score"))
 
     # Work ----------------------------------------------------------------------------------
 

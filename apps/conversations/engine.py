@@ -116,7 +116,7 @@ def django_language(language: str) -> str:
     return "zh-hans" if language == "zh" else "en"
 
 
-def _source_dict(source: knowledge_selectors.Source) -> dict[str, Any]:
+def source_dict(source: knowledge_selectors.Source) -> dict[str, Any]:
     return {
         "article_id": source.article_id,
         "title": source.title,
@@ -335,7 +335,7 @@ def _answer(
             Reply(
                 _("Which of these do you mean?"),
                 Decision.CLARIFY,
-                sources=[_source_dict(s) for s in options],
+                sources=[source_dict(s) for s in options],
                 choices=[s.title for s in options],
                 confidence=result.confidence,
             )
@@ -343,7 +343,7 @@ def _answer(
         return outcome
     answer: dict[str, Any] = {
         "text": extract_answer(top),
-        "sources": [_source_dict(top)],
+        "sources": [source_dict(top)],
         "confidence": result.confidence,
     }
     started = time.perf_counter()
@@ -352,7 +352,7 @@ def _answer(
         outcome.timings_ms["generation"] = (time.perf_counter() - started) * 1000
     if generated is not None and generated.ok:
         cited = [result.sources[n - 1] for n in generated.cited] or [top]
-        answer = {**answer, "text": generated.text, "sources": [_source_dict(s) for s in cited]}
+        answer = {**answer, "text": generated.text, "sources": [source_dict(s) for s in cited]}
     # A generated answer that speaks of this customer's own details, or an extractive one sent
     # because the pool failed, is not cached: the next asker deserves a fresh answer.
     if generated is None or (generated.ok and not generated.personal):

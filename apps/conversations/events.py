@@ -1,8 +1,9 @@
 """Socket events of a conversation, sent to its channel-layer group after the commit.
 
-Every socket on a conversation (the customer's tabs, later the agent console) joins the group
-`chat.<conversation public id>`; an event is a dict with a `type` that survives a JSON round
-trip. The consumer's `chat_event` handler forwards `event["frame"]` to its client.
+Every socket on a conversation (the customer's tabs, the agents' consoles that opened it) joins
+the group `chat.<conversation public id>`; an event is a dict with a `type` that survives a JSON
+round trip, and carries `conversation_id`. The consumers' `chat_event` handlers forward
+`event["frame"]` to their clients.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ def publish(conversation_public_id: Any, frame: dict[str, Any]) -> None:
         if layer is None:
             return
         try:
-            async_to_sync(layer.group_send)(group, {"type": "chat.event", "frame": frame})
+            async_to_sync(layer.group_send)(
+                group,
+                {
+                    "type": "chat.event",
+                    "frame": frame,
+                    "conversation_id": str(conversation_public_id),
+                },
+            )
         except Exception:  # the message is stored; a client catches up on resume
             logger.exception("could not publish %s to %s", frame.get("type"), group)
 
@@ -46,7 +54,8 @@ def publish_now(conversation_public_id: Any, frame: dict[str, Any]) -> None:
         return
     try:
         async_to_sync(layer.group_send)(
-            group_name(conversation_public_id), {"type": "chat.event", "frame": frame}
+            group_name(conversation_public_id),
+            {"type": "chat.event", "frame": frame, "conversation_id": str(conversation_public_id)},
         )
     except Exception:  # a lost draft frame costs nothing: the stored answer follows
         logger.exception("could not publish %s", frame.get("type"))
