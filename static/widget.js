@@ -55,6 +55,9 @@
       status_waiting_agent: "Waiting for an agent…",
       status_agent: "An agent has joined the conversation.",
       status_closed: "This conversation has ended. Send a message to start a new one.",
+      csatPrompt: "How would you rate the help you got?",
+      csatRate: "Rate {n} of 5",
+      csatThanks: "Thank you for your rating.",
       status_bot: "You are back with the assistant.",
       error_too_long: "That message is too long.",
       error_empty: "The message is empty.",
@@ -96,6 +99,9 @@
       status_waiting_agent: "正在为您转接人工客服，请稍候…",
       status_agent: "人工客服已接入。",
       status_closed: "本次对话已结束。发送消息即可开始新的对话。",
+      csatPrompt: "请为本次服务打分：",
+      csatRate: "评分 {n} 分（满分 5 分）",
+      csatThanks: "感谢您的评价。",
       status_bot: "已回到智能助手。",
       error_too_long: "消息太长了。",
       error_empty: "消息不能为空。",
@@ -152,6 +158,10 @@
     ".msg.failed .state { color: #d92d20; }",
     ".sources { font-size: 13px; margin: 4px 4px 0; display: flex; flex-wrap: wrap; gap: 4px 8px; color: #616e7c; }",
     ".sources a { color: #0b6bcb; }",
+    ".csat { padding: 8px 16px; border-top: 1px solid #e4e7eb; font-size: 14px; }",
+    ".csat p { margin: 0 0 6px; }",
+    ".csat-scale { display: flex; gap: 6px; }",
+    ".csat-scale button { min-width: 36px; min-height: 36px; border: 1px solid #cbd2d9; border-radius: 6px; background: #fff; cursor: pointer; }",
     "a.cite { color: #0b6bcb; text-decoration: none; font-size: 11px; }",
     ".msg.draft .bubble::after { content: '\\258D'; margin-left: 2px; color: #9aa5b1; }",
     ".rate { display: flex; gap: 4px; margin: 4px 2px 0; }",
@@ -321,6 +331,8 @@
   });
   var connLine = el("div", { class: "conn", role: "status", hidden: true });
   var statusLine = el("div", { class: "status", role: "status", hidden: true });
+  // Asked when an agent closes the conversation: five buttons, one rating, then thanks.
+  var csatBox = el("div", { class: "csat", role: "group", hidden: true });
   var log = el("div", {
     class: "log",
     role: "log",
@@ -350,6 +362,7 @@
       connLine,
       statusLine,
       log,
+      csatBox,
       typingLine,
       toast,
       form,
@@ -637,6 +650,39 @@
     }
   }
 
+  function showCsat(stateName) {
+    csatBox.textContent = "";
+    if (stateName === "thanks") {
+      csatBox.appendChild(el("p", { text: t("csatThanks") }));
+      csatBox.hidden = false;
+      return;
+    }
+    if (stateName !== "ask") {
+      csatBox.hidden = true;
+      return;
+    }
+    csatBox.setAttribute("aria-label", t("csatPrompt"));
+    csatBox.appendChild(el("p", { text: t("csatPrompt") }));
+    var row = el("div", { class: "csat-scale" });
+    [1, 2, 3, 4, 5].forEach(function (score) {
+      var button = el("button", {
+        type: "button",
+        text: String(score),
+        "aria-label": t("csatRate").replace("{n}", String(score)),
+      });
+      button.addEventListener("click", function () {
+        if (sendFrame({ type: "csat", score: score })) {
+          row.querySelectorAll("button").forEach(function (b) {
+            b.disabled = true;
+          });
+        }
+      });
+      row.appendChild(button);
+    });
+    csatBox.appendChild(row);
+    csatBox.hidden = false;
+  }
+
   function showToast(text) {
     toast.textContent = text;
     toast.hidden = false;
@@ -822,6 +868,7 @@
         if (state.readSeq === null) state.readSeq = frame.last_seq || 0;
         if (frame.token) storeSet(storageKey, frame.token);
         if (frame.status) setStatus(frame.status, false);
+        showCsat(frame.csat_pending ? "ask" : "none");
         break;
       case "ack":
         dropFromOutbox(frame.client_id);
@@ -838,6 +885,12 @@
         break;
       case "stream_end":
         endDraft(frame.stream_id);
+        break;
+      case "csat_request":
+        showCsat("ask");
+        break;
+      case "csat_done":
+        showCsat("thanks");
         break;
       case "typing":
         // The customer's own typing, from another tab of theirs, is not shown.

@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from apps.agents import services as agent_services
 from apps.conversations import events, services
-from apps.conversations.models import Conversation, Message, Role
+from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.serializers import message_frame
 from apps.core.exceptions import ServiceError
 
@@ -291,6 +291,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "conversation_id": str(conversation.public_id),
                 "status": conversation.status,
                 "last_seq": conversation.last_seq,
+                # An agent closed it and the customer has not rated it yet: ask again.
+                "csat_pending": conversation.status == ConversationStatus.CLOSED
+                and conversation.csat is None
+                and bool(conversation.resolution_code),
             }
         )
 
