@@ -668,7 +668,7 @@
       var button = el("button", {
         type: "button",
         text: String(score),
-        "aria-label": t("csatRate").replace("{n}", String(score)),
+        "aria-label": t("csatRate", { n: score }),
       });
       button.addEventListener("click", function () {
         if (sendFrame({ type: "csat", score: score })) {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -110,31 +111,52 @@ def conversation_state(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _console_lists(user: Any) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = [
-        {"type": "queue", "items": [asdict(item) for item in selectors.queue(user)]},
-        {
-            "type": "mine",
-            "items": [
-                {
-                    "id": str(c.public_id),
-                    "language": c.language,
-                    "intent": c.intent,
-                    "status": c.status,
-                    "agent_id": c.assigned_agent_id,
-                    "agent_name": _user_name(c.assigned_agent),
-                    "assigned_at": c.assigned_at.isoformat() if c.assigned_at else None,
-                    "first_agent_reply_at": c.first_agent_reply_at.isoformat()
-                    if c.first_agent_reply_at
-                    else None,
-                }
-                for c in selectors.agent_conversations(user)
-            ],
-        },
-    ]
-    if services.is_supervisor(user):
-        frames.append({"type": "agents", "items": selectors.agents_load(user)})
-    return frames
+def _queue_frame() -> dict[str, Any]:
+    return {"type": "queue", "items": [asdict(item) for item in selectors.waiting_conversations()]}
+
+
+class SharedQueue:
+    """One read of the queue serves every console of this process: all agents see the same
+    queue, so twenty consoles told of the same change make one query, not twenty. A console
+    told of a change at time t waits for a read that started after t."""
+
+    def __init__(self) -> None:
+        self.read: asyncio.Future | None = None
+        self.started = 0.0
+
+    async def frame(self, changed_at: float) -> dict[str, Any]:
+        if self.read is None or self.started < changed_at:
+            self.started = time.monotonic()
+            self.read = asyncio.ensure_future(db(_queue_frame))
+        return await asyncio.shield(self.read)
+
+
+_shared_queue = SharedQueue()
+
+
+def _mine_frame(user: Any) -> dict[str, Any]:
+    return {
+        "type": "mine",
+        "items": [
+            {
+                "id": str(c.public_id),
+                "language": c.language,
+                "intent": c.intent,
+                "status": c.status,
+                "agent_id": c.assigned_agent_id,
+                "agent_name": _user_name(c.assigned_agent),
+                "assigned_at": c.assigned_at.isoformat() if c.assigned_at else None,
+                "first_agent_reply_at": c.first_agent_reply_at.isoformat()
+                if c.first_agent_reply_at
+                else None,
+            }
+            for c in selectors.agent_conversations(user)
+        ],
+    }
+
+
+def _agents_frame(user: Any) -> dict[str, Any]:
+    return {"type": "agents", "items": selectors.agents_load(user)}
 
 
 def _hello(user: Any) -> dict[str, Any]:
@@ -178,7 +200,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         self.user = user
         self.opened: set[str] = set()
+        self.mine: set[str] = set()  # ids in the last "mine" frame
+        self.stale: set[str] = set()  # lists to re-read at the next refresh
         self.refresh_pending = False
+        self.changed_at = 0.0
+        self.tasks: set[asyncio.Task] = set()
+        self.supervisor = await db(services.is_supervisor, user)
         await self.accept()
         await self.channel_layer.group_add(events.CONSOLE_GROUP, self.channel_name)
         with translation.override(self._language()):
@@ -340,14 +367,31 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     # Events -------------------------------------------------------------------------------
 
     async def console_event(self, event: dict[str, Any]) -> None:
-        """Something in the queue, a conversation or the agents changed: re-read, once for a
-        burst of notices."""
-        if self.refresh_pending:
+        """Something in the queue, a conversation or the agents changed: re-read what this
+        console shows that it may touch, once for a burst of notices. The re-read runs as its
+        own task, so the notices behind this one are taken (and folded in) while it waits."""
+        frame = event["frame"]
+        if frame["type"] == "conversation":
+            self.stale.add("queue")
+            if frame.get("agent_id") == self.user.pk or frame.get("id") in self.mine:
+                self.stale.add("mine")
+            if self.supervisor:
+                self.stale.update(("mine", "agents"))
+        elif self.supervisor:
+            self.stale.add("agents")
+        if not self.stale or self.refresh_pending:
             return
         self.refresh_pending = True
+        self.changed_at = time.monotonic()
+        task = asyncio.ensure_future(self._refresh_soon())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _refresh_soon(self) -> None:
         await asyncio.sleep(REFRESH_DELAY_SECONDS)
-        self.refresh_pending = False
-        await self.send_lists()
+        stale, self.stale = self.stale, set()
+        changed_at, self.refresh_pending = self.changed_at, False
+        await self.send_lists(stale, changed_at)
 
     async def chat_event(self, event: dict[str, Any]) -> None:
         if event.get("sender") == self.channel_name:
@@ -362,14 +406,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     # Sending ------------------------------------------------------------------------------
 
-    async def send_lists(self) -> None:
-        try:
-            frames = await db(_console_lists, self.user)
-        except ServiceError:  # no longer an agent (permissions changed): nothing to show
-            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
-            return
-        for frame in frames:
-            await self.send_frame(frame)
+    async def send_lists(
+        self, which: set[str] | None = None, changed_at: float | None = None
+    ) -> None:
+        which = which or {"queue", "mine", "agents"}
+        if "queue" in which:
+            await self.send_frame(await _shared_queue.frame(changed_at or time.monotonic()))
+        if "mine" in which:
+            mine = await db(_mine_frame, self.user)
+            self.mine = {item["id"] for item in mine["items"]}
+            await self.send_frame(mine)
+        if "agents" in which and self.supervisor:
+            await self.send_frame(await db(_agents_frame, self.user))
 
     async def done(self, action: str, conversation: Conversation | None = None) -> None:
         frame: dict[str, Any] = {"type": "done", "action": action}

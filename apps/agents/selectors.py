@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -61,23 +61,29 @@ def _sla(waited: float) -> str:
 
 
 def queue(user: Any) -> list[QueueItem]:
-    """Conversations waiting for a person, longest wait first."""
+    """Conversations waiting for a person, longest wait first (every agent sees the same)."""
     if not is_agent(user):
         raise ServiceError(_("Only agents can do this."), code="forbidden")
+    return waiting_conversations()
+
+
+def waiting_conversations() -> list[QueueItem]:
+    """The queue, without the viewer's permission check (the console checked it once)."""
     now = timezone.now()
-    items = []
-    waiting = Conversation.objects.filter(status=ConversationStatus.WAITING_AGENT).order_by(
-        "handed_off_at", "pk"
+    last_customer_text = (
+        Message.objects.filter(conversation=OuterRef("pk"), role="customer")
+        .order_by("-seq")
+        .values("text")[:1]
     )
+    waiting = (
+        Conversation.objects.filter(status=ConversationStatus.WAITING_AGENT)
+        .annotate(last_text=Subquery(last_customer_text))
+        .order_by("handed_off_at", "pk")
+    )
+    items = []
     for conversation in waiting[:500]:
         since = conversation.handed_off_at or conversation.updated_at
         waited = (now - since).total_seconds()
-        last = (
-            Message.objects.filter(conversation=conversation, role="customer")
-            .order_by("-seq")
-            .values_list("text", flat=True)
-            .first()
-        )
         items.append(
             QueueItem(
                 id=str(conversation.public_id),
@@ -88,7 +94,7 @@ def queue(user: Any) -> list[QueueItem]:
                 waited_seconds=round(waited, 1),
                 sentiment="negative" if conversation.handoff_reason == "anger" else "neutral",
                 sla=_sla(waited),
-                last_message=(last or "")[:200],
+                last_message=(conversation.last_text or "")[:200],
             )
         )
     return items

@@ -19,10 +19,10 @@ CONSOLE_SOCKET_PATH = "/ws/console/"
 
 @require_GET
 def console_page(request: HttpRequest) -> HttpResponse:
-    """Anonymous visitors go to the admin's login page and come back here; a signed-in user who
-    is not an agent gets a 403 rather than a page whose socket would refuse them."""
+    """Anonymous visitors go to the console's login page and come back here; a signed-in user
+    who is not an agent gets a 403 rather than a page whose socket would refuse them."""
     if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path(), login_url=reverse("admin:login"))
+        return redirect_to_login(request.get_full_path(), login_url=reverse("console-login"))
     if not services.is_agent(request.user):
         raise PermissionDenied(_("Only agents can use the agent console."))
     language = get_language() or "en"

@@ -106,7 +106,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                # redis-py's pool allows 100 connections by default: too few for hundreds of
+                # sockets joining groups at once. Its default socket timeout (5 s) equals
+                # channels_redis's blocking-pop timeout, so idle sockets' reads time out: 15 s.
+                "hosts": [{"address": REDIS_URL, "max_connections": 1000, "socket_timeout": 15}],
+                # Frames waiting for a slow socket before the oldest are dropped.
+                "capacity": 1000,
+            },
         }
     }
 else:

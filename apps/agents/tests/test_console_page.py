@@ -23,7 +23,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page_and_back(client: Client) 
     response = client.get("/console/")
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/login/?next=/console/"
+    assert response["Location"] == "/console/login/?next=/console/"
 
 
 def test_a_signed_in_user_who_is_not_an_agent_is_forbidden(

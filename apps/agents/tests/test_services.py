@@ -363,3 +363,15 @@ def test_macros_are_found_by_shortcut_and_fill_their_placeholders(
     assert selectors.macros_search("old") == []
     text = selectors.macro_render(selectors.macros_search("refund")[0], conversation, ann)
     assert text == "您好，我是ann。订单 LM2026112001 的退款 3-7 个工作日到账。"
+
+
+@pytest.mark.django_db
+def test_the_queue_is_read_in_one_query(
+    chat_kb: Any, make_agent: Any, django_assert_num_queries: Any, no_auto_assign: None
+) -> None:
+    for _ in range(4):
+        handed_off(chat_kb)
+    ann = make_agent("ann")
+    with django_assert_num_queries(3):  # the permission checks (user's groups, perms) + queue
+        items = selectors.queue(ann)
+    assert len(items) == 4 and all(item.last_message == "转人工" for item in items)

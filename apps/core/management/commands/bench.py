@@ -13,5 +13,6 @@ class Command(KindDispatchCommand):
         "retrieval": "apps.knowledge.benchmark",
         "chat": "apps.conversations.benchmark",
         "inference": "apps.inference.benchmark",
+        "console": "apps.agents.benchmark",
     }
     log_to_stderr = False  # the table is part of the output
