@@ -16,6 +16,7 @@ from apps.agents.models import AgentProfile, ConversationEvent, Macro
 from apps.agents.services import is_agent, is_supervisor
 from apps.conversations.models import Conversation, ConversationStatus, Message
 from apps.core.exceptions import NotFoundError, ServiceError
+from apps.nlu.sentiment import is_angry
 
 
 def access_conversation(user: Any, conversation_id: Any) -> Conversation:
@@ -92,7 +93,9 @@ def waiting_conversations() -> list[QueueItem]:
                 handoff_reason=conversation.handoff_reason,
                 summary=conversation.summary,
                 waited_seconds=round(waited, 1),
-                sentiment="negative" if conversation.handoff_reason == "anger" else "neutral",
+                sentiment="negative"
+                if conversation.handoff_reason == "anger" or is_angry(conversation.last_text or "")
+                else "neutral",
                 sla=_sla(waited),
                 last_message=(conversation.last_text or "")[:200],
             )

@@ -18,10 +18,13 @@ from apps.nlu import services as nlu_services
 from apps.orders import services as orders_services
 from cs_platform.settings.env import VAR_DIR
 
-# username -> (group, is_superuser)
+# username -> (group, is_superuser, is_staff). Agents use /console/ (no admin); the agents and
+# supervisors groups come from the agents app's migration.
 DEMO_ACCOUNTS = {
-    "admin": ("", True),
-    "support": ("Support staff", False),
+    "admin": ("", True, True),
+    "support": ("Support staff", False, True),
+    "agent": ("agents", False, False),
+    "supervisor": ("supervisors", False, False),
 }
 GROUP_PERMISSIONS = {
     "Support staff": {
@@ -65,16 +68,16 @@ class Command(BaseCommand):
     def _accounts(self) -> None:
         user_model = get_user_model()
         created = []
-        for username, (group_name, superuser) in DEMO_ACCOUNTS.items():
+        for username, (group_name, superuser, staff) in DEMO_ACCOUNTS.items():
             if user_model.objects.filter(username=username).exists():
                 continue
             password = secrets.token_urlsafe(12)
             if superuser:
                 user = user_model.objects.create_superuser(username, "", password)
             else:
-                user = user_model.objects.create_user(username, "", password, is_staff=True)
+                user = user_model.objects.create_user(username, "", password, is_staff=staff)
             if group_name:
-                user.groups.add(Group.objects.get(name=group_name))
+                user.groups.add(Group.objects.get_or_create(name=group_name)[0])
             created.append(f"{username}: {password}")
         path = VAR_DIR / "demo_accounts.txt"
         if created:
