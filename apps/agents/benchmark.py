@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -89,42 +87,10 @@ def _agents(count: int, capacity: int) -> list[str]:
 
 
 def _start_server(redis_url: str) -> tuple[subprocess.Popen, str]:
-    from tests.support.services import free_port, wait_for
+    from tests.support.services import start_asgi_server
 
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "cs_platform.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--lifespan",
-            "off",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "cs_platform.settings.local",
-            "DJANGO_DEBUG": "0",
-            "REDIS_URL": redis_url,
-            # The agents claim by hand here, as in a console (no Celery worker runs).
-            "AGENTS_AUTO_ASSIGN": "0",
-        },
-    )
-    import httpx
-
-    wait_for(
-        lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200,
-        120,
-        "the console server",
-    )
-    return process, f"http://127.0.0.1:{port}"
+    # The agents claim by hand here, as in a console (no Celery worker runs).
+    return start_asgi_server({"REDIS_URL": redis_url, "AGENTS_AUTO_ASSIGN": "0"})
 
 
 class Bench:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -189,40 +187,10 @@ def _percentile(values: list[float], p: float) -> float | None:
 
 
 def _start_server() -> tuple[subprocess.Popen, str]:
-    from tests.support.services import free_port, wait_for
+    from tests.support.services import start_asgi_server
 
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "cs_platform.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--lifespan",
-            "off",
-        ],
-        cwd=ROOT,
-        # As a deployment runs it: without DEBUG's per-query bookkeeping.
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "cs_platform.settings.local",
-            "DJANGO_DEBUG": "0",
-        },
-    )
-    import httpx
-
-    wait_for(
-        lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200,
-        120,
-        "the chat server",
-    )
-    return process, f"ws://127.0.0.1:{port}"
+    process, url = start_asgi_server()
+    return process, url.replace("http", "ws", 1)
 
 
 def run(options: dict[str, Any], log: Any) -> dict[str, Any]:

