@@ -375,3 +375,33 @@ def test_the_queue_is_read_in_one_query(
     with django_assert_num_queries(3):  # the permission checks (user's groups, perms) + queue
         items = selectors.queue(ann)
     assert len(items) == 4 and all(item.last_message == "转人工" for item in items)
+
+
+@pytest.mark.django_db
+def test_assist_suggests_help_centre_answers_and_a_generated_draft_with_sources(
+    chat_kb: Any, make_agent: Any, no_auto_assign: None
+) -> None:
+    from apps.inference import selectors as inference_selectors
+    from apps.inference import services as inference_services
+    from apps.inference.fake_server import FakeLLMServer
+
+    conversation = conversation_services.conversation_start(knowledge_base=chat_kb, locale="en")
+    say(conversation, "How long does a refund take?")
+    say(conversation, "I want to talk to a human")
+    say_more = conversation_services.message_receive(conversation, "When is my money back?")[0]
+    assert say_more.role == Role.CUSTOMER
+    plain = selectors.assist_suggestions(conversation)
+    assert plain and {s["kind"] for s in plain} == {"knowledge"}
+    assert plain[0]["sources"][0]["title"] == "How long does a refund take?"
+    assert "refunds reach Alipay" in plain[0]["text"]
+
+    llm = FakeLLMServer().start()
+    try:
+        inference_services.endpoint_save(name="gpu", base_url=llm.base_url, model="fake-llm")
+        inference_selectors.pool_reset()
+        drafted = selectors.assist_suggestions(conversation)
+    finally:
+        llm.stop()
+    assert drafted[0]["kind"] == "generated" and drafted[0]["text"].endswith("[1]")
+    assert drafted[0]["sources"][0]["title"] == "How long does a refund take?"
+    assert drafted[1:] == plain
