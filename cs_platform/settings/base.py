@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "apps.orders",
     "apps.inference",
     "apps.agents",
+    "apps.audit",
     "django_prometheus",
 ]
 

@@ -11,3 +11,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; te
 # One test database per run, so two test runs on one machine (CI beside a developer) never
 # drop each other's database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+
+# The audit log's TRUNCATE guard (apps/audit/migrations/0002_append_only.py) lets a session
+# through only when it sets audit.allow_truncate: Django empties all tables with one TRUNCATE
+# after every transactional test, and only test connections should be allowed to. UPDATE and
+# DELETE of audit rows stay refused here as everywhere.
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options["options"] = f"{_db_options.get('options', '')} -c audit.allow_truncate=on".strip()
