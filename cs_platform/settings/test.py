@@ -18,3 +18,7 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{o
 # DELETE of audit rows stay refused here as everywhere.
 _db_options = DATABASES["default"].setdefault("OPTIONS", {})
 _db_options["options"] = f"{_db_options.get('options', '')} -c audit.allow_truncate=on".strip()
+
+# The chat and console sockets answer on worker threads; connections kept open by those threads
+# would stop the test database from being dropped at the end of the run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
