@@ -11,25 +11,10 @@ from typing import Any
 from django.db.models import QuerySet
 
 from apps.audit.models import AuditEvent
+from apps.audit.services import CONTENT_FIELDS
 
-CSV_COLUMNS = (
-    "id",
-    "created_at",
-    "request_id",
-    "kind",
-    "actor_id",
-    "actor",
-    "ip",
-    "method",
-    "endpoint",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "latency_ms",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+# Every column: the id, the hashed content, then the chain.
+CSV_COLUMNS = ("id", *CONTENT_FIELDS, "prev_hash", "hash")
 
 # A spreadsheet runs a cell that starts with one of these as a formula; actor and endpoint come
 # from the outside world, so such cells are written with a leading apostrophe.
