@@ -31,6 +31,7 @@ from apps.inference.pool import (
     PoolError,
     StreamStopped,
 )
+from apps.safety.pii import redact
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are the customer-support assistant of an online store. Answer the customer's question "
@@ -118,16 +119,21 @@ def build_messages(request: GenerationRequest, strict_spans: list[str] | None = 
         f"[{s.number}] {s.title}\n{s.text[:SOURCE_CHARS]}" for s in request.sources
     )
     messages = [{"role": "system", "content": system}]
+    # What the customer wrote reaches the model with personal data (phones, e-mail, ID and card
+    # numbers, addresses) replaced by placeholders; the help centre's sources go as written.
     if request.summary:
+        summary = redact(request.summary)[0]
         messages.append(
-            {"role": "system", "content": f"Summary of the conversation so far:\n{request.summary}"}
+            {"role": "system", "content": f"Summary of the conversation so far:\n{summary}"}
         )
     for role, text in request.history[-HISTORY_TURNS:]:
-        messages.append({"role": "user" if role == "customer" else "assistant", "content": text})
+        messages.append(
+            {"role": "user" if role == "customer" else "assistant", "content": redact(text)[0]}
+        )
     messages.append(
         {
             "role": "user",
-            "content": f"Sources:\n{sources}\n\nCustomer's question: {request.question}",
+            "content": f"Sources:\n{sources}\n\nCustomer's question: {redact(request.question)[0]}",
         }
     )
     return messages
@@ -308,7 +314,7 @@ def summary_generate(
 ) -> str | None:
     """A summary of the conversation from the pool; None when the pool cannot give one in time
     (the caller keeps the extractive summary)."""
-    lines = "\n".join(f"{role}: {text[:500]}" for role, text in transcript[-40:])
+    lines = "\n".join(f"{role}: {redact(text[:500])[0]}" for role, text in transcript[-40:])
     name = "Simplified Chinese" if language == "zh" else "English"
     try:
         result = pool.chat(

@@ -248,3 +248,31 @@ def test_an_answer_broken_mid_stream_is_written_again(
     assert reply.generation_status == GenerationStatus.REGENERATED
     assert "Once approved, refunds reach Alipay" in reply.text
     assert reply.generation["attempts"][0]["broken_after_tokens"] is True
+
+
+def test_personal_data_is_redacted_before_it_reaches_the_model(
+    conversation: Conversation, endpoint: ModelEndpoint, llm: FakeLLMServer
+) -> None:
+    first = say(conversation, "退款多久能到账？邮箱 li.lei@example.com")[0]
+    assert first.generation_status == GenerationStatus.GENERATED
+    assert "li.lei@example.com" not in last_prompt(llm) and "[EMAIL]" in last_prompt(llm)
+    reply = say(conversation, "运费怎么算")[0]
+    assert reply.generation_status == GenerationStatus.GENERATED
+    prompt = last_prompt(llm)  # the e-mail is in the history now
+    assert "li.lei@example.com" not in prompt and "[EMAIL]" in prompt
+    # The stored conversation keeps what the customer wrote (for the agent who takes over).
+    assert conversation.messages.filter(text__contains="li.lei@example.com").exists()
+    from apps.inference.generation import GenerationRequest, SourceText, build_messages
+
+    request = GenerationRequest(
+        question="我的手机是13800138000，身份证11010519491231002X",
+        language="zh",
+        sources=[SourceText(1, "客服电话", "客服热线 400-820-1234")],
+        config=PromptConfig(),
+        history=[("customer", "寄到上海市浦东新区世纪大道100号")],
+        summary="Customer card 4111 1111 1111 1111",
+    )
+    sent = "\n".join(m["content"] for m in build_messages(request))
+    for personal in ("13800138000", "11010519491231002X", "世纪大道100号", "4111 1111 1111 1111"):
+        assert personal not in sent
+    assert "400-820-1234" in sent  # the help centre's own number is not the customer's data
