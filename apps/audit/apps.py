@@ -6,3 +6,6 @@ class AuditConfig(AppConfig):
     name = "apps.audit"
     label = "audit"
     verbose_name = _("Audit")
+
+    def ready(self) -> None:
+        from apps.audit import signals  # noqa: F401 (connects the login signals)

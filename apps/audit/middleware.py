@@ -1,0 +1,73 @@
+"""Every request gets a request id (the client's `X-Request-ID` when it sent a sane one), sent
+back in the `X-Request-ID` response header; API requests and admin changes are written to the
+audit log with who, from where, what, the status and the time taken."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+
+from apps.audit import services
+from apps.audit.models import AuditEvent
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{8,64}")
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def request_id_of(request: HttpRequest) -> str:
+    return getattr(request, "request_id", "")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    # REMOTE_ADDR only: a forwarded-for header is the client's word (behind a proxy, set the
+    # proxy to pass the real address, e.g. uvicorn --proxy-headers --forwarded-allow-ips).
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _kind(request: HttpRequest) -> str | None:
+    path = request.path
+    if path.startswith("/api/"):
+        return AuditEvent.Kind.API_REQUEST
+    if path.startswith("/admin/") and request.method not in READ_METHODS:
+        if path.startswith(("/admin/login/", "/admin/logout/")):
+            return None  # recorded by the login/logout signals, with the outcome
+        return AuditEvent.Kind.ADMIN_CHANGE
+    return None
+
+
+class AuditMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        sent = request.headers.get("X-Request-ID", "")
+        request_id = sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        kind = _kind(request)
+        if kind is not None:
+            user = getattr(request, "user", None)
+            try:
+                services.audit_record(
+                    kind,
+                    actor=user if user is not None and user.is_authenticated else None,
+                    request_id=request_id,
+                    ip=client_ip(request),
+                    method=request.method or "",
+                    endpoint=request.path[:300],
+                    status=response.status_code,
+                    latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            except DatabaseError:  # the response stands; the failure is loud in the logs
+                logger.exception("could not write the audit event of %s", request.path)
+        return response

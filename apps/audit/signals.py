@@ -1,0 +1,44 @@
+"""Logins, logouts and failed logins (admin, console, API sessions) into the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from apps.audit import services
+from apps.audit.middleware import client_ip, request_id_of
+from apps.audit.models import AuditEvent
+
+
+def _where(request: Any) -> dict[str, Any]:
+    if request is None:
+        return {}
+    return {
+        "request_id": request_id_of(request),
+        "ip": client_ip(request),
+        "method": request.method or "",
+        "endpoint": request.path[:300],
+    }
+
+
+@receiver(user_logged_in)
+def logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    services.audit_record(AuditEvent.Kind.LOGIN, actor=user, **_where(request))
+
+
+@receiver(user_logged_out)
+def logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    services.audit_record(AuditEvent.Kind.LOGOUT, actor=user, **_where(request))
+
+
+@receiver(user_login_failed)
+def login_failed(
+    sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+) -> None:
+    # The username tried (staff accounts, not customers' data); never the password.
+    username = str(credentials.get("username", ""))[:150]
+    services.audit_record(
+        AuditEvent.Kind.LOGIN_FAILED, actor=None, detail={"username": username}, **_where(request)
+    )
