@@ -58,7 +58,7 @@ class AnswerCache:
         self.generation = _generation(kb.pk)
 
     def _exact_key(self, text: str) -> str:
-        digest = hashlib.sha1(_question_key(text).encode()).hexdigest()
+        digest = hashlib.sha1(_question_key(text).encode(), usedforsecurity=False).hexdigest()
         return f"chat:answer:{self.kb.pk}:{self.generation}:{self.language}:{digest}"
 
     def exact_get(self, text: str) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ from apps.knowledge.models import KnowledgeBase
 
 logger = logging.getLogger(__name__)
 
-TOKEN_SALT = "conversations.token"
+TOKEN_SALT = "conversations.token"  # noqa: S105 (a signing namespace, not a secret)
 # Conversations longer than this get a summary, refreshed every SUMMARY_EVERY messages.
 SUMMARY_AFTER = 20
 SUMMARY_EVERY = 10

@@ -149,7 +149,7 @@ class FakeLLMServer:
     @property
     def root_url(self) -> str:
         host = str(self._httpd.server_address[0])
-        if host in ("0.0.0.0", ""):
+        if host in ("0.0.0.0", ""):  # noqa: S104 (reading the bound address, not binding)
             host = "127.0.0.1"
         return f"http://{host}:{self.port}"
 

@@ -252,7 +252,8 @@ class Pool:
                     best.append(state)
             if not best:
                 return None
-            chosen = random.choice(best) if len(best) > 1 else best[0]
+            # Spreading ties, not security: the standard generator is right here.
+            chosen = random.choice(best) if len(best) > 1 else best[0]  # noqa: S311
             chosen.outstanding += 1
             chosen.breaker.on_start()
             metrics.OUTSTANDING.labels(chosen.config.name).set(chosen.outstanding)

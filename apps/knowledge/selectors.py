@@ -253,8 +253,10 @@ def _dense_candidates(
         distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
     else:
         distance = "(embedding <=> %s::vector)"
+    # Only fixed fragments and an integer from INDEXED_DIMENSIONS are formatted in; values are
+    # parameters.
     sql = (
-        f"SELECT id, article_id, 1 - {distance} AS similarity FROM knowledge_chunk "
+        f"SELECT id, article_id, 1 - {distance} AS similarity FROM knowledge_chunk "  # noqa: S608
         f"WHERE {_visibility_sql()} AND dimensions = %s AND embedder = %s "
         f"ORDER BY {distance} LIMIT %s"
     )
@@ -384,8 +386,9 @@ def _keyword_candidates(
         selective.append(term)
         rows += stats.df[term]
     now = timezone.now()
+    # Fixed fragments only; values are parameters.
     sql = (
-        "SELECT id, article_id, search_vector::text, term_count FROM knowledge_chunk "
+        "SELECT id, article_id, search_vector::text, term_count FROM knowledge_chunk "  # noqa: S608
         f"WHERE {_visibility_sql()} AND search_vector @@ %s::tsquery "
         "ORDER BY ts_rank(search_vector, %s::tsquery, 0) DESC LIMIT %s"
     )
