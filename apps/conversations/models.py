@@ -31,7 +31,10 @@ class Customer(TimeStampedModel):
         max_length=128,
         blank=True,
         db_index=True,
-        help_text=_("The channel's own id for this customer (an app user id, a WeChat openid)."),
+        help_text=_(
+            "A keyed pseudonym of the channel's own id for this customer (an app user id, a "
+            "WeChat openid); the id itself is never stored."
+        ),
     )
     locale = models.CharField(_("locale"), max_length=16, default="en")
 

@@ -36,6 +36,7 @@ from apps.core.text import normalize
 from apps.inference import selectors as inference_selectors
 from apps.inference.generation import Generated, summary_generate
 from apps.knowledge.models import KnowledgeBase
+from apps.safety.pseudonyms import pseudonym, pseudonym_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,16 @@ def conversation_start(
         knowledge_base = knowledge_base_get(knowledge_base)
     locale = locale if locale in ("en", "zh-hans") else "en"
     with transaction.atomic():
-        if customer is None:
-            customer = Customer.objects.create(
-                channel=channel, locale=locale, external_id=external_id
+        if customer is None and external_id:
+            # The channel's id for the customer is kept only as a keyed pseudonym; the same id
+            # again is the same customer (their earlier conversations show in the console).
+            customer = Customer.objects.filter(
+                channel=channel, external_id__in=pseudonym_candidates(external_id)
+            ).first() or Customer.objects.create(
+                channel=channel, locale=locale, external_id=pseudonym(external_id)
             )
+        elif customer is None:
+            customer = Customer.objects.create(channel=channel, locale=locale)
         return Conversation.objects.create(
             customer=customer,
             knowledge_base=knowledge_base,

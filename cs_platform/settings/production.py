@@ -6,12 +6,14 @@ from cs_platform.settings.env import env, required
 _DATABASE_URL = required("DATABASE_URL")
 _SECRET_KEY = required("DJANGO_SECRET_KEY")
 _DATA_ENCRYPTION_KEY = required("DATA_ENCRYPTION_KEY")
+_PSEUDONYM_KEY = required("PSEUDONYM_KEY")
 
 from cs_platform.settings.base import *  # noqa: E402
 
 DEBUG = False
 SECRET_KEY = _SECRET_KEY
 DATA_ENCRYPTION_KEY = _DATA_ENCRYPTION_KEY
+PSEUDONYM_KEY = _PSEUDONYM_KEY
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost"])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True

@@ -6,6 +6,7 @@ from cs_platform.settings.env import generated_secret
 DEBUG = False
 SECRET_KEY = generated_secret("django_secret_key")
 DATA_ENCRYPTION_KEY = generated_secret("data_encryption_key")
+PSEUDONYM_KEY = generated_secret("pseudonym_key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
 
 # One test database per run, so two test runs on one machine (CI beside a developer) never
