@@ -47,6 +47,7 @@ from apps.nlu import selectors as nlu_selectors
 from apps.nlu.actions import ActionContext
 from apps.nlu.entities import extract_entities
 from apps.nlu.sentiment import is_angry
+from apps.safety.injection import detect_injection
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Outcome:
     entities: list[dict[str, Any]] = field(default_factory=list)
     handoff_reason: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # A security event to record with the message (a prompt-injection attempt).
+    security: dict[str, Any] = field(default_factory=dict)
 
 
 def message_language(text: str, current: str) -> str:
@@ -186,6 +189,21 @@ def _decide(
 
     if conversation.status in (ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT):
         outcome.decision = Decision.AGENT_WAIT
+        return outcome
+    attempt = detect_injection(text)
+    if attempt is not None:
+        # Never searched, never sent to the model: a fixed reply, and the attempt is recorded.
+        outcome.decision = Decision.GUARD
+        outcome.security = {"reason": "prompt_injection", "kind": attempt.kind}
+        outcome.replies.append(
+            Reply(
+                _(
+                    "I can only help with questions about our store, your orders and your "
+                    "account. What can I help you with?"
+                ),
+                Decision.GUARD,
+            )
+        )
         return outcome
     if HUMAN_REQUEST_RE.search(text):
         return _handoff(outcome, "customer_request", state)

@@ -19,6 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
 from apps.conversations import engine, events
 from apps.conversations.models import (
     Channel,
@@ -251,6 +253,16 @@ def message_process(
                 "latency_ms",
             ]
         )
+        if outcome.security:
+            # Only pseudonymous ids go into the audit log, never the message's text.
+            audit_record(
+                AuditEvent.Kind.SECURITY,
+                detail={
+                    **outcome.security,
+                    "conversation": str(conversation.public_id),
+                    "message": str(message.public_id),
+                },
+            )
         summarized = int(conversation.state.get("summary_seq", 0))
         if conversation.last_seq >= SUMMARY_AFTER and (
             conversation.last_seq - summarized >= SUMMARY_EVERY
