@@ -29,6 +29,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from apps.core.benchmarking import percentile
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_PREFIX = "bench-agent-"
 
@@ -43,14 +45,6 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument("--url", default="", help="a running server (http://host:port)")
     parser.add_argument("--kb", type=int, default=0, help="knowledge base id (default: demo)")
     parser.add_argument("--seed", type=int, default=7)
-
-
-def _percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
-    return round(ordered[index], 1)
 
 
 def _agents(count: int, capacity: int) -> list[str]:
@@ -269,13 +263,13 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
         "seconds": round(elapsed, 1),
         "handoffs": len(bench.handoff_sent),
         "handoffs_visible": len(handoff),
-        "handoff_to_queue_p50_ms": _percentile(handoff, 50),
-        "handoff_to_queue_p95_ms": _percentile(handoff, 95),
+        "handoff_to_queue_p50_ms": percentile(handoff, 50),
+        "handoff_to_queue_p95_ms": percentile(handoff, 95),
         "claimed": len(bench.claimed),
         "agent_messages": len(bench.message_sent),
         "agent_messages_delivered": len(delivery),
-        "agent_to_customer_p50_ms": _percentile(delivery, 50),
-        "agent_to_customer_p95_ms": _percentile(delivery, 95),
+        "agent_to_customer_p50_ms": percentile(delivery, 50),
+        "agent_to_customer_p95_ms": percentile(delivery, 95),
         "errors": len(bench.errors),
     }
     log(

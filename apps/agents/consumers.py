@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from apps.agents import events, selectors, services
 from apps.agents.models import Resolution
 from apps.conversations import events as chat_events
-from apps.conversations.consumers import CLOSE_FORBIDDEN_ORIGIN, db
+from apps.conversations.consumers import CLOSE_FORBIDDEN_ORIGIN, db, origin_allowed, own_host
 from apps.conversations.models import Conversation, Message
 from apps.conversations.serializers import message_frame
 from apps.core.exceptions import ServiceError
@@ -33,17 +33,6 @@ logger = logging.getLogger(__name__)
 
 # Console notices arriving close together cause one re-read, this long after the first.
 REFRESH_DELAY_SECONDS = 0.03
-
-
-def _own_origin(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Staff sockets come from the platform's own pages only (no embedding elsewhere)."""
-    from django.http.request import validate_host
-
-    origin = dict(headers).get(b"origin", b"").decode("latin-1")
-    if not origin:
-        return True
-    host = origin.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-    return validate_host(host, settings.ALLOWED_HOSTS)
 
 
 def _staff_message(message: Message) -> dict[str, Any]:
@@ -57,14 +46,12 @@ def _staff_message(message: Message) -> dict[str, Any]:
         "handoff_reason": message.handoff_reason,
         "generation_status": message.generation_status,
         "grounding_score": message.grounding_score,
-        "author": (message.author.get_short_name() or message.author.get_username())
-        if message.author_id and message.author
-        else None,
+        "author": _user_name(message.author) if message.author_id else None,
     }
 
 
 def _user_name(user: Any) -> str | None:
-    return (user.get_short_name() or user.get_username()) if user else None
+    return services.display_name(user) if user is not None else None
 
 
 def conversation_state(conversation: Conversation) -> dict[str, Any]:
@@ -160,8 +147,8 @@ def _agents_frame(user: Any) -> dict[str, Any]:
 
 
 def _hello(user: Any) -> dict[str, Any]:
+    profile = services.agent_profile(user)  # created on the first visit, then marked seen
     services.agent_seen(user)
-    profile = services.agent_profile(user)
     return {
         "type": "hello",
         "me": {
@@ -178,7 +165,7 @@ def _hello(user: Any) -> dict[str, Any]:
     }
 
 
-def _transfer_target(user: Any, agent_id: Any) -> Any:
+def _transfer_target(agent_id: Any) -> Any:
     if agent_id in (None, ""):
         return None
     from django.contrib.auth import get_user_model
@@ -192,7 +179,8 @@ def _transfer_target(user: Any, agent_id: Any) -> Any:
 class ConsoleConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if not _own_origin(self.scope.get("headers", [])):
+        # Staff sockets come from the platform's own pages only (no other site may embed them).
+        if not origin_allowed(self.scope.get("headers", []), own_host):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
         if user is None or not user.is_authenticated or not await db(services.is_agent, user):
@@ -313,7 +301,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     async def on_transfer(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(frame)
-        target = await db(_transfer_target, self.user, frame.get("to_agent"))
+        target = await db(_transfer_target, frame.get("to_agent"))
         note = str(frame.get("note") or "")[:2000]
         await db(
             services.conversation_transfer, conversation, self.user, to_agent=target, note=note

@@ -7,31 +7,18 @@ carries a conversation to an agent who may not see it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
-logger = logging.getLogger(__name__)
+from apps.conversations.events import group_send
 
 CONSOLE_GROUP = "console"
 
 
 def _send(frame: dict[str, Any]) -> None:
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(layer.group_send)(
-                CONSOLE_GROUP, {"type": "console.event", "frame": frame}
-            )
-        except Exception:  # the console re-reads on its next event or reconnect
-            logger.exception("could not publish %s to the console", frame.get("type"))
-
-    transaction.on_commit(send)
+    event = {"type": "console.event", "frame": frame}
+    transaction.on_commit(lambda: group_send(CONSOLE_GROUP, event))
 
 
 def conversation_changed(conversation: Any) -> None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.agents.models import AgentProfile, ConversationEvent, Macro
-from apps.agents.services import is_agent, is_supervisor
+from apps.agents.services import display_name, is_agent, is_supervisor
 from apps.conversations.models import Conversation, ConversationStatus, Message
 from apps.core.exceptions import NotFoundError, ServiceError
 from apps.nlu.sentiment import is_angry
@@ -130,7 +130,7 @@ def agents_load(user: Any) -> list[dict[str, Any]]:
     return [
         {
             "id": p.user_id,
-            "name": p.user.get_short_name() or p.user.get_username(),
+            "name": display_name(p.user),
             "presence": p.presence,
             "open": p.open,
             "capacity": p.capacity,
@@ -175,7 +175,7 @@ def macro_render(macro: Macro, conversation: Conversation, agent: Any) -> str:
         macro.body_en or macro.body_zh
     )
     values = {
-        "agent_name": agent.get_short_name() or agent.get_username(),
+        "agent_name": display_name(agent),
         "conversation_id": str(conversation.public_id)[:8],
         "order_number": _last_order_number(conversation),
     }

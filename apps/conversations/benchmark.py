@@ -29,6 +29,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from apps.core.benchmarking import percentile
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CACHED_QUESTIONS = [
@@ -178,14 +180,6 @@ async def _run_session(
                 break
 
 
-def _percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
-    return round(ordered[index], 1)
-
-
 def _start_server() -> tuple[subprocess.Popen, str]:
     from tests.support.services import start_asgi_server
 
@@ -284,9 +278,9 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
         values = by_class.get(kind, [])
         result[kind] = {
             "n": len(values),
-            "p50_ms": _percentile(values, 50),
-            "p95_ms": _percentile(values, 95),
-            "p99_ms": _percentile(values, 99),
+            "p50_ms": percentile(values, 50),
+            "p95_ms": percentile(values, 95),
+            "p99_ms": percentile(values, 99),
         }
         mean = round(statistics.fmean(values), 1) if values else None
         log(

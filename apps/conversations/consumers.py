@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
@@ -66,14 +66,18 @@ async def db(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     )(*args, **kwargs)
 
 
-def origin_allowed(headers: list[tuple[bytes, bytes]], host_allowed: Callable[[str], bool]) -> bool:
-    """Browsers send Origin on every websocket; `CHAT_ALLOWED_ORIGINS` lists the sites that may
-    embed the widget ("*" for any), and the platform's own hosts are always allowed. A client
-    without Origin (an app, a test) is not a browser page and is let through."""
+def origin_allowed(
+    headers: list[tuple[bytes, bytes]],
+    host_allowed: Callable[[str], bool],
+    allowed: Iterable[str] = (),
+) -> bool:
+    """Browsers send Origin on every websocket; `allowed` lists the other sites whose pages may
+    open this socket ("*" for any: the widget's `CHAT_ALLOWED_ORIGINS`), and the platform's own
+    hosts always may. A client without Origin (an app, a test) is not a browser page and is let
+    through."""
     origin = dict(headers).get(b"origin", b"").decode("latin-1")
     if not origin:
         return True
-    allowed = settings.CHAT["ALLOWED_ORIGINS"]
     if "*" in allowed or origin in allowed:
         return True
     host = origin.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
@@ -97,7 +101,7 @@ class TokenBucket:
         return True
 
 
-def _host_allowed(host: str) -> bool:
+def own_host(host: str) -> bool:
     from django.http.request import validate_host
 
     return validate_host(host, settings.ALLOWED_HOSTS)
@@ -109,7 +113,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     locale: str
 
     async def connect(self) -> None:
-        if not origin_allowed(self.scope.get("headers", []), _host_allowed):
+        headers = self.scope.get("headers", [])
+        if not origin_allowed(headers, own_host, settings.CHAT["ALLOWED_ORIGINS"]):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))

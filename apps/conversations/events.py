@@ -23,42 +23,31 @@ def group_name(conversation_public_id: Any) -> str:
     return f"chat.{conversation_public_id}"
 
 
+def group_send(group: str, event: dict[str, Any]) -> None:
+    """Send a channel-layer event now. A failure is logged, never raised: what the event
+    announces is stored, and clients catch up on resume or on the next event."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception:
+        logger.exception("could not publish %s to %s", event.get("type"), group)
+
+
+def _chat_event(conversation_public_id: Any, frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "chat.event", "frame": frame, "conversation_id": str(conversation_public_id)}
+
+
 def publish(conversation_public_id: Any, frame: dict[str, Any]) -> None:
     """Send `frame` to every socket on the conversation once the transaction commits."""
-    group = group_name(conversation_public_id)
-
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(layer.group_send)(
-                group,
-                {
-                    "type": "chat.event",
-                    "frame": frame,
-                    "conversation_id": str(conversation_public_id),
-                },
-            )
-        except Exception:  # the message is stored; a client catches up on resume
-            logger.exception("could not publish %s to %s", frame.get("type"), group)
-
-    transaction.on_commit(send)
+    transaction.on_commit(lambda: publish_now(conversation_public_id, frame))
 
 
 def publish_now(conversation_public_id: Any, frame: dict[str, Any]) -> None:
     """Send `frame` at once, outside any transaction (a draft being generated is not stored,
     so there is no commit to wait for)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(
-            group_name(conversation_public_id),
-            {"type": "chat.event", "frame": frame, "conversation_id": str(conversation_public_id)},
-        )
-    except Exception:  # a lost draft frame costs nothing: the stored answer follows
-        logger.exception("could not publish %s", frame.get("type"))
+    group_send(group_name(conversation_public_id), _chat_event(conversation_public_id, frame))
 
 
 class ReplyStream:

@@ -32,6 +32,7 @@ from typing import Any, cast
 import openai
 from django.core.management.base import CommandParser
 
+from apps.core.benchmarking import percentile
 from apps.inference.generation import GenerationRequest, SourceText, answer_generate
 from apps.inference.models import PromptConfig
 from apps.inference.pool import EndpointConfig, Pool
@@ -85,13 +86,6 @@ def _start_endpoints(count: int, first_token: float, per_token: float) -> list[t
             raise RuntimeError(f"fake endpoint did not start: {line!r}")
         servers.append((process, line.split(" ", 1)[1]))
     return servers
-
-
-def _percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def _messages() -> list[dict[str, str]]:
@@ -256,7 +250,7 @@ def _run(options: dict[str, Any], log: Any, servers: list[tuple[Any, str]]) -> d
             "latency_before_kill_p50_ms": round(statistics.median(before), 1) if before else None,
             "in_flight_at_kill": len(in_flight),
             "affected_requests": len(affected),
-            "affected_p95_ms": round(_percentile([r["ms"] for r in affected], 95) or 0, 1),
+            "affected_p95_ms": round(percentile([r["ms"] for r in affected], 95) or 0, 1),
             "failover_s": round(recovered, 3),
             "breaker_open_after_s": (
                 round(breaker_open_at[0] - kill, 3) if breaker_open_at else None
