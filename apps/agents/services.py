@@ -14,8 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -43,7 +45,8 @@ def agent_profile(user: Any) -> AgentProfile:
 
 
 def display_name(user: Any) -> str:
-    return user.get_short_name() or user.get_username()
+    """How agents are shown to customers and to each other: first name, else username."""
+    return (user.get_short_name() or user.get_username()) if user is not None else ""
 
 
 def _require_agent(user: Any) -> None:
@@ -58,6 +61,22 @@ def _open_count(user: Any) -> int:
 def _locked(conversation: Conversation | int) -> Conversation:
     pk = conversation.pk if isinstance(conversation, Conversation) else conversation
     return Conversation.objects.select_for_update().get(pk=pk)
+
+
+# Saved with every change of hands (with the system message it appends).
+ASSIGNMENT_FIELDS = [
+    "status",
+    "assigned_agent",
+    "assigned_at",
+    *conversation_services.SEQUENCE_FIELDS,
+]
+
+
+def _unassign(conversation: Conversation, status: str) -> None:
+    """Take a locked conversation from its agent (the caller saves ASSIGNMENT_FIELDS)."""
+    conversation.status = status
+    conversation.assigned_agent = None
+    conversation.assigned_at = None
 
 
 def _tell_customer(conversation: Conversation, text: str) -> Message:
@@ -155,26 +174,39 @@ def conversation_claim(
             _tell_customer(
                 locked, _("%(name)s has joined the conversation.") % {"name": display_name(agent)}
             )
-        locked.save(
-            update_fields=[
-                "status",
-                "assigned_agent",
-                "assigned_at",
-                *conversation_services.SEQUENCE_FIELDS,
-            ]
-        )
+        locked.save(update_fields=ASSIGNMENT_FIELDS)
         kind = EventKind.CLAIMED if assigned_by is None else EventKind.ASSIGNED
         _record(locked, kind, actor=assigned_by or agent, agent=agent)
         _status_changed(locked, agent)
     return locked
 
 
+def _console_users() -> Any:
+    """Ids of the users `is_agent` accepts (superusers, or the console permissions through a
+    group or directly), as a subquery: assignment picks among them in one query."""
+    granted = Permission.objects.filter(
+        content_type__app_label="agents", codename__in=["use_console", "supervise"]
+    )
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(is_superuser=True)
+            | Q(groups__permissions__in=granted)
+            | Q(user_permissions__in=granted)
+        )
+        .values("pk")
+    )
+
+
 def _least_busy_agent(language: str) -> Any:
     """The online, connected agent for this language with the most free capacity (ties: the
     one who got a conversation longest ago)."""
-    profiles = (
+    profile = (
         AgentProfile.objects.filter(
-            presence=Presence.ONLINE, last_seen_at__gte=_seen_since(), user__is_active=True
+            presence=Presence.ONLINE,
+            last_seen_at__gte=_seen_since(),
+            user__is_active=True,
+            user__in=_console_users(),
         )
         .filter(Q(languages__len=0) | Q(languages__contains=[language]))
         .annotate(
@@ -183,13 +215,12 @@ def _least_busy_agent(language: str) -> Any:
                 filter=Q(user__assigned_conversations__status=ConversationStatus.AGENT),
             )
         )
+        .filter(open__lt=F("capacity"))
         .select_related("user")
         .order_by("open", "updated_at")
+        .first()
     )
-    for profile in profiles:
-        if profile.open < profile.capacity and is_agent(profile.user):
-            return profile.user
-    return None
+    return profile.user if profile is not None else None
 
 
 def conversations_assign() -> int:
@@ -295,23 +326,14 @@ def conversation_transfer(
                 )
             kind = EventKind.TRANSFERRED
         else:
-            locked.status = ConversationStatus.WAITING_AGENT
-            locked.assigned_agent = None
-            locked.assigned_at = None
+            _unassign(locked, ConversationStatus.WAITING_AGENT)
             with _in_language(locked):
                 _tell_customer(
                     locked, _("We are passing you to another agent. Please stay in this chat.")
                 )
             kind = EventKind.REQUEUED
             transaction.on_commit(_queue_assignment)
-        locked.save(
-            update_fields=[
-                "status",
-                "assigned_agent",
-                "assigned_at",
-                *conversation_services.SEQUENCE_FIELDS,
-            ]
-        )
+        locked.save(update_fields=ASSIGNMENT_FIELDS)
         _record(locked, kind, actor=actor, agent=to_agent, note=note)
         _status_changed(locked, to_agent)
     return locked
@@ -322,21 +344,11 @@ def conversation_return_to_bot(conversation: Conversation | int, actor: Any) -> 
     with transaction.atomic():
         locked = _locked(conversation)
         _require_holder(locked, actor)
-        locked.status = ConversationStatus.BOT
-        locked.assigned_agent = None
-        locked.assigned_at = None
+        _unassign(locked, ConversationStatus.BOT)
         locked.state = {**(locked.state or {}), "low_confidence_streak": 0}
         with _in_language(locked):
             _tell_customer(locked, _("You are back with the assistant. Ask me anything."))
-        locked.save(
-            update_fields=[
-                "status",
-                "assigned_agent",
-                "assigned_at",
-                "state",
-                *conversation_services.SEQUENCE_FIELDS,
-            ]
-        )
+        locked.save(update_fields=[*ASSIGNMENT_FIELDS, "state"])
         _record(locked, EventKind.TO_BOT, actor=actor)
         _status_changed(locked)
     transaction.on_commit(_queue_assignment)  # the agent has room for another one
@@ -428,9 +440,7 @@ def agents_gone_release() -> int:
                     or locked.assigned_agent_id != profile.user_id
                 ):
                     continue
-                locked.status = ConversationStatus.WAITING_AGENT
-                locked.assigned_agent = None
-                locked.assigned_at = None
+                _unassign(locked, ConversationStatus.WAITING_AGENT)
                 with _in_language(locked):
                     _tell_customer(
                         locked,
@@ -439,14 +449,7 @@ def agents_gone_release() -> int:
                             "please stay in this chat."
                         ),
                     )
-                locked.save(
-                    update_fields=[
-                        "status",
-                        "assigned_agent",
-                        "assigned_at",
-                        *conversation_services.SEQUENCE_FIELDS,
-                    ]
-                )
+                locked.save(update_fields=ASSIGNMENT_FIELDS)
                 _record(locked, EventKind.AGENT_LOST, agent=profile.user)
                 _status_changed(locked)
                 released += 1
