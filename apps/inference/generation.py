@@ -161,24 +161,33 @@ class _Draft:
     def __init__(self, evidence: grounding.Evidence, stream: StreamSink | None) -> None:
         self.evidence = evidence
         self.stream = stream
-        self.parts: list[str] = []
+        self.text = ""
         self.released = 0
+        # Checking starts at the sentence the released text ends in: facts never cross a
+        # sentence end, and earlier sentences were checked already, so each piece costs one
+        # sentence's check, not the whole answer's (which grew quadratically with its length).
+        self.checked_from = 0
         self.shown = False
-        self.rejected: list[grounding.Fact] = []
+        self.rejected: list[dict[str, Any]] = []
         self.interval = settings.INFERENCE["STREAM_INTERVAL_SECONDS"]
         self.pushed_at = 0.0
 
     def on_delta(self, piece: str) -> bool:
-        self.parts.append(piece)
-        text = "".join(self.parts)
+        self.text += piece
+        text = self.text
         end = grounding.safe_prefix_end(text)
         if end <= self.released:
             return True
-        bad = grounding.unsupported_facts(text[:end], self.evidence)
+        start = self.checked_from
+        bad = grounding.unsupported_facts(text[start:end], self.evidence)
         if bad:
-            self.rejected = bad
+            self.rejected = [
+                {"kind": f.kind, "text": f.text, "start": f.start + start, "end": f.end + start}
+                for f in bad
+            ]
             return False
         self.released = end
+        self.checked_from = start + grounding.last_sentence_start(text[start:end])
         now = time.monotonic()
         if self.stream is not None and now - self.pushed_at >= self.interval:
             self.pushed_at = now
@@ -223,17 +232,12 @@ def answer_generate(
             )
         except StreamStopped:
             draft.withdraw()
-            spans = [f.text for f in draft.rejected]
+            spans = [f["text"] for f in draft.rejected]
             last = Generated(
-                GenerationStatus.UNGROUNDED,
-                grounding_score=0.0,
-                unsupported=[
-                    {"kind": f.kind, "text": f.text, "start": f.start, "end": f.end}
-                    for f in draft.rejected
-                ],
+                GenerationStatus.UNGROUNDED, grounding_score=0.0, unsupported=draft.rejected
             )
             details["attempts"].append(
-                {"rejected_while_streaming": spans, "draft": "".join(draft.parts)[:2000]}
+                {"rejected_while_streaming": spans, "draft": draft.text[:2000]}
             )
             strict = spans
             continue

@@ -947,6 +947,17 @@ def _sentence_spans(text: str, facts: Iterable[_Candidate]) -> list[tuple[int, i
     return trimmed
 
 
+def last_sentence_start(text: str) -> int:
+    """Where the last sentence of `text` starts (an offset into `text`), splitting as `check`
+    does (never inside a fact). A streaming check that has passed `text` can start its next
+    check there: earlier sentences and their facts are final."""
+    folded = _fold(text)
+    spans = _sentence_spans(folded.text, _fact_candidates(folded.text))
+    if not spans:
+        return 0
+    return folded.origin[spans[-1][0]]
+
+
 def unsupported_facts(text: str, evidence: Evidence) -> list[Fact]:
     """The facts of `text` the evidence does not contain, in order."""
     return [fact for fact in extract_facts(text) if not evidence.supports(fact)]
