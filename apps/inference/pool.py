@@ -165,6 +165,36 @@ class StreamStopped(Exception):
     """The caller's callback stopped the stream; not the endpoint's fault."""
 
 
+def _endpoint_failure(exc: Exception, *, produced_tokens: bool) -> EndpointFailed:
+    """What an error of the `openai` client (or of the stream under it) means for the pool."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return EndpointFailed(
+            f"HTTP {status}",
+            reason=f"status_{status}" if status in (429, 503) else f"status_{status // 100}xx",
+            retryable=status == 429 or status >= 500,
+            produced_tokens=produced_tokens,
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return EndpointFailed(
+            "timed out", reason="timeout", retryable=True, produced_tokens=produced_tokens
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return EndpointFailed(
+            f"connection failed: {exc.__cause__ or exc}",
+            reason="connect",
+            retryable=True,
+            produced_tokens=produced_tokens,
+        )
+    # Raised while iterating: the server closed or broke the stream.
+    return EndpointFailed(
+        f"stream broken: {type(exc).__name__}: {exc}",
+        reason="timeout" if isinstance(exc, httpx2.TimeoutException) else "stream_broken",
+        retryable=True,
+        produced_tokens=produced_tokens,
+    )
+
+
 class Pool:
     """Routes requests over the endpoints that `loader` returns (refreshed every
     `refresh_seconds`). Thread-safe: chat threads share one pool per process."""
@@ -288,35 +318,55 @@ class Pool:
         """Stream a chat completion. `first_token_deadline` is a `time.monotonic()` instant by
         which the first token must have arrived (retries included); after that the endpoint's
         request timeout bounds the rest. Raises a PoolError when no endpoint answered."""
+        started = time.monotonic()
+
+        def attempt(state: EndpointState, remaining: float) -> ChatResult:
+            return self._stream(
+                state, messages, remaining, max_tokens, temperature, on_delta, cancel
+            )
+
+        result, tries, errors = self._route("chat", first_token_deadline, attempt, cancel)
+        result.attempts = tries
+        result.errors = errors
+        result.latency_ms = (time.monotonic() - started) * 1000
+        return result
+
+    def _route(
+        self,
+        kind: str,
+        deadline: float,
+        attempt: Callable[[EndpointState, float], Any],
+        cancel: threading.Event | None = None,
+    ) -> tuple[Any, int, list[str]]:
+        """Run `attempt(endpoint, seconds left)` on the best endpoint of `kind`; when it fails
+        before producing anything and another endpoint may do better, once more on another one
+        before `deadline`. Returns the result, the endpoints tried and their errors."""
         self.refresh()
         tried: set[int] = set()
         errors: list[str] = []
         last_error: EndpointFailed | None = None
-        started = time.monotonic()
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("the customer left")
-            remaining = first_token_deadline - time.monotonic()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded("; ".join(errors) or "deadline passed before a request")
-            state = self._acquire("chat", tried)
+            state = self._acquire(kind, tried)
             if state is None:
                 if last_error is not None:  # nowhere else to retry: the failure stands
                     raise last_error
-                raise NoEndpointAvailable("no healthy chat endpoint with free capacity")
+                raise NoEndpointAvailable(f"no healthy {kind} endpoint with free capacity")
             tried.add(state.config.id)
             if len(tried) > 1:
-                metrics.RETRIES.labels("chat").inc()
+                metrics.RETRIES.labels(kind).inc()
             try:
-                result = self._stream(
-                    state, messages, remaining, max_tokens, temperature, on_delta, cancel
-                )
+                result = attempt(state, remaining)
             except EndpointFailed as exc:
                 # A 4xx other than 429 is the request's fault, not the server's: no breaker.
                 self._release(state, "rejected" if exc.reason == "status_4xx" else "error")
-                metrics.ERRORS.labels(state.config.name, "chat", exc.reason).inc()
+                metrics.ERRORS.labels(state.config.name, kind, exc.reason).inc()
                 errors.append(f"{state.config.name}: {exc}")
-                logger.warning("chat request to %s failed: %s", state.config.name, exc)
+                logger.warning("%s request to %s failed: %s", kind, state.config.name, exc)
                 if exc.produced_tokens or not exc.retryable or len(tried) >= 2:
                     raise
                 last_error = exc
@@ -325,10 +375,7 @@ class Pool:
                 self._release(state, "cancelled")
                 raise
             self._release(state, "ok")
-            result.attempts = len(tried)
-            result.errors = errors
-            result.latency_ms = (time.monotonic() - started) * 1000
-            return result
+            return result, len(tried), errors
 
     def _stream(
         self,
@@ -387,34 +434,8 @@ class Pool:
                         raise StreamStopped()
             finally:
                 stream.close()
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            raise EndpointFailed(
-                f"HTTP {status}",
-                reason=f"status_{status}" if status in (429, 503) else f"status_{status // 100}xx",
-                retryable=status == 429 or status >= 500,
-                produced_tokens=bool(parts),
-            ) from exc
-        except openai.APITimeoutError as exc:
-            raise EndpointFailed(
-                "timed out", reason="timeout", retryable=True, produced_tokens=bool(parts)
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise EndpointFailed(
-                f"connection failed: {exc.__cause__ or exc}",
-                reason="connect",
-                retryable=True,
-                produced_tokens=bool(parts),
-            ) from exc
-        except (httpx2.HTTPError, openai.APIError) as exc:
-            # Raised while iterating: the server closed or broke the stream.
-            timed_out = isinstance(exc, httpx2.TimeoutException)
-            raise EndpointFailed(
-                f"stream broken: {type(exc).__name__}: {exc}",
-                reason="timeout" if timed_out else "stream_broken",
-                retryable=True,
-                produced_tokens=bool(parts),
-            ) from exc
+        except (openai.APIError, httpx2.HTTPError) as exc:
+            raise _endpoint_failure(exc, produced_tokens=bool(parts)) from exc
         elapsed = time.monotonic() - started
         metrics.LATENCY.labels(config.name, "chat").observe(elapsed)
         input_tokens = getattr(usage, "prompt_tokens", None)
@@ -436,19 +457,10 @@ class Pool:
 
     def embed(self, texts: list[str], *, input_type: str = "query", deadline: float) -> Any:
         """Embeddings from the pool's embedding endpoints (same routing, breaker and retry)."""
-        self.refresh()
-        tried: set[int] = set()
-        errors: list[str] = []
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded("; ".join(errors) or "deadline passed")
-            state = self._acquire("embedding", tried)
-            if state is None:
-                raise NoEndpointAvailable("; ".join(errors) or "no healthy embedding endpoint")
-            tried.add(state.config.id)
-            started = time.monotonic()
+
+        def attempt(state: EndpointState, remaining: float) -> list[Any]:
             config = state.config
+            started = time.monotonic()
             try:
                 response = state.openai_client().embeddings.create(
                     model=config.model,
@@ -460,19 +472,9 @@ class Pool:
                         connect=min(config.connect_timeout, remaining),
                     ),
                 )
-            except (openai.APIStatusError, openai.APIConnectionError) as exc:
-                status = getattr(exc, "status_code", None)
-                retryable = status is None or status == 429 or status >= 500
-                self._release(state, "error")
-                reason = "connect" if status is None else f"status_{status // 100}xx"
-                metrics.ERRORS.labels(config.name, "embedding", reason).inc()
-                errors.append(f"{config.name}: {exc}")
-                if not retryable or len(tried) >= 2:
-                    raise EndpointFailed(
-                        "; ".join(errors), reason=reason, retryable=retryable
-                    ) from exc
-                metrics.RETRIES.labels("embedding").inc()
-                continue
-            self._release(state, "ok")
+            except (openai.APIError, httpx2.HTTPError) as exc:
+                raise _endpoint_failure(exc, produced_tokens=False) from exc
             metrics.LATENCY.labels(config.name, "embedding").observe(time.monotonic() - started)
             return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+
+        return self._route("embedding", deadline, attempt)[0]
