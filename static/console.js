@@ -97,6 +97,8 @@
       notYours: "This conversation is not yours to work on.",
       genericError: "Something went wrong. Please try again.",
       queueTitle: "({n}) {title}",
+      reveal: "Show what was redacted",
+      revealed: "Shown to you only; the viewing is recorded in the audit log.",
     },
     zh: {
       connecting: "正在连接…",
@@ -169,6 +171,8 @@
       notYours: "该对话不由您负责。",
       genericError: "出错了，请重试。",
       queueTitle: "（{n}）{title}",
+      reveal: "显示被遮盖的内容",
+      revealed: "仅您可见，本次查看已记入审计日志。",
     },
   };
 
@@ -324,6 +328,7 @@
     openId: null, // the conversation the agent has open; opened again after a reconnect
     conversation: null, // the last "conversation" object for openId
     messages: new Map(), // render key (id, else seq) -> message
+    revealed: {}, // message id -> the original text the agent asked to see (audited)
     events: [],
     others: [],
     outbox: [], // agent messages not yet acknowledged: {client_id, conversation_id, text, state}
@@ -474,6 +479,11 @@
       case "error":
         onError(frame);
         break;
+      case "revealed":
+        if (frame.conversation_id !== state.openId) return;
+        state.revealed[frame.message_id] = String(frame.text || "");
+        renderTranscript();
+        break;
       default:
         return; // a newer server's frame: ignore it
     }
@@ -521,6 +531,7 @@
     var switched = !state.conversation || state.conversation.id !== conversation.id;
     if (switched) {
       state.messages.clear();
+      state.revealed = {};
       state.csatRequested = false;
       showCustomerTyping(false);
     }
@@ -755,10 +766,20 @@
       "data-role": role,
     });
     if (role !== "system") node.appendChild(el("div", { class: "who", text: roleLabel(message) }));
-    var bubble = el("div", { class: "bubble", text: message.text || "" });
+    var original = message.id ? state.revealed[message.id] : undefined;
+    var bubble = el("div", { class: "bubble", text: original !== undefined ? original : message.text || "" });
     var created = formatTime(message.created);
     if (created) bubble.title = created;
     node.appendChild(bubble);
+    if (original !== undefined) {
+      node.appendChild(el("div", { class: "state", text: t("revealed") }));
+    } else if (message.redacted && role === "customer" && message.id) {
+      var button = el("button", { type: "button", class: "link reveal", text: t("reveal") });
+      button.addEventListener("click", function () {
+        act({ type: "reveal", conversation_id: state.openId, message_id: message.id });
+      });
+      node.appendChild(button);
+    }
     var decision = buildDecision(message);
     if (decision) node.appendChild(decision);
     return node;
@@ -797,7 +818,7 @@
         return a.seq - b.seq;
       })
       .forEach(function (message) {
-        entries.push({ key: messageKey(message), signature: JSON.stringify(message), build: buildMessage.bind(null, message) });
+        entries.push({ key: messageKey(message), signature: JSON.stringify(message) + (state.revealed[message.id] || ""), build: buildMessage.bind(null, message) });
       });
     var currentId = state.conversation && state.conversation.id;
     state.outbox.forEach(function (item) {
@@ -869,6 +890,7 @@
     state.openId = null;
     state.conversation = null;
     state.messages.clear();
+    state.revealed = {};
     state.assist = { conversationId: null, asking: false, suggestions: null };
     showCustomerTyping(false);
     renderConversation();

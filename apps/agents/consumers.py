@@ -285,6 +285,20 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             }
         )
 
+    async def on_reveal(self, frame: dict[str, Any]) -> None:
+        conversation = await self._conversation(frame)
+        original = await db(
+            services.message_original_reveal, conversation, self.user, frame.get("message_id")
+        )
+        await self.send_frame(
+            {
+                "type": "revealed",
+                "conversation_id": str(conversation.public_id),
+                "message_id": str(frame.get("message_id")),
+                "text": original,
+            }
+        )
+
     async def on_typing(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(frame)
         if conversation.assigned_agent_id != self.user.pk:

@@ -10,6 +10,7 @@ the chat sockets after the commit.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -23,10 +24,12 @@ from django.utils.translation import gettext as _
 
 from apps.agents import events
 from apps.agents.models import AgentProfile, ConversationEvent, EventKind, Presence, Resolution
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
 from apps.conversations import services as conversation_services
 from apps.conversations.events import publish as publish_to_chat
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
-from apps.core.exceptions import ServiceError
+from apps.core.exceptions import NotFoundError, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +270,47 @@ def _require_holder(conversation: Conversation, user: Any) -> None:
         raise ServiceError(_("This conversation is not with an agent."), code="not_assigned")
     if conversation.assigned_agent_id != user.pk and not is_supervisor(user):
         raise ServiceError(_("This conversation is assigned to another agent."), code="forbidden")
+
+
+def message_original_reveal(conversation: Conversation, user: Any, message_id: Any) -> str:
+    """The text a customer wrote before its personal data was redacted, for the agent handling
+    the conversation (or a supervisor). Every reveal is recorded in the audit log (ids only)."""
+    if conversation.assigned_agent_id != user.pk and not is_supervisor(user):
+        raise ServiceError(
+            _("Only the agent handling this conversation can see what was redacted."),
+            code="forbidden",
+        )
+    public_id = _uuid_or_none(message_id)
+    message = (
+        Message.objects.filter(
+            conversation=conversation, public_id=public_id, role=Role.CUSTOMER
+        ).first()
+        if public_id is not None
+        else None
+    )
+    if message is None:
+        raise NotFoundError(_("There is no such message."), code="not_found")
+    if not message.redacted:
+        raise ServiceError(
+            _("Nothing of this message is kept beyond what is shown."), code="not_redacted"
+        )
+    audit_record(
+        AuditEvent.Kind.SECURITY,
+        actor=user,
+        detail={
+            "reason": "pii_revealed",
+            "conversation": str(conversation.public_id),
+            "message": str(message.public_id),
+        },
+    )
+    return message.original_text
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
 def agent_message_send(

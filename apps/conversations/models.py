@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
+from apps.core import crypto
 from apps.core.models import TimeStampedModel
 from apps.inference.models import GenerationStatus
 
@@ -151,7 +152,16 @@ class Message(models.Model):
     )
     seq = models.PositiveIntegerField(_("sequence"))
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    # A customer's text is stored with its personal data redacted ("[PHONE]", "[EMAIL]", …);
+    # the original, when it held any, only encrypted (DATA_ENCRYPTION_KEY) and only for the
+    # retention period (PII["ORIGINAL_RETENTION_DAYS"]), after which a beat task empties it.
     text = models.TextField(_("text"))
+    original_encrypted = models.TextField(
+        _("original (encrypted)"),
+        blank=True,
+        editable=False,
+        help_text=_("The text as written, encrypted; kept only while personal data is retained."),
+    )
     client_id = models.CharField(_("client id"), max_length=64, blank=True)
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
@@ -226,6 +236,21 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.role}: {self.text[:40]}"
+
+    @property
+    def redacted(self) -> bool:
+        return bool(self.original_encrypted)
+
+    @property
+    def original_text(self) -> str:
+        """The text as the customer wrote it while the original is kept, else the stored text.
+        For the engine and for an agent who asks to see it (audited), never for logs."""
+        if not self.original_encrypted:
+            return self.text
+        try:
+            return crypto.decrypt(self.original_encrypted)
+        except crypto.DecryptionError:
+            return self.text
 
     @property
     def rateable(self) -> bool:

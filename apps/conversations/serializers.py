@@ -13,6 +13,8 @@ def message_frame(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "role": message.role,
         "text": message.text,
+        # Personal data in it was redacted; the console can ask for the original (audited).
+        "redacted": message.redacted,
         "created": message.created_at.isoformat(),
         "client_id": message.client_id or None,
         "sources": message.sources or [],

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -33,11 +33,13 @@ from apps.conversations.models import (
     Role,
 )
 from apps.conversations.serializers import message_frame
+from apps.core import crypto
 from apps.core.exceptions import NotFoundError, ServiceError
 from apps.core.text import normalize
 from apps.inference import selectors as inference_selectors
 from apps.inference.generation import Generated, summary_generate
 from apps.knowledge.models import KnowledgeBase
+from apps.safety import pii
 from apps.safety.pseudonyms import pseudonym, pseudonym_candidates
 
 logger = logging.getLogger(__name__)
@@ -157,13 +159,49 @@ def message_receive(
             locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
             if locked.status == ConversationStatus.CLOSED:
                 raise ServiceError(_("This conversation is closed."), code="closed")
-            message = message_append(locked, role=Role.CUSTOMER, text=text, client_id=client_id)
+            message = message_append(
+                locked, role=Role.CUSTOMER, client_id=client_id, **_stored_text(text)
+            )
             locked.save(update_fields=SEQUENCE_FIELDS)
     except IntegrityError:
         # The same client_id raced in from another socket: that one was stored.
         return Message.objects.get(conversation=conversation, client_id=client_id), False
     conversation.last_seq = locked.last_seq
     return message, True
+
+
+def _stored_text(text: str) -> dict[str, str]:
+    """What a customer's message stores: the text with its personal data redacted, and the
+    original only encrypted, and only when it differs."""
+    redacted, spans = pii.redact(text)
+    if not spans:
+        return {"text": text}
+    return {"text": redacted, "original_encrypted": crypto.encrypt(text)}
+
+
+def _stored_entities(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entities as stored on the message: values that are personal data (a phone number, an
+    e-mail address) are redacted like the text they came from."""
+    stored = []
+    for entity in entities:
+        if pii.contains_pii(str(entity.get("text", ""))) or pii.contains_pii(
+            str(entity.get("value", ""))
+        ):
+            entity = {**entity, "text": pii.redact(str(entity.get("text", "")))[0]}
+            entity["value"] = pii.redact(str(entity.get("value", "")))[0]
+        stored.append(entity)
+    return stored
+
+
+def messages_originals_purge(*, now: datetime | None = None) -> int:
+    """Empty the encrypted originals older than the retention period; returns how many."""
+    days = settings.PII["ORIGINAL_RETENTION_DAYS"]
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return (
+        Message.objects.filter(created_at__lt=cutoff)
+        .exclude(original_encrypted="")
+        .update(original_encrypted="")
+    )
 
 
 def message_process(
@@ -184,7 +222,7 @@ def message_process(
     public_id, reply_to = conversation.public_id, message.public_id
     outcome = engine.decide(
         conversation,
-        message.text,
+        message.original_text,
         engine.Generation(
             before_seq=message.seq,
             stream_factory=lambda: events.ReplyStream(public_id, reply_to),
@@ -230,7 +268,7 @@ def message_process(
         message.decision = outcome.decision
         message.intent = outcome.intent
         message.intent_confidence = outcome.intent_confidence
-        message.entities = outcome.entities
+        message.entities = _stored_entities(outcome.entities)
         message.handoff_reason = outcome.handoff_reason
         first = outcome.replies[0] if outcome.replies else None
         if first is not None:

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.inference",
     "apps.agents",
     "apps.audit",
+    "apps.compliance",
     "django_prometheus",
 ]
 
@@ -205,6 +206,10 @@ KNOWLEDGE = {
 }
 
 # Chat (web widget, app API): limits and answer thresholds. Protocol: docs/chat-protocol.md.
+# Personal data: a customer's message is stored redacted, the original only encrypted and only
+# this many days.
+PII = {"ORIGINAL_RETENTION_DAYS": env.int("PII_ORIGINAL_RETENTION_DAYS", default=30)}
+
 CHAT = {
     "MAX_MESSAGE_CHARS": 4000,
     "MAX_FRAME_BYTES": 64 * 1024,
@@ -259,6 +264,23 @@ AGENTS = {
     "SLA_AT_RISK_SHARE": 0.75,
 }
 
+# Data-subject requests and retention (apps.compliance). A storage alias names an entry of
+# STORAGES (S3 or any django-storages backend); empty means a folder on this machine.
+COMPLIANCE = {
+    # Closed conversations older than this go to cold storage (daily beat job).
+    "RETENTION_DAYS": env.int("COMPLIANCE_RETENTION_DAYS", default=90),
+    "ARCHIVE_STORAGE": env.str("COMPLIANCE_ARCHIVE_STORAGE", default=""),
+    "ARCHIVE_DIR": env.str("COMPLIANCE_ARCHIVE_DIR", default=str(VAR_DIR / "archive")),
+    "ARCHIVE_BATCH_SIZE": 500,
+    # A restored conversation stays in the database this long before it may be archived again.
+    "RESTORE_HOLD_DAYS": 30,
+    # Erasure reports and access exports (personal data: keep this storage private).
+    "FILES_STORAGE": env.str("COMPLIANCE_FILES_STORAGE", default=""),
+    "FILES_DIR": env.str("COMPLIANCE_FILES_DIR", default=str(VAR_DIR / "compliance")),
+    # A second compliance user approves every request before it runs.
+    "FOUR_EYES": env.bool("COMPLIANCE_FOUR_EYES", default=True),
+}
+
 # Who may read /metrics (Prometheus): loopback and private networks unless set.
 METRICS_ALLOWED_NETWORKS = env.list(
     "METRICS_ALLOWED_NETWORKS",
@@ -268,9 +290,17 @@ METRICS_ALLOWED_NETWORKS = env.list(
 CELERY_BEAT_SCHEDULE = {
     "agents-gone": {"task": "apps.agents.tasks.agents_gone_release_task", "schedule": 15.0},
     "agents-assign": {"task": "apps.agents.tasks.conversations_assign_task", "schedule": 30.0},
+    "compliance-retention-archive": {
+        "task": "apps.compliance.tasks.retention_archive_task",
+        "schedule": 24 * 3600.0,
+    },
     "inference-endpoints-health": {
         "task": "apps.inference.tasks.endpoints_health_check_task",
         "schedule": INFERENCE["HEALTH_CHECK_SECONDS"],
+    },
+    "messages-originals-purge": {
+        "task": "apps.conversations.tasks.messages_originals_purge_task",
+        "schedule": 3600.0,
     },
     "messages-unprocessed": {
         "task": "apps.conversations.tasks.messages_unprocessed_process_task",
