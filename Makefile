@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # Debian packages the platform and its tests need (Chromium: the browser tests drive it through
-# Playwright; Noto CJK so that Chinese renders in it).
-APT_PACKAGES := redis-server chromium fonts-noto-cjk
+# Playwright; Noto CJK so that Chinese renders in it and in PDFs; Pango for WeasyPrint's PDFs;
+# poppler-utils' pdftotext for the tests that read them).
+APT_PACKAGES := redis-server chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 \
+	libharfbuzz-subset0 poppler-utils
 
 export OMP_WAIT_POLICY := passive
 export HF_HUB_OFFLINE := 1

@@ -1,0 +1,505 @@
+"""Retention: closed conversations older than N days go to cold storage, and can come back.
+
+Cold storage is any Django storage (`COMPLIANCE["ARCHIVE_STORAGE"]` names an entry of STORAGES,
+e.g. S3 through django-storages; by default a folder, `COMPLIANCE["ARCHIVE_DIR"]`). Layout:
+
+    batches/<batch>.r<revision>.jsonl.gz   one conversation per line (gzip, JSON Lines)
+    manifests/<batch>.json                 counts, ids and SHA-256 of the file, the record of truth
+
+A line holds the customer, the conversation, its messages (encrypted originals stay encrypted)
+and agent events as their database fields, and the numbers of the returns it opened.
+
+Nothing leaves the database before its archive is read back from the storage and verified:
+the file's SHA-256 and the content's, the number of lines and messages, and each line's
+conversation id, in order. A batch is rewritten (a new revision, verified the same way, then the
+manifest swapped and the old file deleted) when a conversation is restored or a data subject's
+records are erased from it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from apps.agents.models import ConversationEvent
+from apps.compliance.models import ArchiveBatch, RetentionHold
+from apps.conversations.models import Conversation, ConversationStatus, Customer, Message
+from apps.core.exceptions import NotFoundError, ServiceError
+from apps.knowledge.models import KnowledgeBase
+from apps.orders.models import ReturnRequest
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+BATCHES = "batches"
+MANIFESTS = "manifests"
+# PostgreSQL advisory lock serialising rewrites of archive batches ("ARCHV" in ASCII; the audit
+# log uses "AUDIT").
+ARCHIVE_LOCK_KEY = 0x4152434856
+
+
+class ArchiveVerificationError(Exception):
+    """What was read back from cold storage is not what was written (or a file is damaged)."""
+
+
+def archive_storage() -> Storage:
+    alias = settings.COMPLIANCE["ARCHIVE_STORAGE"]
+    if alias:
+        return storages[alias]
+    return FileSystemStorage(location=settings.COMPLIANCE["ARCHIVE_DIR"])
+
+
+# --- Records ---------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()  # full precision (DjangoJSONEncoder drops microseconds)
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    return value
+
+
+def model_fields(obj: models.Model) -> dict[str, Any]:
+    """Every concrete column of a row, by attribute name (foreign keys as `<name>_id`)."""
+    return {f.attname: _jsonable(f.value_from_object(obj)) for f in obj._meta.concrete_fields}
+
+
+def conversation_record(conversation: Conversation) -> dict[str, Any]:
+    """One archive line: the conversation with everything that hangs off it."""
+    return {
+        "format": FORMAT,
+        "customer": model_fields(conversation.customer),
+        "conversation": model_fields(conversation),
+        "messages": [model_fields(m) for m in conversation.messages.order_by("seq")],
+        "events": [model_fields(e) for e in conversation.agent_events.order_by("pk")],
+        "returns": list(
+            ReturnRequest.objects.filter(conversation=conversation)
+            .order_by("pk")
+            .values_list("number", flat=True)
+        ),
+    }
+
+
+def _encode(records: list[dict[str, Any]]) -> bytes:
+    return b"".join(
+        json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in records
+    )
+
+
+@dataclass
+class Manifest:
+    batch: str
+    file: str
+    revision: int
+    created_at: str
+    conversations: int
+    messages: int
+    sha256: str
+    content_sha256: str
+    conversation_ids: list[str] = field(default_factory=list)
+    customer_ids: list[str] = field(default_factory=list)
+    format: int = FORMAT
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _manifest_name(batch: str) -> str:
+    return f"{MANIFESTS}/{batch}.json"
+
+
+def _read(storage: Storage, name: str) -> bytes:
+    with storage.open(name, "rb") as handle:
+        return handle.read()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_verified(
+    storage: Storage, batch: str, revision: int, created_at: str, records: list[dict[str, Any]]
+) -> Manifest:
+    """Write a batch file, read it back and check it; returns its manifest (not yet written).
+    A file that does not verify is deleted and ArchiveVerificationError raised."""
+    content = _encode(records)
+    compressed = gzip.compress(content, mtime=0)
+    name = storage.save(f"{BATCHES}/{batch}.r{revision}.jsonl.gz", ContentFile(compressed))
+    manifest = Manifest(
+        batch=batch,
+        file=name,
+        revision=revision,
+        created_at=created_at,
+        conversations=len(records),
+        messages=sum(len(r["messages"]) for r in records),
+        sha256=_sha256(compressed),
+        content_sha256=_sha256(content),
+        conversation_ids=[r["conversation"]["public_id"] for r in records],
+        customer_ids=sorted({r["customer"]["public_id"] for r in records}),
+    )
+    try:
+        read_back = list(_verified_records(storage, manifest))
+    except ArchiveVerificationError:
+        storage.delete(name)
+        raise
+    if [r["conversation"]["public_id"] for r in read_back] != manifest.conversation_ids:
+        storage.delete(name)
+        raise ArchiveVerificationError(f"{name}: the conversations read back differ")
+    return manifest
+
+
+def _verified_records(storage: Storage, manifest: Manifest) -> Iterator[dict[str, Any]]:
+    try:
+        compressed = _read(storage, manifest.file)
+    except OSError as exc:
+        raise ArchiveVerificationError(f"{manifest.file}: cannot be read ({exc})") from exc
+    if _sha256(compressed) != manifest.sha256:
+        raise ArchiveVerificationError(f"{manifest.file}: SHA-256 of the file does not match")
+    try:
+        content = gzip.decompress(compressed)
+    except (OSError, EOFError) as exc:
+        raise ArchiveVerificationError(f"{manifest.file}: not a gzip file ({exc})") from exc
+    if _sha256(content) != manifest.content_sha256:
+        raise ArchiveVerificationError(f"{manifest.file}: SHA-256 of the content does not match")
+    lines = content.splitlines()
+    records = [json.loads(line) for line in lines]
+    if len(records) != manifest.conversations:
+        raise ArchiveVerificationError(
+            f"{manifest.file}: {len(records)} conversations, the manifest says "
+            f"{manifest.conversations}"
+        )
+    if sum(len(r["messages"]) for r in records) != manifest.messages:
+        raise ArchiveVerificationError(f"{manifest.file}: the number of messages differs")
+    yield from records
+
+
+def _write_manifest(storage: Storage, manifest: Manifest) -> None:
+    name = _manifest_name(manifest.batch)
+    data = json.dumps(manifest.as_dict(), indent=1, sort_keys=True).encode()
+    if storage.exists(name):
+        storage.delete(name)
+    saved = storage.save(name, ContentFile(data))
+    if saved != name or _read(storage, saved) != data:
+        raise ArchiveVerificationError(f"{name}: the manifest read back differs")
+
+
+def manifests(storage: Storage | None = None) -> list[Manifest]:
+    """Every batch's manifest, read from the storage (not from the database's index)."""
+    storage = storage or archive_storage()
+    try:
+        _, names = storage.listdir(MANIFESTS)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in sorted(names):
+        if name.endswith(".json"):
+            found.append(Manifest(**json.loads(_read(storage, f"{MANIFESTS}/{name}"))))
+    return found
+
+
+def archive_records(storage: Storage | None = None) -> Iterator[tuple[Manifest, dict[str, Any]]]:
+    """Every archived conversation, each batch verified against its manifest as it is read."""
+    storage = storage or archive_storage()
+    for manifest in manifests(storage):
+        for record in _verified_records(storage, manifest):
+            yield manifest, record
+
+
+# --- Archiving -------------------------------------------------------------------------------
+
+
+@dataclass
+class ArchiveRun:
+    batches: list[str] = field(default_factory=list)
+    conversations: int = 0
+    messages: int = 0
+
+
+def archivable(*, older_than_days: int | None = None, now: datetime | None = None) -> Any:
+    """Closed conversations whose last activity is older than the retention period."""
+    days = settings.COMPLIANCE["RETENTION_DAYS"] if older_than_days is None else older_than_days
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    held = RetentionHold.objects.filter(until__gt=now).values("conversation_public_id")
+    return (
+        Conversation.objects.filter(status=ConversationStatus.CLOSED)
+        .filter(
+            Q(closed_at__lt=cutoff)
+            | Q(closed_at__isnull=True, last_message_at__lt=cutoff)
+            | Q(closed_at__isnull=True, last_message_at__isnull=True, created_at__lt=cutoff)
+        )
+        .exclude(public_id__in=held)
+    )
+
+
+def _batch_name(now: datetime) -> str:
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def conversations_archive(
+    *,
+    older_than_days: int | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    now: datetime | None = None,
+) -> ArchiveRun:
+    """Move closed conversations older than the retention period to cold storage, one verified
+    batch at a time; each batch's conversations are deleted in the transaction that recorded
+    the batch, and only after its file was read back and checked."""
+    storage = archive_storage()
+    size = batch_size or settings.COMPLIANCE["ARCHIVE_BATCH_SIZE"]
+    run = ArchiveRun()
+    while max_batches is None or len(run.batches) < max_batches:
+        with transaction.atomic():
+            ids = list(
+                archivable(older_than_days=older_than_days, now=now)
+                .select_for_update(skip_locked=True)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:size]
+            )
+            if not ids:
+                break
+            conversations = list(
+                Conversation.objects.filter(pk__in=ids).select_related("customer").order_by("pk")
+            )
+            records = [conversation_record(c) for c in conversations]
+            created = timezone.now()
+            manifest = _write_verified(
+                storage, _batch_name(created), 1, created.isoformat(), records
+            )
+            try:
+                _write_manifest(storage, manifest)
+                _index(manifest)
+                Conversation.objects.filter(pk__in=ids).delete()
+            except BaseException:
+                # The database keeps the conversations (the transaction rolls back); the files
+                # go, so they are not archived twice.
+                _delete_quietly(storage, manifest.file, _manifest_name(manifest.batch))
+                raise
+        run.batches.append(manifest.batch)
+        run.conversations += manifest.conversations
+        run.messages += manifest.messages
+        logger.info(
+            "archived %d conversations (%d messages) to %s",
+            manifest.conversations,
+            manifest.messages,
+            manifest.file,
+        )
+    return run
+
+
+def _delete_quietly(storage: Storage, *names: str) -> None:
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError:
+            logger.exception("could not delete %s from the archive storage", name)
+
+
+def _index(manifest: Manifest) -> None:
+    values = {
+        "data_file": manifest.file,
+        "conversations": manifest.conversations,
+        "messages": manifest.messages,
+        "sha256": manifest.sha256,
+        "conversation_ids": manifest.conversation_ids,
+        "customer_ids": manifest.customer_ids,
+    }
+    if manifest.revision > 1:
+        values["updated_at"] = timezone.now()
+    ArchiveBatch.objects.update_or_create(name=manifest.batch, defaults=values)
+
+
+def batch_rewrite(
+    manifest: Manifest, drop: Callable[[dict[str, Any]], bool], storage: Storage | None = None
+) -> int:
+    """Rewrite a batch without the records `drop` selects; returns how many were dropped. The
+    new revision is verified before the manifest points to it and the old file is deleted; an
+    emptied batch disappears with its manifest."""
+    storage = storage or archive_storage()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ARCHIVE_LOCK_KEY])
+        # Read again under the lock: another rewrite may have replaced the file meanwhile.
+        current = Manifest(**json.loads(_read(storage, _manifest_name(manifest.batch))))
+        records = list(_verified_records(storage, current))
+        kept = [r for r in records if not drop(r)]
+        dropped = len(records) - len(kept)
+        if not dropped:
+            return 0
+        if not kept:
+            storage.delete(_manifest_name(current.batch))
+            _delete_quietly(storage, current.file)
+            ArchiveBatch.objects.filter(name=current.batch).delete()
+            return dropped
+        rewritten = _write_verified(
+            storage, current.batch, current.revision + 1, current.created_at, kept
+        )
+        _write_manifest(storage, rewritten)
+        _delete_quietly(storage, current.file)
+        _index(rewritten)
+    return dropped
+
+
+# --- Restoring -------------------------------------------------------------------------------
+
+
+def _field_values(model: type[models.Model], values: dict[str, Any]) -> dict[str, Any]:
+    by_attname = {f.attname: f for f in model._meta.concrete_fields}
+    return {
+        name: by_attname[name].to_python(value)
+        for name, value in values.items()
+        if name in by_attname and name != "id"
+    }
+
+
+def _set_timestamps(obj: models.Model, values: dict[str, Any]) -> None:
+    by_attname = {f.attname: f for f in obj._meta.concrete_fields}
+    for name in _timestamps(type(obj)):
+        setattr(obj, name, by_attname[name].to_python(values[name]))
+
+
+def _existing_users(*ids: Any) -> set[int]:
+    wanted = {i for i in ids if i is not None}
+    return set(get_user_model().objects.filter(pk__in=wanted).values_list("pk", flat=True))
+
+
+def _timestamps(model: type[models.Model]) -> list[str]:
+    # auto_now / auto_now_add fields are set to "now" on insert: put the archived times back.
+    return [
+        f.attname
+        for f in model._meta.concrete_fields
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    ]
+
+
+def _restore_record(record: dict[str, Any]) -> Conversation:
+    conv_values = _field_values(Conversation, record["conversation"])
+    if Conversation.objects.filter(public_id=conv_values["public_id"]).exists():
+        return Conversation.objects.get(public_id=conv_values["public_id"])
+    if not KnowledgeBase.objects.filter(pk=conv_values["knowledge_base_id"]).exists():
+        raise ServiceError(
+            _("The conversation's knowledge base no longer exists; it cannot be restored."),
+            code="knowledge_base_gone",
+        )
+    customer_values = _field_values(Customer, record["customer"])
+    customer = Customer.objects.filter(public_id=customer_values["public_id"]).first()
+    if customer is None:
+        customer = Customer.objects.create(**customer_values)
+        Customer.objects.filter(pk=customer.pk).update(
+            **{n: customer_values[n] for n in _timestamps(Customer)}
+        )
+    users = _existing_users(
+        conv_values.get("assigned_agent_id"),
+        *(m.get("author_id") for m in record["messages"]),
+        *(e.get("actor_id") for e in record["events"]),
+        *(e.get("agent_id") for e in record["events"]),
+    )
+
+    def user(value: Any) -> Any:
+        return value if value in users else None
+
+    conv_values.update(
+        customer_id=customer.pk, assigned_agent_id=user(conv_values.get("assigned_agent_id"))
+    )
+    conversation = Conversation.objects.create(**conv_values)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        **{n: conv_values[n] for n in _timestamps(Conversation)}
+    )
+
+    old_ids: list[int] = []
+    messages = []
+    for values in record["messages"]:
+        old_ids.append(values["id"])
+        fields = _field_values(Message, values)
+        fields.update(
+            conversation_id=conversation.pk,
+            reply_to_id=None,
+            author_id=user(fields.get("author_id")),
+        )
+        messages.append(Message(**fields))
+    created = Message.objects.bulk_create(messages)
+    new_ids = dict(zip(old_ids, (m.pk for m in created), strict=True))
+    for message, values in zip(created, record["messages"], strict=True):
+        _set_timestamps(message, values)
+        message.reply_to_id = new_ids.get(values.get("reply_to_id"))
+    Message.objects.bulk_update(created, ["reply_to_id", *_timestamps(Message)])
+
+    events = []
+    for values in record["events"]:
+        fields = _field_values(ConversationEvent, values)
+        fields.update(
+            conversation_id=conversation.pk,
+            actor_id=user(fields.get("actor_id")),
+            agent_id=user(fields.get("agent_id")),
+        )
+        events.append(ConversationEvent(**fields))
+    created_events = ConversationEvent.objects.bulk_create(events)
+    for event, values in zip(created_events, record["events"], strict=True):
+        _set_timestamps(event, values)
+    if created_events and _timestamps(ConversationEvent):
+        ConversationEvent.objects.bulk_update(created_events, _timestamps(ConversationEvent))
+    ReturnRequest.objects.filter(number__in=record["returns"], conversation__isnull=True).update(
+        conversation=conversation
+    )
+    return conversation
+
+
+def conversation_restore(public_id: Any) -> Conversation:
+    """Bring one archived conversation back into the database, held there for
+    COMPLIANCE["RESTORE_HOLD_DAYS"], and take it out of its archive batch. Running it again
+    after a failure finishes the job (the conversation is not created twice)."""
+    try:
+        wanted = str(uuid.UUID(str(public_id)))
+    except ValueError:
+        raise NotFoundError(_("That is not a conversation id."), code="not_found") from None
+    storage = archive_storage()
+    found: tuple[Manifest, dict[str, Any]] | None = None
+    indexed = set(
+        ArchiveBatch.objects.filter(conversation_ids__contains=[wanted]).values_list(
+            "name", flat=True
+        )
+    )
+    # The index first; the storage's manifests are the truth when the index is behind.
+    candidates = sorted(manifests(storage), key=lambda m: m.batch not in indexed)
+    for manifest in candidates:
+        if wanted not in manifest.conversation_ids:
+            continue
+        for record in _verified_records(storage, manifest):
+            if record["conversation"]["public_id"] == wanted:
+                found = (manifest, record)
+                break
+        if found:
+            break
+    if found is None:
+        raise NotFoundError(_("No archived conversation has that id."), code="not_found")
+    manifest, record = found
+    hold_until = timezone.now() + timedelta(days=settings.COMPLIANCE["RESTORE_HOLD_DAYS"])
+    with transaction.atomic():
+        conversation = _restore_record(record)
+        RetentionHold.objects.update_or_create(
+            conversation_public_id=conversation.public_id, defaults={"until": hold_until}
+        )
+    # Only once the restore is committed does the archive let go of it: a failure in between
+    # leaves it in both places, never in neither.
+    batch_rewrite(manifest, lambda r: r["conversation"]["public_id"] == wanted, storage)
+    return conversation

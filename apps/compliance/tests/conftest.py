@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.utils import timezone
+
+from apps.conversations import services as conversation_services
+from apps.conversations.models import Conversation, ConversationStatus
+from apps.conversations.tests.conftest import (  # noqa: F401 (fixtures)
+    _fresh_cache,
+    chat_kb,
+    conversation,
+)
+
+
+@pytest.fixture(autouse=True)
+def compliance_storage(settings: Any, tmp_path: Path) -> Path:
+    """Cold storage and report files in a folder of the test's own."""
+    settings.COMPLIANCE = {
+        **settings.COMPLIANCE,
+        "ARCHIVE_STORAGE": "",
+        "ARCHIVE_DIR": str(tmp_path / "archive"),
+        "FILES_STORAGE": "",
+        "FILES_DIR": str(tmp_path / "files"),
+        "FOUR_EYES": True,
+    }
+    return tmp_path
+
+
+def compliance_group() -> Group:
+    """The group the migrations made (a transactional test's flush removes it: re-create)."""
+    group, _ = Group.objects.get_or_create(name="compliance")
+    group.permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label__in=["compliance", "audit"],
+            codename__in=["manage_requests", "view_audit_log"],
+        )
+    )
+    return group
+
+
+@pytest.fixture
+def make_officer(django_user_model: Any) -> Callable[..., Any]:
+    """A compliance officer: admin staff in the "compliance" group."""
+
+    def make(username: str, first_name: str = "", last_name: str = "") -> Any:
+        user = django_user_model.objects.create_user(
+            username,
+            password="pw-" + username,
+            is_staff=True,
+            first_name=first_name,
+            last_name=last_name,
+        )
+        user.groups.add(compliance_group())
+        return django_user_model.objects.get(pk=user.pk)  # fresh permission cache
+
+    return make
+
+
+@pytest.fixture
+def officers(make_officer: Callable[..., Any]) -> tuple[Any, Any]:
+    # Chinese display names: the report must render them.
+    return make_officer("wangfang", "王芳"), make_officer("lilei", "李雷")
+
+
+def close(closing: Conversation, *, days_ago: float = 0, csat: int | None = None) -> None:
+    when = timezone.now() - timedelta(days=days_ago)
+    Conversation.objects.filter(pk=closing.pk).update(
+        status=ConversationStatus.CLOSED, closed_at=when, last_message_at=when, csat=csat
+    )
+
+
+def start(kb: Any, *, external_id: str = "", channel: str = "api") -> Conversation:
+    return conversation_services.conversation_start(
+        knowledge_base=kb, channel=channel, locale="zh-hans", external_id=external_id
+    )
+
+
+def pdf_layout(path: Path) -> str:
+    """The PDF's text as pdftotext (poppler-utils) extracts it, laid out as on the page."""
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def pdf_text(path: Path) -> str:
+    """The PDF's text with white space removed, so that words wrapped in a cell still match."""
+    return "".join(pdf_layout(path).split())
+
+
+def table_row(layout: str, after: str, label_start: str) -> tuple[int, int]:
+    """The two numbers ending the first table row, below the heading `after`, whose label
+    starts with `label_start` (rows are top-aligned: a wrapped label's numbers are on its
+    first line)."""
+    below = layout[layout.index(after) :]
+    pattern = re.compile(rf"^\s*{re.escape(label_start)}.*?\s(\d+)\s+(\d+)\s*$", re.MULTILINE)
+    match = pattern.search(below)
+    assert match is not None, f"no row {label_start!r} below {after!r}"
+    return int(match.group(1)), int(match.group(2))
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())

@@ -1,0 +1,262 @@
+"""Erasure across every store, with a real Redis (answer cache, Channels groups, Celery results),
+the real engine filling the caches and forms, cold storage, and the PDF report checked with
+pdftotext."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.utils import translation
+
+from apps.agents.models import ConversationEvent, EventKind
+from apps.audit.models import AuditEvent
+from apps.compliance import retention, services
+from apps.compliance.models import DataSubjectRequest, RequestStatus
+from apps.compliance.tests.conftest import (
+    close,
+    pdf_layout,
+    pdf_text,
+    squash,
+    start,
+    table_row,
+)
+from apps.conversations import services as conversation_services
+from apps.conversations.caches import AnswerCache
+from apps.conversations.models import Conversation, Customer, Message, Role, SemanticCacheEntry
+from apps.conversations.tests.conftest import say
+from apps.orders.models import ReturnRequest
+
+EMAIL = "wang.fang@example.com"
+PHONE = "13800138000"
+
+
+@pytest.fixture
+def redis_everywhere(settings: Any, redis_url: str) -> redis.Redis:
+    """The Django cache, the Channels layer and the Celery result backend on a real Redis."""
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+    settings.CELERY_RESULT_BACKEND = redis_url
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def _redis_keys(client: redis.Redis, token: str) -> list[bytes]:
+    return [k for k in client.scan_iter(count=1000) if token.encode() in k]
+
+
+def _answer_keys(client: redis.Redis, kb: Any, question: str) -> list[bytes]:
+    """The exact answer cache's keys for `question`, any generation, any language."""
+    digest = AnswerCache(kb, "en")._exact_key(question).rsplit(":", 1)[1]
+    return [k for k in _redis_keys(client, "chat:answer:") if k.endswith(digest.encode())]
+
+
+def _archive_bytes(folder: Path) -> bytes:
+    return b"".join(gzip.decompress(p.read_bytes()) for p in sorted(folder.glob("batches/*.gz")))
+
+
+@pytest.mark.slow
+def test_erasure_removes_the_customer_from_every_store_and_verifies_it(
+    chat_kb: Any,
+    officers: tuple[Any, Any],
+    redis_everywhere: redis.Redis,
+    compliance_storage: Path,
+    run_on_commit: Any,
+) -> None:
+    requester, approver = officers
+    client = redis_everywhere
+
+    # The customer's old conversation, closed long ago: it goes to cold storage, in one batch
+    # with another customer's.
+    old = start(chat_kb, external_id="app-user-42")
+    say(old, f"我的邮箱是 {EMAIL}，帮我查一下退款")
+    close(old, days_ago=200)
+    bystander_old = start(chat_kb, external_id="app-user-7")
+    say(bystander_old, "运费怎么算")
+    close(bystander_old, days_ago=200)
+    assert retention.conversations_archive().conversations == 2
+    assert not Conversation.objects.filter(pk__in=[old.pk, bystander_old.pk]).exists()
+
+    # The customer's current conversation: an answer (caches), a rating, a return form whose
+    # reason carries personal data, a message with a phone number (redacted + encrypted
+    # original), an agent's note, an admin edit, and a socket on the conversation (Redis).
+    conv = start(chat_kb, external_id="app-user-42")
+    assert conv.customer_id == Customer.objects.get(public_id=conv.customer.public_id).pk
+    answer = say(conv, "How much is shipping?")[0]
+    conversation_services.message_rate(conv, answer.public_id, "up")
+    say(conv, "我要退货")
+    say(conv, "订单号 LM2026112002")
+    say(conv, f"耳机有杂音，请打 {PHONE} 联系我")
+    say(conv, "跳过")
+    returned = ReturnRequest.objects.get(conversation=conv)
+    assert PHONE in returned.reason
+    phone_message = conv.messages.filter(role=Role.CUSTOMER, text__contains="耳机").get()
+    assert PHONE not in phone_message.text and phone_message.original_encrypted
+    ConversationEvent.objects.create(conversation=conv, kind=EventKind.CLOSED, note="VIP, 王女士")
+    LogEntry.objects.create(
+        user=requester,
+        content_type=ContentType.objects.get_for_model(Message),
+        object_id=str(phone_message.pk),
+        object_repr=str(phone_message),
+        action_flag=CHANGE,
+    )
+    async_to_sync(get_channel_layer().group_add)(f"chat.{conv.public_id}", "specific.test!1")
+    client.set(f"celery-task-meta-{conv.public_id}", json.dumps({"result": str(conv.public_id)}))
+    close(conv, csat=5)
+    assert SemanticCacheEntry.objects.filter(question__icontains="shipping").exists()
+    assert _answer_keys(client, chat_kb, "How much is shipping?")
+    assert _redis_keys(client, str(conv.public_id))
+
+    # Someone else, who must not lose anything.
+    other = start(chat_kb, external_id="app-user-99")
+    say(other, "退款多久能到账？")
+    other_messages = list(other.messages.values_list("pk", "text"))
+
+    # Opened by e-mail: the address appears only in the archived conversation's encrypted
+    # original, which must lead to the customer and from there to everything else.
+    request = services.data_subject_request_create(
+        user=requester, kind="erasure", identifier_kind="email", identifier=EMAIL.upper()
+    )
+    assert request.subject["customers"] == [str(conv.customer.public_id)]
+    assert len(request.subject["archived_conversations"]) == 1
+    assert EMAIL not in json.dumps(
+        DataSubjectRequest.objects.filter(pk=request.pk).values()[0], default=str
+    )
+    services.data_subject_request_approve(request, approver)
+    run_on_commit(services.data_subject_request_queue, request, approver)
+
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED, request.error
+    results = request.results
+    assert (results["customers"]["found"], results["customers"]["removed"]) == (1, 1)
+    assert results["conversations"]["removed"] == 1
+    assert results["messages"]["removed"] == conv.last_seq
+    assert results["originals"]["removed"] >= 1
+    assert results["feedback"]["removed"] == 2  # the answer's rating and the conversation's
+    assert results["orders"]["removed"] == 1
+    assert results["agent_events"]["removed"] == 1
+    assert results["admin_history"]["removed"] == 1
+    assert results["semantic_cache"]["removed"] >= 1
+    assert results["exact_cache"]["removed"] >= 1
+    assert results["redis"]["removed"] == 1  # the conversation's Channels group
+    assert results["celery_results"]["removed"] == 1
+    assert results["archives"]["removed"] == 1
+    assert results["audit_log"]["kept"] is True
+
+    # Verification ran and found nothing anywhere; checked here independently too.
+    assert request.verification["ok"] is True
+    assert all(s["found"] == 0 for s in request.verification["stores"].values())
+    assert not Customer.objects.filter(external_id=conv.customer.external_id).exists()
+    assert not Conversation.objects.filter(pk=conv.pk).exists()
+    assert not Message.objects.filter(pk=phone_message.pk).exists()
+    returned.refresh_from_db()
+    assert (returned.reason, returned.photo_url, returned.conversation_id) == ("", "", None)
+    assert SemanticCacheEntry.objects.filter(question__icontains="退款多久").exists()
+    assert not SemanticCacheEntry.objects.filter(question__icontains="shipping").exists()
+    assert not _answer_keys(client, chat_kb, "How much is shipping?")
+    assert not _redis_keys(client, str(conv.public_id))
+    assert not LogEntry.objects.filter(object_id=str(phone_message.pk)).exists()
+    archived = _archive_bytes(compliance_storage / "archive")
+    assert str(old.public_id).encode() not in archived
+    assert str(bystander_old.public_id).encode() in archived  # the batch was rewritten
+    assert str(conv.customer.public_id).encode() not in archived
+
+    # The bystander is untouched.
+    assert list(other.messages.values_list("pk", "text")) == other_messages
+
+    # The request row keeps only the pseudonym: no e-mail, no encrypted copy.
+    row = json.dumps(DataSubjectRequest.objects.filter(pk=request.pk).values()[0], default=str)
+    assert EMAIL not in row and PHONE not in row and request.identifier_encrypted == ""
+
+    # The report: a PDF whose SHA-256 is in the audit log, naming the request, who asked and
+    # approved (Chinese names render), the counts per store and the verification.
+    report = compliance_storage / "files" / request.report_file
+    digest = hashlib.sha256(report.read_bytes()).hexdigest()
+    assert digest == request.report_sha256
+    event = AuditEvent.objects.filter(
+        kind=AuditEvent.Kind.DATA_SUBJECT_REQUEST, detail__action="erasure_completed"
+    ).get()
+    assert event.detail["report_sha256"] == digest
+    assert event.detail["request"] == str(request.public_id)
+    assert EMAIL not in json.dumps(event.detail) and event.actor == approver.username
+    actions = list(
+        AuditEvent.objects.filter(detail__request=str(request.public_id))
+        .order_by("id")
+        .values_list("detail__action", flat=True)
+    )
+    assert actions == ["create", "approve", "execute", "erasure_completed"]
+
+    layout = pdf_layout(report)
+    text = squash(layout)
+    assert str(request.public_id) in text
+    assert squash("王芳 (wangfang)") in text and squash("李雷 (lilei)") in text
+    for english in ("Data erasure report", "Verification passed"):
+        assert squash(english) in text
+        with translation.override("zh-hans"):
+            assert squash(translation.gettext(english)) in text
+    per_store = "Found and removed, per store"
+    assert table_row(layout, per_store, "Customers") == (1, 1)
+    messages = results["messages"]
+    assert table_row(layout, per_store, "Messages") == (messages["found"], messages["removed"])
+    assert table_row(layout, per_store, "Cold-storage archive") == (1, 1)
+    assert table_row(layout, per_store, "Semantic answer cache")[1] >= 1
+    assert "Verificationfailed" not in text
+
+
+def test_erasure_by_channel_id_and_a_leftover_fails_the_verification(
+    chat_kb: Any, officers: tuple[Any, Any], run_on_commit: Any, monkeypatch: Any
+) -> None:
+    requester, approver = officers
+    conv = start(chat_kb, external_id="openid-abc", channel="wechat")
+    say(conv, "你好")
+    request = services.data_subject_request_create(
+        user=requester,
+        kind="erasure",
+        identifier_kind="channel_id",
+        identifier="openid-abc",
+        channel="wechat",
+    )
+    assert request.subject["customers"] == [str(conv.customer.public_id)]
+    services.data_subject_request_approve(request, approver)
+
+    # A store that pretends to erase: the verification must catch what is left.
+    from apps.compliance import stores
+
+    monkeypatch.setattr(stores.MessagesStore, "erase", lambda self, subject: 0)
+    monkeypatch.setattr(stores.ConversationsStore, "erase", lambda self, subject: 0)
+    monkeypatch.setattr(stores.CustomersStore, "erase", lambda self, subject: 0)
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.FAILED
+    assert request.verification["ok"] is False
+    assert request.verification["stores"]["messages"]["found"] == 2
+    assert request.verification["resolved_again"] == 1
+    assert request.identifier_encrypted  # kept, so that it can run again
+    text = pdf_text(Path(services.stores.files_storage().path(request.report_file)))
+    assert "Verificationfailed" in text
+
+    # Run again with the real stores: now it completes.
+    monkeypatch.undo()
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED and request.verification["ok"]
+    assert not Customer.objects.filter(pk=conv.customer_id).exists()

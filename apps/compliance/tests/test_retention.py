@@ -1,0 +1,186 @@
+"""Retention: archive closed conversations to compressed JSONL with manifests, verify before
+deleting, restore one; a corrupt write deletes nothing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.storage import FileSystemStorage
+from django.core.management import CommandError, call_command
+
+from apps.agents.models import ConversationEvent, EventKind
+from apps.compliance import retention
+from apps.compliance.models import ArchiveBatch, RetentionHold
+from apps.compliance.tests.conftest import close, start
+from apps.conversations import services as conversation_services
+from apps.conversations.models import Conversation, Message, Role
+from apps.conversations.tests.conftest import say
+from apps.orders.models import ReturnRequest
+
+
+class CorruptingStorage(FileSystemStorage):
+    """A storage whose writes silently lose the last bytes (a truncated upload)."""
+
+    def _save(self, name: str, content: Any) -> str:
+        data = content.read()
+        if name.endswith(".gz"):
+            data = data[:-7]
+        from django.core.files.base import ContentFile
+
+        return super()._save(name, ContentFile(data))
+
+
+def _snapshot(conversation: Conversation) -> dict[str, Any]:
+    """What a user would notice of a conversation: its fields and its messages'."""
+    conversation = Conversation.objects.get(public_id=conversation.public_id)
+    skip = {"id", "conversation_id", "reply_to_id", "customer_id"}
+    return {
+        "conversation": {
+            k: v for k, v in retention.model_fields(conversation).items() if k not in skip
+        },
+        "messages": [
+            {k: v for k, v in retention.model_fields(m).items() if k not in skip}
+            for m in conversation.messages.order_by("seq")
+        ],
+        "replies": [
+            (m.seq, m.reply_to.seq if m.reply_to else None)
+            for m in conversation.messages.order_by("seq")
+        ],
+        "events": [(e.kind, e.note) for e in conversation.agent_events.all()],
+        "customer": str(conversation.customer.public_id),
+    }
+
+
+def test_archive_verifies_then_deletes_and_restore_brings_it_back(
+    chat_kb: Any, compliance_storage: Path
+) -> None:
+    old = start(chat_kb, external_id="u-1")
+    say(old, "我要退货")
+    say(old, "订单号 LM2026112002")
+    say(old, "尺码太小了，电话 13800138000")
+    say(old, "跳过")
+    answer = say(old, "运费怎么算")[0]
+    conversation_services.message_rate(old, answer.public_id, "down")
+    ConversationEvent.objects.create(conversation=old, kind=EventKind.CLOSED, note="已解决")
+    close(old, days_ago=120, csat=4)
+    recent = start(chat_kb, external_id="u-2")
+    say(recent, "你好")
+    close(recent, days_ago=10)
+    still_open = start(chat_kb, external_id="u-3")
+    say(still_open, "你好")
+    before = _snapshot(old)
+    assert any(m["original_encrypted"] for m in before["messages"])
+
+    out = StringIO()
+    call_command("retention_archive", stdout=out)
+    assert "Archived 1 conversations" in out.getvalue()
+
+    # Gone from the database, kept in the archive (only the old, closed one).
+    assert not Conversation.objects.filter(public_id=old.public_id).exists()
+    assert not Message.objects.filter(conversation_id=old.pk).exists()
+    assert Conversation.objects.filter(pk__in=[recent.pk, still_open.pk]).count() == 2
+    assert ReturnRequest.objects.get(order__number="LM2026112002").conversation_id is None
+    batch = ArchiveBatch.objects.get()
+    manifest_path = compliance_storage / "archive" / "manifests" / f"{batch.name}.json"
+    manifest = json.loads(manifest_path.read_text())
+    data = (compliance_storage / "archive" / manifest["file"]).read_bytes()
+    lines = gzip.decompress(data).decode().splitlines()
+    assert manifest["conversations"] == len(lines) == 1
+    assert manifest["conversation_ids"] == [str(old.public_id)] == batch.conversation_ids
+    assert manifest["messages"] == len(before["messages"])
+    record = json.loads(lines[0])
+    assert [m["text"] for m in record["messages"]] == [m["text"] for m in before["messages"]]
+    assert "13800138000" not in lines[0]  # originals stay encrypted in the archive
+
+    # Restored: the same conversation, messages, replies, ratings, events and return link.
+    out = StringIO()
+    call_command("retention_restore", str(old.public_id), stdout=out)
+    assert "Restored conversation" in out.getvalue()
+    assert _snapshot(old) == before
+    restored = Conversation.objects.get(public_id=old.public_id)
+    assert ReturnRequest.objects.get(order__number="LM2026112002").conversation_id == restored.pk
+    original = restored.messages.filter(role=Role.CUSTOMER, text__contains="尺码").get()
+    assert "13800138000" in original.original_text
+    # Taken out of the archive (the emptied batch with it), and held from re-archiving.
+    assert not ArchiveBatch.objects.exists()
+    assert not list((compliance_storage / "archive").glob("**/*.gz"))
+    assert RetentionHold.objects.filter(conversation_public_id=old.public_id).exists()
+    assert retention.conversations_archive().conversations == 0
+    assert Conversation.objects.filter(public_id=old.public_id).exists()
+
+    with pytest.raises(CommandError, match="No archived conversation"):
+        call_command("retention_restore", str(old.public_id))
+
+
+def test_a_batch_keeps_its_other_conversations_when_one_is_restored(
+    chat_kb: Any, compliance_storage: Path
+) -> None:
+    conversations = []
+    for n in range(3):
+        conversation = start(chat_kb, external_id=f"u-{n}")
+        say(conversation, "运费怎么算")
+        close(conversation, days_ago=100)
+        conversations.append(conversation)
+    run = retention.conversations_archive(batch_size=2)
+    assert run.conversations == 3 and len(run.batches) == 2
+    first = ArchiveBatch.objects.get(conversations=2)
+    sha_before = first.sha256
+    wanted = first.conversation_ids[0]
+    retention.conversation_restore(wanted)
+    first.refresh_from_db()
+    assert first.conversations == 1 and wanted not in first.conversation_ids
+    assert first.sha256 != sha_before and first.data_file.endswith(".r2.jsonl.gz")
+    kept = [cid for m in retention.manifests() for cid in m.conversation_ids]
+    assert sorted(kept) == sorted(
+        str(c.public_id) for c in conversations if str(c.public_id) != wanted
+    )
+    # Everything still reads back and verifies.
+    assert len(list(retention.archive_records())) == 2
+
+
+def test_nothing_is_deleted_when_the_archive_does_not_verify(
+    chat_kb: Any, settings: Any, compliance_storage: Path
+) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "cold": {
+            "BACKEND": f"{__name__}.CorruptingStorage",
+            "OPTIONS": {"location": str(compliance_storage / "cold")},
+        },
+    }
+    settings.COMPLIANCE = {**settings.COMPLIANCE, "ARCHIVE_STORAGE": "cold"}
+    old = start(chat_kb)
+    say(old, "运费怎么算")
+    close(old, days_ago=365)
+    messages = old.messages.count()
+
+    with pytest.raises(retention.ArchiveVerificationError, match="SHA-256"):
+        retention.conversations_archive()
+    assert Conversation.objects.filter(pk=old.pk).exists()
+    assert old.messages.count() == messages
+    assert not ArchiveBatch.objects.exists()
+    # The bad file is not left behind to be mistaken for an archive.
+    assert not list((compliance_storage / "cold").glob("**/*.gz"))
+    assert retention.manifests() == []
+
+    with pytest.raises(CommandError, match="nothing was deleted"):
+        call_command("retention_archive")
+    assert Conversation.objects.filter(pk=old.pk).exists()
+
+
+def test_the_beat_task_archives_with_the_configured_retention(chat_kb: Any, settings: Any) -> None:
+    from apps.compliance.tasks import retention_archive_task
+
+    conversation = start(chat_kb)
+    say(conversation, "运费怎么算")
+    close(conversation, days_ago=40)
+    assert retention_archive_task() == 0  # default: 90 days
+    settings.COMPLIANCE = {**settings.COMPLIANCE, "RETENTION_DAYS": 30}
+    assert retention_archive_task() == 1
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert "compliance-retention-archive" in settings.CELERY_BEAT_SCHEDULE
