@@ -18,4 +18,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("apps.knowledge.urls")),
     path("api/v1/", include("apps.conversations.urls")),
+    path("api/v1/", include("apps.audit.urls")),
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
@@ -13,7 +14,8 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.audit.models import AuditEvent
+from apps.audit.keys import api_key_create, api_key_revoke
+from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.audit.selectors import audit_csv_lines
 from apps.audit.services import audit_record
 
@@ -91,3 +93,74 @@ class AuditEventAdmin(admin.ModelAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         return _csv_response(request, changelist.get_queryset(request), "filtered")
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "user", "scopes", "rate_limit", "expires_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are made here and shown once, on the page after saving; afterwards only the prefix
+    is visible. A key cannot be edited (make a new one), only revoked."""
+
+    form = ApiKeyForm
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "scopes",
+        "status",
+        "expires_at",
+        "last_used_at",
+        "created_at",
+    )
+    list_filter = ("scopes",)
+    search_fields = ("name", "=prefix", "user__username")
+    readonly_fields = ("prefix", "revoked_at", "last_used_at", "created_by", "created_at")
+    actions = ["revoke"]
+
+    @admin.display(description=_("status"))
+    def status(self, key: ApiKey) -> str:
+        if key.revoked_at is not None:
+            return str(_("revoked"))
+        if not key.active:
+            return str(_("expired"))
+        return str(_("active"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None:  # made keys are not edited: their scopes and owner stay as issued
+            return (*self.form.Meta.fields, *self.readonly_fields)
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return
+        created = api_key_create(
+            name=obj.name,
+            user=obj.user,
+            scopes=list(form.cleaned_data["scopes"]),
+            expires_at=obj.expires_at,
+            rate_limit=obj.rate_limit,
+            created_by=request.user,
+        )
+        obj.pk = created.api_key.pk
+        obj.prefix = created.api_key.prefix
+        messages.warning(
+            request,
+            _("The new API key, shown only this once; copy it now: %(key)s") % {"key": created.key},
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["delete"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(api_key_revoke(key, by=request.user) for key in queryset)
+        self.message_user(request, _("%(n)d key(s) revoked.") % {"n": revoked})

@@ -10,10 +10,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 
-from apps.audit import services
+from apps.audit import ratelimit, services
 from apps.audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -57,17 +59,51 @@ class AuditMiddleware:
         kind = _kind(request)
         if kind is not None:
             user = getattr(request, "user", None)
+            actor = getattr(request, "audit_actor", None)  # "key:<prefix>", set by the key auth
+            if actor is None:
+                actor = user if user is not None and user.is_authenticated else None
+            elif kind == AuditEvent.Kind.API_REQUEST:
+                kind = AuditEvent.Kind.KEY_USED
             try:
                 services.audit_record(
                     kind,
-                    actor=user if user is not None and user.is_authenticated else None,
+                    actor=actor,
                     request_id=request_id,
                     ip=client_ip(request),
                     method=request.method or "",
                     endpoint=request.path[:300],
                     status=response.status_code,
                     latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                    detail=getattr(request, "audit_detail", None),
                 )
             except DatabaseError:  # the response stands; the failure is loud in the logs
                 logger.exception("could not write the audit event of %s", request.path)
         return response
+
+
+class RateLimitMiddleware:
+    """Per-IP limit on the API (`API_RATE_LIMITS["IP"]`), before any authentication, so guessing
+    keys or passwords is limited as well. Answers 429 with `Retry-After` and a JSON message."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        ip = client_ip(request)
+        if ip and request.path.startswith("/api/"):
+            rate = ratelimit.parse_rate(settings.API_RATE_LIMITS["IP"])
+            allowance = ratelimit.hit(f"ip:{ip}", rate)
+            if not allowance.allowed:
+                response = JsonResponse(
+                    {
+                        "detail": _(
+                            "Too many requests from your address. Try again in %(seconds)d s."
+                        )
+                        % {"seconds": allowance.retry_after},
+                        "code": "throttled",
+                    },
+                    status=429,
+                )
+                response["Retry-After"] = str(allowance.retry_after)
+                return response
+        return self.get_response(request)

@@ -8,6 +8,8 @@ disables them, a restored backup edited by hand) shows up in `services.audit_ver
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -67,3 +69,65 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.actor or '-'} {self.endpoint}".strip()
+
+
+class Scope(models.TextChoices):
+    KB_READ = "kb:read", _("Read knowledge bases (search)")
+    CHAT = "chat", _("Chat (conversation API)")
+    ADMIN = "admin", _("Admin API")
+
+
+class ApiKey(models.Model):
+    """A key an integration sends as `Authorization: Bearer <key>` (or `X-API-Key`).
+
+    The key is shown once, when it is made; only its SHA-256 is kept, beside a short prefix that
+    names it in lists and in the audit log. It works for the scopes it was given, until it
+    expires or is revoked, acting for the user who owns it (whose permissions still apply)."""
+
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(_("hashed key"), max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=_("acts for"),
+        help_text=_("The key has this user's permissions, limited to its scopes."),
+    )
+    scopes = ArrayField(
+        models.CharField(max_length=16, choices=Scope.choices),
+        verbose_name=_("scopes"),
+        default=list,
+    )
+    rate_limit = models.PositiveIntegerField(
+        _("requests per minute"),
+        null=True,
+        blank=True,
+        help_text=_("Empty: the default for keys (API_RATE_LIMITS in the settings)."),
+    )
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def active(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

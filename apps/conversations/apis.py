@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -15,12 +17,15 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from apps.audit.authentication import ApiKeyAuthentication
+from apps.audit.models import ApiKey, Scope
+from apps.audit.throttling import ApiKeyThrottle
 from apps.conversations import services
 from apps.conversations.models import Channel, Conversation, Message
 from apps.conversations.serializers import message_frame
@@ -56,10 +61,25 @@ def conversation_from_request(request: Request, conversation_id: Any) -> Convers
     return conversation
 
 
+class ChatAccess(BasePermission):
+    """Anyone may use the conversation API (its token is the access), unless
+    CHAT["API_REQUIRES_KEY"] is on; an API key sent along must have the chat scope, and then
+    its own rate limit applies instead of the per-client one."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ApiKey):
+            self.message = _('This API key does not have the "%(scope)s" scope.') % {
+                "scope": Scope.CHAT
+            }
+            return Scope.CHAT in request.auth.scopes
+        self.message = _("This API needs an API key with the chat scope.")
+        return not settings.CHAT.get("API_REQUIRES_KEY", False)
+
+
 class _ConversationApi(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-    throttle_classes = [ConversationThrottle]
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [ChatAccess]
+    throttle_classes = [ConversationThrottle, ApiKeyThrottle]
 
 
 class ConversationCreateApi(_ConversationApi):

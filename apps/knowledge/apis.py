@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.models import Scope
 from apps.knowledge import selectors
 
 
@@ -26,6 +27,8 @@ class SearchSourceSerializer(serializers.Serializer):
 class KnowledgeBaseSearchApi(APIView):
     """Search a knowledge base: ranked sources with their scores, and whether the top one is
     confident enough to answer."""
+
+    required_scope = Scope.KB_READ  # for API keys
 
     # Named components: every API has nested Input/OutputSerializers, and drf-spectacular would
     # otherwise name them all "Input" and "Output" and let them collide in the schema.

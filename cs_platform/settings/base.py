@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from django.utils.translation import gettext_lazy as _
 
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "rest_framework.authtoken",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "simple_history",
     "channels",
@@ -53,6 +55,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apps.audit.middleware.AuditMiddleware",
+    "apps.audit.middleware.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -171,14 +174,37 @@ WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.audit.authentication.ApiKeyAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.audit.authentication.KeyScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.audit.throttling.ApiKeyThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"conversations": env.str("CHAT_API_RATE", default="120/min")},
 }
+# Rate limits on the API, counted in Redis (shared by every process) when there is one: per API
+# key (a key may set its own) and per client IP (every /api/ request, before authentication).
+API_RATE_LIMITS = {
+    "KEY": env.str("API_RATE_KEY", default="600/min"),
+    "IP": env.str("API_RATE_IP", default="300/min"),
+    "REDIS_URL": env.str("RATE_LIMIT_REDIS_URL", default=REDIS_URL or ""),
+}
+# JWT for app clients: short access tokens, rotating refresh tokens (the old one is blacklisted).
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Customer-support platform API",
     "VERSION": "1.0.0",
@@ -218,6 +244,8 @@ CHAT = {
     # Sites that may embed the widget ("*": any); the platform's own hosts always may.
     "ALLOWED_ORIGINS": env.list("CHAT_ALLOWED_ORIGINS", default=["*"]),
     "TOKEN_MAX_AGE_SECONDS": 30 * 24 * 3600,
+    # The REST conversation API only for integrations with an API key (chat scope).
+    "API_REQUIRES_KEY": env.bool("CHAT_API_REQUIRES_KEY", default=False),
     # Threads that store and answer messages in each server process (each may hold a
     # database connection).
     "WORKER_THREADS": env.int("CHAT_WORKER_THREADS", default=8),

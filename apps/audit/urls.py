@@ -1,0 +1,9 @@
+from django.urls import path
+
+from apps.audit import apis
+
+urlpatterns = [
+    path("auth/token", apis.TokenObtainApi.as_view(), name="token-obtain"),
+    path("auth/token/refresh", apis.TokenRefreshApi.as_view(), name="token-refresh"),
+    path("auth/token/revoke", apis.TokenRevokeApi.as_view(), name="token-revoke"),
+]
