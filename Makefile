@@ -14,7 +14,7 @@ APT_PACKAGES := redis-server chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-
 export OMP_WAIT_POLICY := passive
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test lint format apt venv clean-var stop-db evaluate-dev bench
+.PHONY: run test lint audit-deps format apt venv clean-var stop-db evaluate-dev bench
 
 run: venv
 	$(PY) manage.py serve
@@ -26,6 +26,15 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Known vulnerabilities in the pinned requirements (pip-audit, in its own venv so its
+# dependencies never touch the platform's pins). Packages the index cannot describe are listed
+# as not audited; a known vulnerability fails the target.
+AUDIT_VENV := .venv-audit
+audit-deps:
+	@test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && \
+		$(AUDIT_VENV)/bin/pip install -q pip-audit==2.10.1)
+	$(AUDIT_VENV)/bin/pip-audit -r requirements.txt --no-deps --disable-pip --progress-spinner off
 
 format: venv
 	$(VENV)/bin/ruff format .
