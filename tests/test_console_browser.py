@@ -208,7 +208,7 @@ def waiting_customer(transactional_db: Any, settings: Any, make_agent: Any) -> d
     cache.clear()
     kb = chat_fixtures()
     conversation = conversation_services.conversation_start(knowledge_base=kb, locale="en")
-    say(conversation, "How long does a refund take?")
+    say(conversation, "How long does a refund take? Call me on 13812345678")
     with TestCase.captureOnCommitCallbacks(execute=True):
         conversation_services.conversation_hand_off(conversation, "anger")
     supervisor = make_agent("sue", supervisor=True)
@@ -259,6 +259,15 @@ def test_supervisor_previews_claims_uses_suggestions_and_macros_then_reassigns(
     expect(page.locator("#conversation-meta")).to_contain_text("With an agent")
     expect(composer).to_be_enabled()
     expect(page.get_by_role("button", name="Claim this conversation")).to_be_hidden()
+
+    # The phone number is stored redacted; the agent handling it may see it (audited).
+    asked = page.locator('#transcript .msg.customer[data-seq="1"]')
+    expect(asked.locator(".bubble")).to_have_text("How long does a refund take? Call me on [PHONE]")
+    asked.get_by_role("button", name="Show what was redacted").click()
+    expect(asked.locator(".bubble")).to_have_text(
+        "How long does a refund take? Call me on 13812345678"
+    )
+    expect(asked).to_contain_text("the viewing is recorded in the audit log")
 
     # "Insert" puts a suggestion in the composer, for editing; nothing is sent.
     page.get_by_role("button", name="Insert suggestion 1 into the reply").click()
