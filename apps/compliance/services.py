@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from apps.audit.models import AuditEvent
@@ -247,6 +247,7 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
             "found": results[store.key]["found"],
             "removed": results[store.key]["removed"],
             "kept": store.kept,
+            "note": _store_note(store, found[store.key].details),
             "after": verification["stores"][store.key]["found"],
             "searchable": verification["stores"][store.key]["searchable"],
         }
@@ -290,6 +291,14 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
             report_sha256=digest,
         )
     return request
+
+
+def _store_note(store: stores.Store, details: dict[str, Any]) -> dict[str, str]:
+    with translation.override("en"):
+        en = store.note(details)
+    with translation.override("zh-hans"):
+        zh = store.note(details)
+    return {"en": en, "zh": zh if zh != en else ""}
 
 
 def erasure_verify(subject: selectors.Subject) -> dict[str, Any]:

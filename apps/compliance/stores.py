@@ -23,6 +23,7 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils.functional import Promise
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from apps.agents.models import ConversationEvent
@@ -66,6 +67,10 @@ class Store:
 
     def export(self, subject: Subject) -> Any:
         return None
+
+    def note(self, details: dict[str, Any]) -> str:
+        """A line for the report about how this store was handled, or ""."""
+        return ""
 
 
 # --- Database ---------------------------------------------------------------------------------
@@ -210,6 +215,14 @@ class OrdersStore(Store):
                 count += subject.mentioned_in(reason, photo)
         orders = returns.values("order_id").distinct().count()
         return Found(count, {"returns": returns.count(), "orders_linked": orders})
+
+    def note(self, details: dict[str, Any]) -> str:
+        if not details.get("returns"):
+            return ""
+        return gettext(
+            "%(orders)d linked orders kept: orders hold no personal fields; the returns' "
+            "reason and photo were emptied."
+        ) % {"orders": details.get("orders_linked", 0)}
 
     def erase(self, subject: Subject) -> int:
         return (
@@ -372,6 +385,11 @@ class ExactCacheStore(Store):
         keys = _exact_keys(subject)
         return Found(len(cache.get_many(list(keys))) if keys else 0, {"backend": "local memory"})
 
+    def note(self, details: dict[str, Any]) -> str:
+        if details.get("backend") == "redis":
+            return gettext("Redis: every index generation searched.")
+        return gettext("Local-memory cache: the current index generation searched.")
+
     def erase(self, subject: Subject) -> int:
         if _cache_is_redis():
             return sum(client.delete(key) for client, key in self._redis_matches(subject))
@@ -407,6 +425,11 @@ class RedisStateStore(Store):
             return Found(0, {"configured": False})
         return Found(len(self._matches(subject)), {"configured": True})
 
+    def note(self, details: dict[str, Any]) -> str:
+        if not details.get("configured"):
+            return gettext("No Redis configured: no hot state outside the processes' memory.")
+        return ""
+
     def erase(self, subject: Subject) -> int:
         return sum(client.delete(key) for client, key in self._matches(subject))
 
@@ -440,6 +463,13 @@ class CeleryResultsStore(Store):
         if not backend.startswith(("redis://", "rediss://")):
             return Found(0, {"configured": True, "backend": backend.split(":", 1)[0]}, False)
         return Found(len(self._matches(subject)), {"configured": True, "backend": "redis"})
+
+    def note(self, details: dict[str, Any]) -> str:
+        if not details.get("configured"):
+            return gettext("No result backend is configured: no task results are stored.")
+        if details.get("backend") != "redis":
+            return gettext("This result backend cannot be searched; check it by hand.")
+        return ""
 
     def erase(self, subject: Subject) -> int:
         backend = self._backend()

@@ -260,3 +260,8 @@ def test_erasure_by_channel_id_and_a_leftover_fails_the_verification(
     request.refresh_from_db()
     assert request.status == RequestStatus.COMPLETED and request.verification["ok"]
     assert not Customer.objects.filter(pk=conv.customer_id).exists()
+    # No Redis, no Celery result backend here: the report says so rather than claiming a search.
+    assert request.results["celery_results"]["details"] == {"configured": False}
+    text = pdf_text(Path(services.stores.files_storage().path(request.report_file)))
+    assert squash("No result backend is configured: no task results are stored.") in text
+    assert squash("No Redis configured") in text and "Verificationpassed" in text
