@@ -64,10 +64,13 @@ class AuditMiddleware:
                 actor = user if user is not None and user.is_authenticated else None
             elif kind == AuditEvent.Kind.API_REQUEST:
                 kind = AuditEvent.Kind.KEY_USED
+            input_tokens, output_tokens = getattr(request, "audit_tokens", (None, None))
             try:
                 services.audit_record(
                     kind,
                     actor=actor,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
                     request_id=request_id,
                     ip=client_ip(request),
                     method=request.method or "",

@@ -163,6 +163,11 @@ class MessageListCreateApi(_ConversationApi):
         )
         replies = services.message_process(message)
         message.refresh_from_db()
+        # The model's tokens this request spent, for its audit row.
+        request._request.audit_tokens = (  # type: ignore[attr-defined]
+            sum(r.input_tokens or 0 for r in replies),
+            sum(r.output_tokens or 0 for r in replies),
+        )
         return Response(
             {"message": message_frame(message), "replies": [message_frame(r) for r in replies]},
             status=status.HTTP_201_CREATED,

@@ -260,8 +260,11 @@ def test_personal_data_is_redacted_before_it_reaches_the_model(
     assert reply.generation_status == GenerationStatus.GENERATED
     prompt = last_prompt(llm)  # the e-mail is in the history now
     assert "li.lei@example.com" not in prompt and "[EMAIL]" in prompt
-    # The stored conversation keeps what the customer wrote (for the agent who takes over).
-    assert conversation.messages.filter(text__contains="li.lei@example.com").exists()
+    # Stored redacted; what the customer wrote is kept only encrypted (for the agent who takes
+    # over, audited).
+    assert not conversation.messages.filter(text__contains="li.lei@example.com").exists()
+    asked = conversation.messages.get(pk=first.reply_to_id)
+    assert "[EMAIL]" in asked.text and "li.lei@example.com" in asked.original_text
     from apps.inference.generation import GenerationRequest, SourceText, build_messages
 
     request = GenerationRequest(
@@ -276,3 +279,23 @@ def test_personal_data_is_redacted_before_it_reaches_the_model(
     for personal in ("13800138000", "11010519491231002X", "世纪大道100号", "4111 1111 1111 1111"):
         assert personal not in sent
     assert "400-820-1234" in sent  # the help centre's own number is not the customer's data
+
+
+def test_the_api_requests_audit_row_has_the_models_tokens(
+    conversation: Conversation, endpoint: ModelEndpoint, llm: FakeLLMServer, client: Any
+) -> None:
+    from apps.audit.models import AuditEvent
+    from apps.conversations.services import conversation_token
+
+    response = client.post(
+        f"/api/v1/conversations/{conversation.public_id}/messages",
+        {"text": "How long does a refund take?"},
+        "application/json",
+        HTTP_AUTHORIZATION=f"Conversation {conversation_token(conversation)}",
+    )
+    assert response.status_code == 201
+    reply = conversation.messages.get(public_id=response.json()["replies"][0]["id"])
+    assert reply.generation_status == GenerationStatus.GENERATED
+    event = AuditEvent.objects.get(request_id=response["X-Request-ID"])
+    assert event.input_tokens == reply.input_tokens and event.input_tokens > 0
+    assert event.output_tokens == reply.output_tokens and event.output_tokens > 0
