@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from apps.audit import services
 from apps.audit.middleware import client_ip, request_id_of
 from apps.audit.models import AuditEvent
+from apps.safety import pii
 
 
 def _where(request: Any) -> dict[str, Any]:
@@ -38,7 +39,8 @@ def login_failed(
     sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
 ) -> None:
     # The username tried (staff accounts, not customers' data); never the password.
-    username = str(credentials.get("username", ""))[:150]
+    # Redacted all the same: what was typed may be anything, an e-mail address or a phone number.
+    username = pii.redact(str(credentials.get("username", ""))[:150])[0]
     services.audit_record(
         AuditEvent.Kind.LOGIN_FAILED, actor=None, detail={"username": username}, **_where(request)
     )

@@ -64,3 +64,9 @@ def test_logins_failed_logins_logouts_and_admin_changes(
     kinds = list(AuditEvent.objects.order_by("id").values_list("kind", flat=True))
     assert kinds == ["login_failed", "login", "admin_change", "logout"]
     assert services.audit_verify().ok
+
+
+def test_a_failed_login_never_keeps_personal_data_typed_as_the_username(client: Client) -> None:
+    client.post("/admin/login/", {"username": "li.wei@example.com", "password": "x"})
+    failed = AuditEvent.objects.get(kind="login_failed")
+    assert failed.detail == {"username": "[EMAIL]"}
