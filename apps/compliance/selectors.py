@@ -68,7 +68,7 @@ class Subject:
         }
 
 
-def _decrypted(token: str, subject: Subject | None = None) -> str:
+def decrypted(token: str, subject: Subject | None = None) -> str:
     if not token:
         return ""
     try:
@@ -114,7 +114,7 @@ def _mentioning_conversations(subject: Subject) -> set[int]:
         if conversation_id in found:
             continue
         if subject.mentioned_in(
-            text, _decrypted(original, subject), json.dumps(entities, ensure_ascii=False)
+            text, decrypted(original, subject), json.dumps(entities, ensure_ascii=False)
         ):
             found.add(conversation_id)
     conversations = Conversation.objects.values_list("pk", "state", "summary")
@@ -139,7 +139,7 @@ def record_texts(record: dict[str, Any], subject: Subject | None = None) -> list
     ]
     for message in record["messages"]:
         texts.append(message.get("text", ""))
-        texts.append(_decrypted(message.get("original_encrypted", ""), subject))
+        texts.append(decrypted(message.get("original_encrypted", ""), subject))
         texts.append(json.dumps(message.get("entities", []), ensure_ascii=False))
     for event in record["events"]:
         texts.append(event.get("note", ""))
@@ -240,7 +240,7 @@ def subject_resolve(
         subject.message_pks.add(pk)
         if role == Role.CUSTOMER:
             subject.texts.add(text)
-            subject.texts.add(_decrypted(original, subject))
+            subject.texts.add(decrypted(original, subject))
     for _, record in archived:
         if record_matches(subject, record):
             subject.archived_conversation_ids.add(record["conversation"]["public_id"])
@@ -248,7 +248,7 @@ def subject_resolve(
             for message in record["messages"]:
                 if message.get("role") == Role.CUSTOMER:
                     subject.texts.add(message.get("text", ""))
-                    subject.texts.add(_decrypted(message.get("original_encrypted", "")))
+                    subject.texts.add(decrypted(message.get("original_encrypted", "")))
             kb_id = record["conversation"]["knowledge_base_id"]
             subject.cache_scopes |= {(kb_id, "en"), (kb_id, "zh")}
     subject.texts.discard("")

@@ -30,7 +30,7 @@ from apps.agents.models import ConversationEvent
 from apps.audit.models import AuditEvent
 from apps.compliance import retention
 from apps.compliance.models import DataSubjectRequest, IdentifierKind
-from apps.compliance.selectors import Subject, _decrypted, record_matches
+from apps.compliance.selectors import Subject, decrypted, record_matches
 from apps.conversations.caches import AnswerCache
 from apps.conversations.models import Conversation, Customer, Message, SemanticCacheEntry
 from apps.core.text import normalize
@@ -133,7 +133,7 @@ class ConversationsStore(Store):
 def _readable(record: dict[str, Any]) -> dict[str, Any]:
     """An archive-style record with each message's original decrypted, for the data subject."""
     for message in record["messages"]:
-        message["original"] = _decrypted(message.get("original_encrypted", ""))
+        message["original"] = decrypted(message.get("original_encrypted", ""))
         message.pop("original_encrypted", None)
     return record
 

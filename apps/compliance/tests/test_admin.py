@@ -232,3 +232,39 @@ def test_access_request_through_the_admin(
     )
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
     assert hashlib.sha256(response.content).hexdigest() == erasure.report_sha256
+
+
+def test_a_bad_identifier_is_refused_on_the_form(client: Any, officers: tuple[Any, Any]) -> None:
+    client.force_login(officers[0])
+    response = client.post(
+        reverse("admin:compliance_datasubjectrequest_add"),
+        {"kind": "erasure", "identifier_kind": "email", "identifier": "not-an-address"},
+    )
+    assert response.status_code == 200
+    assert "Enter a valid e-mail address." in response.content.decode()
+    assert not DataSubjectRequest.objects.exists()
+
+
+def test_the_request_list_costs_the_same_queries_for_more_rows(
+    client: Any, officers: tuple[Any, Any], django_assert_max_num_queries: Any
+) -> None:
+    requester, approver = officers
+    client.force_login(approver)
+
+    def open_requests(n: int) -> None:
+        for i in range(n):
+            request = services.data_subject_request_create(
+                user=requester,
+                kind="access",
+                identifier_kind="email",
+                identifier=f"user{i}@example.com",
+            )
+            services.data_subject_request_approve(request, approver)
+
+    open_requests(2)
+    with django_assert_max_num_queries(100) as few:
+        assert client.get(reverse(CHANGELIST)).status_code == 200
+    open_requests(8)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = client.get(reverse(CHANGELIST)).content.decode()
+    assert page.count('class="field-short_id"') == 10
