@@ -25,6 +25,9 @@ DEMO_ACCOUNTS = {
     "support": ("Support staff", False, True),
     "agent": ("agents", False, False),
     "supervisor": ("supervisors", False, False),
+    # Two compliance officers, so that one can approve the other's erasure (four eyes).
+    "compliance": ("compliance", False, True),
+    "compliance2": ("compliance", False, True),
 }
 GROUP_PERMISSIONS = {
     "Support staff": {
