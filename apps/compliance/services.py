@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -405,3 +406,24 @@ def data_subject_request_file(
         data = handle.read()
     _audit(request, "download", actor=user, file=which, sha256=hashlib.sha256(data).hexdigest())
     return data, download.format(request.public_id)
+
+
+def access_exports_expire(*, now: datetime | None = None) -> int:
+    """Delete access exports older than COMPLIANCE["EXPORT_DAYS"]: they are copies of personal
+    data, made to be downloaded, not kept. Returns how many files were deleted."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.COMPLIANCE["EXPORT_DAYS"])
+    storage = stores.files_storage()
+    removed = 0
+    expired = DataSubjectRequest.objects.filter(finished_at__lt=cutoff).exclude(
+        export_json_file="", export_pdf_file=""
+    )
+    for request in expired:
+        for name in (request.export_json_file, request.export_pdf_file):
+            if name and storage.exists(name):
+                storage.delete(name)
+                removed += 1
+        DataSubjectRequest.objects.filter(pk=request.pk).update(
+            export_json_file="", export_pdf_file=""
+        )
+        _audit(request, "access_export_expired", actor=None)
+    return removed

@@ -15,5 +15,7 @@ def data_subject_request_run_task(request_id: int) -> None:
 
 @shared_task(acks_late=True)
 def retention_archive_task() -> int:
-    """Beat, daily: closed conversations past the retention period go to cold storage."""
+    """Beat, daily: closed conversations past the retention period go to cold storage, and
+    access exports past theirs are deleted."""
+    services.access_exports_expire()
     return retention.conversations_archive().conversations

@@ -305,6 +305,8 @@ COMPLIANCE = {
     # Erasure reports and access exports (personal data: keep this storage private).
     "FILES_STORAGE": env.str("COMPLIANCE_FILES_STORAGE", default=""),
     "FILES_DIR": env.str("COMPLIANCE_FILES_DIR", default=str(VAR_DIR / "compliance")),
+    # Access exports are deleted this long after they were made (the daily retention job).
+    "EXPORT_DAYS": env.int("COMPLIANCE_EXPORT_DAYS", default=30),
     # A second compliance user approves every request before it runs.
     "FOUR_EYES": env.bool("COMPLIANCE_FOUR_EYES", default=True),
 }
