@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.agents",
     "apps.audit",
     "apps.compliance",
+    "apps.safety",
     "django_prometheus",
 ]
 
@@ -259,6 +260,17 @@ CHAT = {
     "HOW_TO_ANSWER_CONFIDENCE": 0.5,
     # Out of scope for the intents and retrieval this unsure: hand off at once.
     "OUT_OF_SCOPE_BELOW_CONFIDENCE": 0.1,
+}
+
+# Moderation of customers' messages and the bot's answers (apps.safety). THRESHOLD: the
+# classifier score (probability of offensive, 0 to 1) at and above which a text is blocked;
+# None uses each language's operating point chosen when the shipped model was trained.
+MODERATION = {
+    "ENABLED": env.bool("MODERATION_ENABLED", default=True),
+    "THRESHOLD": None,
+    # A streamed answer is moderated before each update of the customer's draft (an embedding
+    # each), so the draft is then updated at most this often (seconds).
+    "STREAM_CHECK_SECONDS": 0.2,
 }
 
 # The model pool (apps.inference): endpoints live in the database (admin, or

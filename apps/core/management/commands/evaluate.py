@@ -9,4 +9,8 @@ from apps.core.management.dispatch import KindDispatchCommand
 
 class Command(KindDispatchCommand):
     help = "Run a quality evaluation; the last line of output is a JSON object of results."
-    kinds = {"retrieval": "apps.knowledge.evaluation", "intents": "apps.nlu.evaluation"}
+    kinds = {
+        "retrieval": "apps.knowledge.evaluation",
+        "intents": "apps.nlu.evaluation",
+        "moderation": "apps.safety.evaluation",
+    }

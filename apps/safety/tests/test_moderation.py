@@ -1,0 +1,194 @@
+"""Moderation: the shipped classifier on clear cases, thresholds, the lexicon staff edit, and
+`manage.py evaluate moderation` on a small CSV written here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.safety import classifier
+from apps.safety.models import ModerationTerm
+from apps.safety.moderation import moderate
+
+pytestmark = pytest.mark.django_db
+
+OFFENSIVE = [
+    ("你这个傻逼，滚远点", "zh"),
+    ("河南人都是骗子，一群垃圾", "zh"),
+    ("黑人就是低等人种，滚出中国", "zh"),
+    ("女人就是贱，活该被打", "zh"),
+    ("shut up you stupid bitch", "en"),
+    ("you are a worthless piece of trash, go to hell", "en"),
+]
+CLEAN = [
+    ("我的快递三天了还没到，能帮我查一下吗？", "zh"),
+    ("退款多久能到账？", "zh"),
+    ("我们应该尊重每个地区的人，反对地域歧视。", "zh"),
+    ("女性和男性在工作中应该同工同酬。", "zh"),
+    ("How long does a refund take?", "en"),
+    ("My package arrived damaged, can I get a replacement?", "en"),
+]
+
+
+@pytest.mark.parametrize(("text", "language"), OFFENSIVE)
+def test_clearly_offensive_messages_are_blocked(text: str, language: str) -> None:
+    verdict = moderate(text, language)
+    assert verdict.blocked, verdict
+    assert verdict.flagged
+
+
+@pytest.mark.parametrize(("text", "language"), CLEAN)
+def test_ordinary_messages_pass(text: str, language: str) -> None:
+    verdict = moderate(text)  # the language detected
+    assert not verdict.blocked, verdict
+    assert verdict.score is not None and verdict.score < verdict.threshold
+
+
+def test_the_classifier_alone_blocks_without_any_lexicon_term() -> None:
+    ModerationTerm.objects.all().delete()
+    verdict = moderate("河南人都是骗子，一群垃圾")
+    assert verdict.blocked and verdict.source == "classifier"
+    assert verdict.categories == ("offensive",)
+
+
+def test_a_score_at_the_threshold_blocks_and_just_below_passes(settings: Any) -> None:
+    ModerationTerm.objects.all().delete()
+    text = "这个客服态度真差，什么玩意儿"
+    score = moderate(text).score
+    assert score is not None and 0.0 < score < 1.0
+    settings.MODERATION = {**settings.MODERATION, "THRESHOLD": score}
+    at = moderate(text)
+    assert at.blocked and at.threshold == score
+    settings.MODERATION = {**settings.MODERATION, "THRESHOLD": score + 1e-6}
+    below = moderate(text)
+    assert not below.blocked and below.score == pytest.approx(score)
+
+
+def test_the_shipped_thresholds_are_used_unless_settings_say_otherwise(settings: Any) -> None:
+    model = classifier.shipped_model()
+    assert set(model.heads) == {"zh", "en"}
+    for head in model.heads.values():
+        assert 0.05 <= head.threshold <= 0.95
+    settings.MODERATION = {**settings.MODERATION, "THRESHOLD": None}
+    assert moderate("退款多久能到账？").threshold == model.heads["zh"].threshold
+    assert moderate("How long does a refund take?").threshold == model.heads["en"].threshold
+
+
+def test_moderation_can_be_switched_off(settings: Any) -> None:
+    settings.MODERATION = {**settings.MODERATION, "ENABLED": False}
+    assert not moderate("你这个傻逼").blocked
+
+
+def test_the_default_lexicon_blocks_insults_in_both_languages() -> None:
+    # Spaces and symbols between the characters do not hide a Chinese term; English terms
+    # match whole words only, in any case.
+    for text in ("你个傻 逼", "傻*逼", "FUCK YOU", "what an asshole."):
+        verdict = moderate(text)
+        assert verdict.blocked and verdict.source == "lexicon", text
+    assert "傻逼" in moderate("你个傻 逼").terms
+
+
+def test_lexicon_edits_take_effect_at_once() -> None:
+    text = "your product is a scam and you are clowns"
+    assert not moderate(text).blocked  # the classifier lets it through
+    term = ModerationTerm.objects.create(
+        term="clowns", language="en", category="insult", action="block"
+    )
+    verdict = moderate(text)
+    assert verdict.blocked and verdict.source == "lexicon" and verdict.categories == ("insult",)
+    assert not moderate("Do you sell clown costumes?").blocked  # whole words only
+
+    term.action = "flag"
+    term.save()
+    flagged = moderate(text)
+    assert not flagged.blocked and flagged.flagged and flagged.terms == ("clowns",)
+
+    term.enabled = False
+    term.save()
+    assert not moderate(text).flagged
+
+    term.enabled = True
+    term.save()
+    term.delete()
+    assert not moderate(text).flagged
+
+
+def test_language_specific_terms_apply_to_that_language_only() -> None:
+    ModerationTerm.objects.create(term="垃圾店", language="zh", category="insult", action="block")
+    assert moderate("这就是个垃圾店").blocked
+    # An English message that quotes it is not a Chinese message.
+    assert not moderate("What does 垃圾店 mean in English? I saw it in a review today").blocked
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _evaluate(*args: str) -> tuple[dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("evaluate", "moderation", *args, stdout=out, stderr=err)
+    return json.loads(out.getvalue().strip().splitlines()[-1]), err.getvalue()
+
+
+def test_evaluate_reports_rates_per_topic_on_a_labelled_csv(tmp_path: Path) -> None:
+    topics = ["region", "race", "gender", "region", "race", "gender"]
+    rows = [
+        {"TEXT": text, "label": "1", "topic": topic}
+        for (text, _), topic in zip(OFFENSIVE, topics, strict=True)
+    ]
+    rows += [
+        {"TEXT": text, "label": "0", "topic": topic}
+        for (text, _), topic in zip(CLEAN, topics, strict=True)
+    ]
+    path = tmp_path / "moderation.csv"
+    _write_csv(path, rows)
+    result, progress = _evaluate(
+        "--data", str(path), "--text-col", "TEXT", "--label-col", "label", "--positive", "1"
+    )
+    assert "moderating 12 texts" in progress
+    assert result["n"] == 12
+    assert result["accuracy"] == 1.0 and result["f1"] == 1.0 and result["macro_f1"] == 1.0
+    assert result["precision"] == 1.0 and result["recall"] == 1.0
+    assert result["false_positive_rate"] == 0.0
+    assert result["topic_false_positive_rate"] == {"gender": 0.0, "race": 0.0, "region": 0.0}
+
+
+def test_evaluate_counts_several_positive_labels_as_unsafe(tmp_path: Path) -> None:
+    # Davidson-style: class 0 hate, 1 offensive, 2 neither; one safe text is blocked on
+    # purpose (a lexicon term), so the rates are not all perfect.
+    ModerationTerm.objects.create(term="refund", language="en", category="other", action="block")
+    rows = [
+        {"tweet": "shut up you stupid bitch", "class": "1"},
+        {"tweet": "you are a worthless piece of trash, go to hell", "class": "0"},
+        {"tweet": "How long does a refund take?", "class": "2"},
+        {"tweet": "My package arrived damaged, can I get a replacement?", "class": "2"},
+    ]
+    path = tmp_path / "davidson.csv"
+    _write_csv(path, rows)
+    result, _ = _evaluate(
+        "--data", str(path), "--text-col", "tweet", "--label-col", "class", "--positive", "0,1"
+    )
+    assert result["n"] == 4 and result["recall"] == 1.0
+    assert result["accuracy"] == 0.75 and result["false_positive_rate"] == 0.5
+    assert result["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert result["f1"] == pytest.approx(0.8, abs=1e-4)
+    assert result["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2, abs=1e-4)
+    assert "topic_false_positive_rate" not in result
+
+
+def test_evaluate_names_a_missing_file_or_column(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="cannot read"):
+        _evaluate("--data", str(tmp_path / "nope.csv"), "--text-col", "TEXT")
+    path = tmp_path / "x.csv"
+    _write_csv(path, [{"text": "hello", "label": "0"}])
+    with pytest.raises(CommandError, match="no column TEXT"):
+        _evaluate("--data", str(path), "--text-col", "TEXT", "--label-col", "label")
