@@ -2,15 +2,23 @@
 
 Order of the checks (each one records its outcome on the message):
 1. Conversation with a person (waiting or live): the bot stays quiet.
-2. Explicit request for a person ("转人工", "human", the button) or anger: hand off.
-3. An open form: the message fills, corrects or cancels it.
-4. Exact answer cache, then the semantic answer cache.
-5. Intent (NLU): hand-off intents, forms, fixed responses.
-6. Retrieval: answer from the best source with its citation, ask which one when the top
+2. A prompt-injection attempt, or a message moderation blocks: a fixed, polite reply.
+3. Explicit request for a person ("转人工", "human", the button) or anger: hand off.
+4. An open form: the message fills, corrects or cancels it.
+5. Exact answer cache, then the semantic answer cache.
+6. Intent (NLU): hand-off intents, forms, fixed responses.
+7. Retrieval: answer from the best source with its citation, ask which one when the top
    sources are equally good, or say "not sure"; twice not sure in a row (or clearly out of
    scope) hands off.
 
-`decide` only reads; `services.message_process` writes what it returns.
+Moderation (apps.safety) looks at the customer's message right after the prompt-injection
+check, and at every answer before it is sent: a blocked message gets a polite reply and never
+reaches the caches, the intents, search or the model (an angry one the classifier blocked is
+handed off instead); a blocked answer is not sent (nor cached) and the customer is told the
+bot is not sure.
+
+`decide` only reads; `services.message_process` writes what it returns. The one exception is a
+moderation flag for staff (ids and scores, no text), recorded at once by the safety service.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -48,6 +56,9 @@ from apps.nlu.actions import ActionContext
 from apps.nlu.entities import extract_entities
 from apps.nlu.sentiment import is_angry
 from apps.safety.injection import detect_injection
+from apps.safety.models import FlagDirection, FlagSource
+from apps.safety.moderation import Verdict, moderate
+from apps.safety.services import moderation_flag_record
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +211,33 @@ def _decide(
                 _(
                     "I can only help with questions about our store, your orders and your "
                     "account. What can I help you with?"
+                ),
+                Decision.GUARD,
+            )
+        )
+        return outcome
+    verdict = moderate(text, language)
+    if verdict.blocked and verdict.source == FlagSource.CLASSIFIER and is_angry(text):
+        # An angry complaint ("什么破服务，垃圾！") reads as offensive to the classifier, but the
+        # customer needs a person more than a refusal: it goes on to the anger hand-off below,
+        # flagged. Terms staff put in the lexicon to block are refused whatever the mood.
+        verdict = replace(verdict, blocked=False)
+    if verdict.flagged:
+        _flag(conversation, generation, FlagDirection.INPUT, verdict)
+    if verdict.blocked:
+        # Like an injection attempt: a fixed reply, nothing searched or generated, and a
+        # security event (ids only) besides the flag staff review.
+        outcome.decision = Decision.GUARD
+        outcome.security = {
+            "reason": "moderation",
+            "source": verdict.source,
+            "categories": list(verdict.categories),
+        }
+        outcome.replies.append(
+            Reply(
+                _(
+                    "I'm sorry, I can't respond to messages like that. I'm happy to help with "
+                    "your orders, deliveries, returns or account: what can I do for you?"
                 ),
                 Decision.GUARD,
             )
@@ -371,6 +409,18 @@ def _answer(
     if generated is not None and generated.ok:
         cited = [result.sources[n - 1] for n in generated.cited] or [top]
         answer = {**answer, "text": generated.text, "sources": [source_dict(s) for s in cited]}
+    conversation, generation = context
+    withheld = (generated.details.get("moderation") if generated is not None else None) or {}
+    # A generated answer is checked sentence by sentence too (one bad sentence among good ones
+    # is not averaged away); the help centre's own text, which staff wrote, as a whole.
+    generated_ok = generated is not None and generated.ok
+    verdict = moderate(answer["text"], outcome.language, each_sentence=generated_ok)
+    if verdict.blocked or withheld:
+        # The model's draft (withheld while it streamed) or the answer itself was blocked.
+        flagged = verdict if verdict.blocked else _withheld_verdict(withheld)
+        _flag(conversation, generation, FlagDirection.OUTPUT, flagged)
+    if verdict.blocked:
+        return None  # never sent, never cached: the caller says it is not sure
     # A generated answer that speaks of this customer's own details, or an extractive one sent
     # because the pool failed, is not cached: the next asker deserves a fresh answer.
     if generated is None or (generated.ok and not generated.personal):
@@ -437,6 +487,36 @@ def _generate(
         pool=pool,
         stream=factory() if factory is not None else None,
         cancel=generation.cancel,
+    )
+
+
+def _withheld_verdict(details: dict[str, Any]) -> Verdict:
+    return Verdict(
+        blocked=True,
+        score=details.get("score"),
+        source=details.get("source", ""),
+        categories=tuple(details.get("categories", ())),
+        flagged=True,
+    )
+
+
+def _flag(
+    conversation: Conversation, generation: Generation, direction: str, verdict: Verdict
+) -> None:
+    """A moderation flag for staff on the customer's message being handled (when the engine
+    was given it: `before_seq` is its sequence number)."""
+    message_id = None
+    if generation.before_seq is not None:
+        message_id = (
+            conversation.messages.filter(seq=generation.before_seq)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    moderation_flag_record(
+        conversation_id=conversation.pk,
+        message_id=message_id,
+        direction=direction,
+        verdict=verdict,
     )
 
 

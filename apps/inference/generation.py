@@ -31,6 +31,8 @@ from apps.inference.pool import (
     PoolError,
     StreamStopped,
 )
+from apps.safety.moderation import Verdict, moderate
+from apps.safety.moderation import enabled as moderation_enabled
 from apps.safety.pii import redact
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -156,13 +158,27 @@ def renumber_citations(text: str, available: int) -> tuple[str, list[int]]:
 
 
 class _Draft:
-    """The answer as it streams: releases checked text to the sink, stops at a bad fact."""
+    """The answer as it streams: releases checked text to the sink, stops at a bad fact or at
+    a sentence moderation blocks.
 
-    def __init__(self, evidence: grounding.Evidence, stream: StreamSink | None) -> None:
+    With moderation on, what is about to be shown is moderated first: the sentence the shown
+    text ended in last time through the new end, so each sentence is also checked once whole.
+    That costs an embedding, so the sink is then updated at most every
+    `MODERATION["STREAM_CHECK_SECONDS"]`. Text moderation blocks is never on the screen.
+    """
+
+    def __init__(
+        self, evidence: grounding.Evidence, stream: StreamSink | None, language: str = ""
+    ) -> None:
         self.evidence = evidence
         self.stream = stream
+        self.language = language
         self.text = ""
         self.released = 0
+        # Where the next moderation check starts: the start of the last sentence shown.
+        self.moderated_from = 0
+        self.moderating = moderation_enabled()
+        self.blocked: Verdict | None = None
         # Checking starts at the sentence the released text ends in: facts never cross a
         # sentence end, and earlier sentences were checked already, so each piece costs one
         # sentence's check, not the whole answer's (which grew quadratically with its length).
@@ -170,6 +186,9 @@ class _Draft:
         self.shown = False
         self.rejected: list[dict[str, Any]] = []
         self.interval = settings.INFERENCE["STREAM_INTERVAL_SECONDS"]
+        if self.moderating:
+            check = settings.MODERATION.get("STREAM_CHECK_SECONDS", 0.2)
+            self.interval = max(self.interval, check)
         self.pushed_at = 0.0
 
     def on_delta(self, piece: str) -> bool:
@@ -190,6 +209,12 @@ class _Draft:
         self.checked_from = start + grounding.last_sentence_start(text[start:end])
         now = time.monotonic()
         if self.stream is not None and now - self.pushed_at >= self.interval:
+            if self.moderating:
+                verdict = moderate(text[self.moderated_from : end], self.language or None)
+                if verdict.blocked:
+                    self.blocked = verdict
+                    return False
+                self.moderated_from = self.checked_from
             self.pushed_at = now
             self.shown = True
             self.stream.update(text[:end])
@@ -220,7 +245,7 @@ def answer_generate(
     last: Generated | None = None
     started = time.monotonic()
     for attempt in (1, 2):
-        draft = _Draft(evidence, stream)
+        draft = _Draft(evidence, stream, request.language)
         try:
             result = pool.chat(
                 build_messages(request, strict),
@@ -232,6 +257,11 @@ def answer_generate(
             )
         except StreamStopped:
             draft.withdraw()
+            if draft.blocked is not None:
+                # Offensive text from the model: not written again, the caller answers without it.
+                details["moderation"] = _moderation_details(draft.blocked)
+                blocked = Generated(GenerationStatus.UNGROUNDED, details=details)
+                return _finish(blocked, started, last)
             spans = [f["text"] for f in draft.rejected]
             last = Generated(
                 GenerationStatus.UNGROUNDED, grounding_score=0.0, unsupported=draft.rejected
@@ -280,6 +310,13 @@ def answer_generate(
             }
         )
         if checked.score >= config.grounding_threshold and not checked.unsupported_facts:
+            verdict = moderate(text, request.language or None, each_sentence=True)
+            if verdict.blocked:
+                draft.withdraw()
+                details["moderation"] = _moderation_details(verdict)
+                generated.status = GenerationStatus.UNGROUNDED
+                generated.text = ""
+                return _finish(generated, started, None)
             source_only = grounding.Evidence(source_texts)
             generated.personal = bool(grounding.unsupported_facts(text, source_only))
             return _finish(generated, started, None)
@@ -292,6 +329,16 @@ def answer_generate(
     assert last is not None
     last.details = details
     return _finish(last, started, None)
+
+
+def _moderation_details(verdict: Verdict) -> dict[str, Any]:
+    """What is kept of a blocked answer: why, never its words."""
+    return {
+        "blocked": True,
+        "source": verdict.source,
+        "score": None if verdict.score is None else round(verdict.score, 4),
+        "categories": list(verdict.categories),
+    }
 
 
 def _finish(generated: Generated, started: float, previous: Generated | None) -> Generated:
