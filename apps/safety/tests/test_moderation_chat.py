@@ -3,6 +3,7 @@ and reaches neither search nor the model; a blocked answer is never sent, stream
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from apps.inference.models import GenerationStatus, PromptConfig
 from apps.knowledge import selectors as knowledge_selectors
 from apps.knowledge.models import KnowledgeBase
 from apps.safety.models import ModerationFlag, ModerationTerm
+from apps.safety.moderation import moderate
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +81,7 @@ def test_a_blocked_message_gets_a_polite_reply_a_flag_and_reaches_nothing(
     assert reply.decision == Decision.GUARD and customer.decision == Decision.GUARD
     with translation.override("zh-hans" if locale == "zh-hans" else "en"):
         assert reply.text == _(POLITE)  # in the customer's language
+    assert bool(re.search(r"[\u4e00-\u9fff]", reply.text)) == (locale == "zh-hans")
     assert searches == [] and model_pool.counts["chat"] == 0
 
     flag = ModerationFlag.objects.get()
@@ -203,3 +206,47 @@ def test_a_streamed_draft_never_shows_blocked_text(
     assert reply.generated.details["moderation"]["source"] == "lexicon"
     assert "Scumbags" not in reply.text and "Once approved" in reply.text
     assert model_pool.counts["chat"] == 1  # not written again
+
+
+def test_staff_review_flags_in_the_admin(
+    chat_kb: KnowledgeBase, admin_client: Any, django_assert_max_num_queries: Any
+) -> None:
+    for text in ("shut up you stupid bitch", "you are a worthless piece of trash, go to hell"):
+        conversation = services.conversation_start(knowledge_base=chat_kb, locale="en")
+        say(conversation, text)
+    flags = list(ModerationFlag.objects.order_by("pk"))
+    assert len(flags) == 2 and {f.source for f in flags} == {"lexicon", "classifier"}
+
+    with django_assert_max_num_queries(12):  # no query per row
+        page = admin_client.get("/admin/safety/moderationflag/?reviewed=no")
+    assert page.status_code == 200 and page.content.count(b'name="_selected_action"') == 2
+    detail = admin_client.get(f"/admin/safety/moderationflag/{flags[0].pk}/change/")
+    # The message is shown from the conversation, not from a copy on the flag.
+    assert "shut up you stupid bitch" in detail.content.decode()
+
+    response = admin_client.post(
+        "/admin/safety/moderationflag/",
+        {"action": "mark_reviewed", "_selected_action": [f.pk for f in flags]},
+    )
+    assert response.status_code == 302
+    reviewed = ModerationFlag.objects.filter(reviewed_at__isnull=False)
+    assert reviewed.count() == 2 and {f.reviewed_by.username for f in reviewed} == {"admin"}
+    page = admin_client.get("/admin/safety/moderationflag/?reviewed=no")
+    assert page.content.count(b'name="_selected_action"') == 0
+
+
+def test_staff_edit_the_lexicon_in_the_admin(chat_kb: KnowledgeBase, admin_client: Any) -> None:
+    conversation = services.conversation_start(knowledge_base=chat_kb, locale="en")
+    assert not moderate("you absolute numpty").blocked
+    response = admin_client.post(
+        "/admin/safety/moderationterm/add/",
+        {
+            "term": "numpty",
+            "language": "en",
+            "category": "insult",
+            "action": "block",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    assert say(conversation, "you absolute numpty")[0].decision == Decision.GUARD
