@@ -55,6 +55,7 @@ from apps.nlu import selectors as nlu_selectors
 from apps.nlu.actions import ActionContext
 from apps.nlu.entities import extract_entities
 from apps.nlu.sentiment import is_angry
+from apps.safety import pii
 from apps.safety.injection import detect_injection
 from apps.safety.models import FlagDirection, FlagSource
 from apps.safety.moderation import Verdict, moderate
@@ -262,9 +263,12 @@ def _decide(
             return _form_step(outcome, step, state)
 
     kb = conversation.knowledge_base
+    # What the question is about, without the customer's personal data: the caches keep
+    # questions, and a phone number only blurs a search. (Forms still read the whole text.)
+    query = pii.remove(text) or text
     started = time.perf_counter()
     answers = caches.AnswerCache(kb, language)
-    cached = answers.exact_get(text)
+    cached = answers.exact_get(query)
     timings["exact_cache"] = (time.perf_counter() - started) * 1000
     if cached is not None:
         return _answer_from_cache(outcome, cached, "exact", state)
@@ -275,14 +279,14 @@ def _decide(
     vector, embedder = None, ""
     started = time.perf_counter()
     try:
-        vector, embedder = knowledge_selectors.query_embedding(kb, normalize(text), language)
+        vector, embedder = knowledge_selectors.query_embedding(kb, normalize(query), language)
         hit = answers.semantic_get(embedder, vector)
     except EmbeddingError as exc:
         logger.warning("semantic cache skipped: %s", exc)
         hit = None
     timings["semantic_cache"] = (time.perf_counter() - started) * 1000
     if hit is not None:
-        answers.exact_set(text, hit[0])  # the next identical one is cheaper
+        answers.exact_set(query, hit[0])  # the next identical one is cheaper
         return _answer_from_cache(outcome, hit[0], "semantic", state)
 
     started = time.perf_counter()
@@ -297,10 +301,10 @@ def _decide(
         if intent.slots and HOW_TO_RE.search(text) and not extract_entities(text):
             # "How do I return an item?" asks for the policy, not to start a return now: when
             # the help centre answers it confidently, answer; the customer can then start one.
-            result = _search(kb, text, language, timings)
+            result = _search(kb, query, language, timings)
             if result.confidence >= settings.CHAT["HOW_TO_ANSWER_CONFIDENCE"]:
                 answered = _answer(
-                    outcome, answers, text, state, result, None, "", (conversation, generation)
+                    outcome, answers, query, state, result, None, "", (conversation, generation)
                 )
                 if answered is not None:
                     return answered
@@ -315,9 +319,9 @@ def _decide(
             outcome.replies.append(Reply(response, Decision.TEMPLATE))
             return outcome
 
-    result = _search(kb, text, language, timings)
+    result = _search(kb, query, language, timings)
     answered = _answer(
-        outcome, answers, text, state, result, vector, embedder, (conversation, generation)
+        outcome, answers, query, state, result, vector, embedder, (conversation, generation)
     )
     if answered is not None:
         return answered

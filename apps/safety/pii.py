@@ -139,6 +139,20 @@ def redact(text: str, *, kinds: frozenset[str] | None = None) -> tuple[str, list
     return "".join(parts), spans
 
 
+def remove(text: str) -> str:
+    """`text` without its personal data (spans deleted, spacing tidied): what a question is
+    about, for search and the answer caches, which must not keep a customer's details."""
+    spans = detect(text)
+    if not spans:
+        return text
+    parts, position = [], 0
+    for span in spans:
+        parts.append(text[position : span.start])
+        position = span.end
+    parts.append(text[position:])
+    return " ".join("".join(parts).split())
+
+
 def contains_pii(text: str) -> bool:
     """Whether `detect(text)` finds anything."""
     return bool(detect(text))

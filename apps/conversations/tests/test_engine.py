@@ -83,6 +83,21 @@ def test_similar_question_is_served_from_the_semantic_cache(conversation: Conver
     assert reply.sources[0]["title"] == "How long does a refund take?"
 
 
+def test_a_question_is_searched_and_cached_without_personal_data(
+    conversation: Conversation,
+) -> None:
+    from apps.conversations.models import SemanticCacheEntry
+
+    first = say(conversation, "How much is shipping? a.b@example.com")[0]
+    assert first.decision == "answer" and first.cache_hit == ""
+    # The cache keeps the question without the address; the same question with another
+    # address, or none, is the same question.
+    assert SemanticCacheEntry.objects.filter(question="How much is shipping?").exists()
+    assert not SemanticCacheEntry.objects.filter(question__contains="example.com").exists()
+    assert say(conversation, "How much is shipping? c.d@example.com")[0].cache_hit == "exact"
+    assert say(conversation, "How much is shipping?")[0].cache_hit == "exact"
+
+
 def test_explicit_request_hands_off_and_the_bot_then_stays_quiet(
     conversation: Conversation,
 ) -> None:

@@ -255,10 +255,11 @@ def test_personal_data_is_redacted_before_it_reaches_the_model(
 ) -> None:
     first = say(conversation, "退款多久能到账？邮箱 li.lei@example.com")[0]
     assert first.generation_status == GenerationStatus.GENERATED
-    assert "li.lei@example.com" not in last_prompt(llm) and "[EMAIL]" in last_prompt(llm)
+    # The question travels without it (it is not what the question is about)...
+    assert "li.lei@example.com" not in last_prompt(llm) and "退款多久能到账" in last_prompt(llm)
     reply = say(conversation, "运费怎么算")[0]
     assert reply.generation_status == GenerationStatus.GENERATED
-    prompt = last_prompt(llm)  # the e-mail is in the history now
+    prompt = last_prompt(llm)  # ...and the history holds the stored, redacted text
     assert "li.lei@example.com" not in prompt and "[EMAIL]" in prompt
     # Stored redacted; what the customer wrote is kept only encrypted (for the agent who takes
     # over, audited).

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from apps.safety import pii
 from apps.safety.pii import (
     ADDRESS,
     BANK_CARD,
@@ -359,3 +360,9 @@ def test_speed_on_a_long_mixed_text():
         detect(text)
     average = (time.perf_counter() - started) / 50
     assert average < 0.02, f"{average * 1000:.1f} ms per detect()"
+
+
+def test_remove_deletes_personal_data_and_tidies_spacing() -> None:
+    assert pii.remove("How much is shipping? a.b@example.com") == "How much is shipping?"
+    assert pii.remove("我的手机 13812345678 收不到验证码") == "我的手机 收不到验证码"
+    assert pii.remove("怎么退货") == "怎么退货"
