@@ -10,7 +10,6 @@ the chat sockets after the commit.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -280,13 +279,8 @@ def message_original_reveal(conversation: Conversation, user: Any, message_id: A
             _("Only the agent handling this conversation can see what was redacted."),
             code="forbidden",
         )
-    public_id = _uuid_or_none(message_id)
-    message = (
-        Message.objects.filter(
-            conversation=conversation, public_id=public_id, role=Role.CUSTOMER
-        ).first()
-        if public_id is not None
-        else None
+    message = conversation_services.conversation_message(
+        conversation, message_id, role=Role.CUSTOMER
     )
     if message is None:
         raise NotFoundError(_("There is no such message."), code="not_found")
@@ -304,13 +298,6 @@ def message_original_reveal(conversation: Conversation, user: Any, message_id: A
         },
     )
     return message.original_text
-
-
-def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def agent_message_send(

@@ -184,12 +184,9 @@ def _stored_entities(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
     e-mail address) are redacted like the text they came from."""
     stored = []
     for entity in entities:
-        if pii.contains_pii(str(entity.get("text", ""))) or pii.contains_pii(
-            str(entity.get("value", ""))
-        ):
-            entity = {**entity, "text": pii.redact(str(entity.get("text", "")))[0]}
-            entity["value"] = pii.redact(str(entity.get("value", "")))[0]
-        stored.append(entity)
+        text, in_text = pii.redact(str(entity.get("text", "")))
+        value, in_value = pii.redact(str(entity.get("value", "")))
+        stored.append({**entity, "text": text, "value": value} if in_text or in_value else entity)
     return stored
 
 
@@ -380,12 +377,7 @@ def conversation_hand_off(conversation: Conversation, reason: str) -> list[Messa
 def message_rate(conversation: Conversation, message_id: Any, value: Any) -> Message:
     if value not in Rating.values:
         raise ServiceError(_('A rating is "up" or "down".'), code="bad_frame")
-    public_id = _uuid(message_id)
-    message = (
-        Message.objects.filter(conversation=conversation, public_id=public_id).first()
-        if public_id is not None
-        else None
-    )
+    message = conversation_message(conversation, message_id)
     if message is None:
         raise NotFoundError(_("There is no such message in this conversation."), code="not_found")
     if not message.rateable:
@@ -400,11 +392,16 @@ def message_rate(conversation: Conversation, message_id: Any, value: Any) -> Mes
     return message
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def conversation_message(
+    conversation: Conversation, message_id: Any, **filters: Any
+) -> Message | None:
+    """The conversation's message with this public id (as a client sent it: any value), or
+    None when there is none or the id is not one."""
     try:
-        return uuid.UUID(str(value))
+        public_id = uuid.UUID(str(message_id))
     except ValueError:
         return None
+    return Message.objects.filter(conversation=conversation, public_id=public_id, **filters).first()
 
 
 def conversation_summary(conversation: Conversation, *, recent: int = 4) -> str:
