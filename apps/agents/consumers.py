@@ -24,7 +24,13 @@ from django.utils.translation import gettext as _
 from apps.agents import events, selectors, services
 from apps.agents.models import Resolution
 from apps.conversations import events as chat_events
-from apps.conversations.consumers import CLOSE_FORBIDDEN_ORIGIN, db, origin_allowed, own_host
+from apps.conversations.consumers import (
+    CLOSE_FORBIDDEN_ORIGIN,
+    db,
+    decode_frame,
+    origin_allowed,
+    own_host,
+)
 from apps.conversations.models import Conversation, Message
 from apps.conversations.serializers import message_frame
 from apps.core.exceptions import ServiceError
@@ -221,12 +227,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            frame = json.loads(text_data or "")
-        except ValueError:
-            await self.error("bad_json", _("The frame is not valid JSON."))
-            return
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self.error("bad_frame", _('A frame is a JSON object with a "type".'))
+            frame = decode_frame(text_data or "")
+        except ServiceError as exc:
+            await self.error(exc.code, exc.message)
             return
         kind = frame["type"]
         handler = getattr(self, f"on_{kind}", None) if kind.isidentifier() else None

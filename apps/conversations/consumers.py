@@ -101,6 +101,18 @@ class TokenBucket:
         return True
 
 
+def decode_frame(text_data: str) -> dict[str, Any]:
+    """A client's frame: a JSON object with a string "type". ServiceError (bad_json,
+    bad_frame) with the reason otherwise; both sockets answer it with an error frame."""
+    try:
+        frame = json.loads(text_data)
+    except ValueError:
+        raise ServiceError(_("The frame is not valid JSON."), code="bad_json") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise ServiceError(_('A frame is a JSON object with a "type".'), code="bad_frame")
+    return frame
+
+
 def own_host(host: str) -> bool:
     from django.http.request import validate_host
 
@@ -147,12 +159,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.error("too_long", _("The frame is too large."))
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self.error("bad_json", _("The frame is not valid JSON."))
-            return
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self.error("bad_frame", _('A frame is a JSON object with a "type".'))
+            frame = decode_frame(text_data)
+        except ServiceError as exc:
+            await self.error(exc.code, exc.message)
             return
         kind = frame["type"]
         bucket = self.typing_bucket if kind == "typing" else self.bucket
