@@ -29,7 +29,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from apps.core.benchmarking import percentile
+from apps.core.benchmarking import benchmark_knowledge_base_id, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_PREFIX = "bench-agent-"
@@ -206,19 +206,10 @@ class Bench:
 
 
 def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
-    from django.core.management import call_command
-
     from apps.conversations.models import Conversation, ConversationStatus
-    from apps.knowledge.selectors import demo_knowledge_base_get
     from tests.support import services as real
 
-    kb_id = options["kb"]
-    if not kb_id:
-        if demo_knowledge_base_get() is None:
-            call_command("load_demo")
-        kb = demo_knowledge_base_get()
-        assert kb is not None
-        kb_id = kb.pk
+    kb_id = benchmark_knowledge_base_id(options["kb"])
     # Conversations left waiting by an earlier run would crowd the queue.
     Conversation.objects.filter(
         status__in=[ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT]
