@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.audit.keys import api_key_create, api_key_revoke
+from apps.audit.middleware import request_context
 from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.audit.selectors import audit_csv_lines
 from apps.audit.services import audit_record
@@ -25,9 +26,7 @@ def _csv_response(request: HttpRequest, events: QuerySet[AuditEvent], how: str) 
     audit_record(
         AuditEvent.Kind.OTHER,
         actor=request.user,
-        ip=request.META.get("REMOTE_ADDR") or None,
-        method=request.method or "",
-        endpoint=request.path,
+        **request_context(request),
         detail={"action": "audit_export", "how": how, "rows": events.count()},
     )
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt_views
 
+from apps.audit.middleware import request_context
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 
@@ -25,9 +26,7 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
         audit_record(
             AuditEvent.Kind.LOGIN,
             actor=serializer.user,  # type: ignore[attr-defined]
-            request_id=getattr(request._request, "request_id", ""),
-            ip=request.META.get("REMOTE_ADDR") or None,
-            endpoint=request.path[:300],
+            **request_context(request._request),
             detail={"via": "jwt"},
         )
         return Response(serializer.validated_data)
@@ -42,9 +41,7 @@ class TokenRevokeApi(jwt_views.TokenBlacklistView):
         response = super().post(request, *args, **kwargs)
         audit_record(
             AuditEvent.Kind.SECURITY,
-            request_id=getattr(request._request, "request_id", ""),
-            ip=request.META.get("REMOTE_ADDR") or None,
-            endpoint=request.path[:300],
+            **request_context(request._request),
             detail={"reason": "jwt_revoked"},
         )
         return response

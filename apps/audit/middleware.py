@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -32,6 +33,19 @@ def client_ip(request: HttpRequest) -> str | None:
     # REMOTE_ADDR only: a forwarded-for header is the client's word (behind a proxy, set the
     # proxy to pass the real address, e.g. uvicorn --proxy-headers --forwarded-allow-ips).
     return request.META.get("REMOTE_ADDR") or None
+
+
+def request_context(request: Any) -> dict[str, Any]:
+    """Where an event happened, as `services.audit_record` takes it: request id, IP, method and
+    endpoint (an HttpRequest or DRF's Request; nothing for None)."""
+    if request is None:
+        return {}
+    return {
+        "request_id": request_id_of(request),
+        "ip": client_ip(request),
+        "method": request.method or "",
+        "endpoint": request.path[:300],
+    }
 
 
 def _kind(request: HttpRequest) -> str | None:

@@ -40,6 +40,7 @@ class Rate:
     seconds: int
 
 
+@lru_cache(maxsize=32)
 def parse_rate(rate: str) -> Rate:
     """'600/min' -> Rate(600, 60)."""
     match = RATE_RE.match(rate)

@@ -8,30 +8,19 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 
 from apps.audit import services
-from apps.audit.middleware import client_ip, request_id_of
+from apps.audit.middleware import request_context
 from apps.audit.models import AuditEvent
 from apps.safety import pii
 
 
-def _where(request: Any) -> dict[str, Any]:
-    if request is None:
-        return {}
-    return {
-        "request_id": request_id_of(request),
-        "ip": client_ip(request),
-        "method": request.method or "",
-        "endpoint": request.path[:300],
-    }
-
-
 @receiver(user_logged_in)
 def logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    services.audit_record(AuditEvent.Kind.LOGIN, actor=user, **_where(request))
+    services.audit_record(AuditEvent.Kind.LOGIN, actor=user, **request_context(request))
 
 
 @receiver(user_logged_out)
 def logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    services.audit_record(AuditEvent.Kind.LOGOUT, actor=user, **_where(request))
+    services.audit_record(AuditEvent.Kind.LOGOUT, actor=user, **request_context(request))
 
 
 @receiver(user_login_failed)
@@ -42,5 +31,8 @@ def login_failed(
     # Redacted all the same: what was typed may be anything, an e-mail address or a phone number.
     username = pii.redact(str(credentials.get("username", ""))[:150])[0]
     services.audit_record(
-        AuditEvent.Kind.LOGIN_FAILED, actor=None, detail={"username": username}, **_where(request)
+        AuditEvent.Kind.LOGIN_FAILED,
+        actor=None,
+        detail={"username": username},
+        **request_context(request),
     )
