@@ -418,12 +418,6 @@ def access_exports_expire(*, now: datetime | None = None) -> int:
         export_json_file="", export_pdf_file=""
     )
     for request in expired:
-        for name in (request.export_json_file, request.export_pdf_file):
-            if name and storage.exists(name):
-                storage.delete(name)
-                removed += 1
-        DataSubjectRequest.objects.filter(pk=request.pk).update(
-            export_json_file="", export_pdf_file=""
-        )
-        _audit(request, "access_export_expired", actor=None)
+        removed += stores.export_files_delete(request, storage)
+        _audit(request, "access_export_expired")
     return removed

@@ -516,6 +516,18 @@ def files_storage() -> Storage:
     return FileSystemStorage(location=settings.COMPLIANCE["FILES_DIR"])
 
 
+def export_files_delete(request: DataSubjectRequest, storage: Storage) -> int:
+    """Delete a request's access-export files and forget their names; returns how many files
+    were deleted (an erasure of its customers, or the export's days being over)."""
+    removed = 0
+    for name in (request.export_json_file, request.export_pdf_file):
+        if name and storage.exists(name):
+            storage.delete(name)
+            removed += 1
+    DataSubjectRequest.objects.filter(pk=request.pk).update(export_json_file="", export_pdf_file="")
+    return removed
+
+
 class ExportFilesStore(Store):
     """Access exports made earlier for the same customers are copies of their data."""
 
@@ -538,16 +550,7 @@ class ExportFilesStore(Store):
 
     def erase(self, subject: Subject) -> int:
         storage = files_storage()
-        removed = 0
-        for request in self._requests(subject):
-            for name in (request.export_json_file, request.export_pdf_file):
-                if name and storage.exists(name):
-                    storage.delete(name)
-                    removed += 1
-            DataSubjectRequest.objects.filter(pk=request.pk).update(
-                export_json_file="", export_pdf_file=""
-            )
-        return removed
+        return sum(export_files_delete(request, storage) for request in self._requests(subject))
 
 
 class AuditLogStore(Store):
