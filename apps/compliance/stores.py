@@ -535,9 +535,12 @@ class ExportFilesStore(Store):
     label = _("Earlier access exports")
 
     def _requests(self, subject: Subject) -> list[DataSubjectRequest]:
-        customers = subject.customer_ids
-        candidates = DataSubjectRequest.objects.exclude(export_json_file="", export_pdf_file="")
-        return [r for r in candidates if customers & set((r.subject or {}).get("customers", []))]
+        """Requests with export files whose recorded customers include one of the subject's."""
+        customers = Q(pk__in=[])
+        for customer_id in subject.customer_ids:
+            customers |= Q(subject__customers__contains=[customer_id])
+        with_exports = DataSubjectRequest.objects.exclude(export_json_file="", export_pdf_file="")
+        return list(with_exports.filter(customers))
 
     def find(self, subject: Subject) -> Found:
         return Found(
