@@ -24,6 +24,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -83,20 +84,34 @@ def model_fields(obj: models.Model) -> dict[str, Any]:
     return {f.attname: _jsonable(f.value_from_object(obj)) for f in obj._meta.concrete_fields}
 
 
-def conversation_record(conversation: Conversation) -> dict[str, Any]:
-    """One archive line: the conversation with everything that hangs off it."""
-    return {
-        "format": FORMAT,
-        "customer": model_fields(conversation.customer),
-        "conversation": model_fields(conversation),
-        "messages": [model_fields(m) for m in conversation.messages.order_by("seq")],
-        "events": [model_fields(e) for e in conversation.agent_events.order_by("pk")],
-        "returns": list(
-            ReturnRequest.objects.filter(conversation=conversation)
-            .order_by("pk")
-            .values_list("number", flat=True)
-        ),
-    }
+def conversation_records(conversations: list[Conversation]) -> list[dict[str, Any]]:
+    """One archive line per conversation (customer selected with it): the conversation with
+    everything that hangs off it. Three queries for them all, not three per conversation."""
+    pks = [c.pk for c in conversations]
+    messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for message in Message.objects.filter(conversation_id__in=pks).order_by("seq"):
+        messages[message.conversation_id].append(model_fields(message))
+    events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event in ConversationEvent.objects.filter(conversation_id__in=pks).order_by("pk"):
+        events[event.conversation_id].append(model_fields(event))
+    returns: dict[int, list[str]] = defaultdict(list)
+    for conversation_id, number in (
+        ReturnRequest.objects.filter(conversation_id__in=pks)
+        .order_by("pk")
+        .values_list("conversation_id", "number")
+    ):
+        returns[conversation_id].append(number)
+    return [
+        {
+            "format": FORMAT,
+            "customer": model_fields(c.customer),
+            "conversation": model_fields(c),
+            "messages": messages[c.pk],
+            "events": events[c.pk],
+            "returns": returns[c.pk],
+        }
+        for c in conversations
+    ]
 
 
 def _encode(records: list[dict[str, Any]]) -> bytes:
@@ -281,7 +296,7 @@ def conversations_archive(
             conversations = list(
                 Conversation.objects.filter(pk__in=ids).select_related("customer").order_by("pk")
             )
-            records = [conversation_record(c) for c in conversations]
+            records = conversation_records(conversations)
             created = timezone.now()
             manifest = _write_verified(
                 storage, _batch_name(created), 1, created.isoformat(), records

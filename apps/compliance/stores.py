@@ -124,10 +124,8 @@ class ConversationsStore(Store):
         return deleted.get(Conversation._meta.label, 0)
 
     def export(self, subject: Subject) -> Any:
-        records = []
-        for conversation in _conversations(subject).select_related("customer").order_by("pk"):
-            records.append(_readable(retention.conversation_record(conversation)))
-        return records
+        conversations = list(_conversations(subject).select_related("customer").order_by("pk"))
+        return [_readable(record) for record in retention.conversation_records(conversations)]
 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:
