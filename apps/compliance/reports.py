@@ -4,6 +4,7 @@ Noto Sans CJK SC (Debian's fonts-noto-cjk), so Chinese text renders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,12 +63,19 @@ LABELS: dict[str, Promise] = {
 }
 
 
-def bilingual(text: Any) -> dict[str, str]:
+def bilingual_render(render: Callable[[], str]) -> dict[str, str]:
+    """What `render` says in English, then in Chinese ("" where the catalog has no translation:
+    the report then shows the English once)."""
     with translation.override("en"):
-        en = str(text)
+        en = render()
     with translation.override("zh-hans"):
-        zh = str(text)
+        zh = render()
     return {"en": en, "zh": zh if zh != en else ""}
+
+
+def bilingual(text: Any) -> dict[str, str]:
+    """A lazy string in English and Chinese."""
+    return bilingual_render(lambda: str(text))
 
 
 def _labels() -> dict[str, dict[str, str]]:

@@ -11,13 +11,14 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.audit.models import AuditEvent
@@ -248,7 +249,7 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
             "found": results[store.key]["found"],
             "removed": results[store.key]["removed"],
             "kept": store.kept,
-            "note": _store_note(store, found[store.key].details),
+            "note": reports.bilingual_render(partial(store.note, found[store.key].details)),
             "after": verification["stores"][store.key]["found"],
             "searchable": verification["stores"][store.key]["searchable"],
         }
@@ -292,14 +293,6 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
             report_sha256=digest,
         )
     return request
-
-
-def _store_note(store: stores.Store, details: dict[str, Any]) -> dict[str, str]:
-    with translation.override("en"):
-        en = store.note(details)
-    with translation.override("zh-hans"):
-        zh = store.note(details)
-    return {"en": en, "zh": zh if zh != en else ""}
 
 
 def erasure_verify(subject: selectors.Subject) -> dict[str, Any]:
