@@ -71,7 +71,8 @@ def archive_storage() -> Storage:
 # --- Records ---------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A field's value as archives and exports write it in JSON."""
     if isinstance(value, datetime | date):
         return value.isoformat()  # full precision (DjangoJSONEncoder drops microseconds)
     if isinstance(value, uuid.UUID | Decimal):
@@ -81,7 +82,7 @@ def _jsonable(value: Any) -> Any:
 
 def model_fields(obj: models.Model) -> dict[str, Any]:
     """Every concrete column of a row, by attribute name (foreign keys as `<name>_id`)."""
-    return {f.attname: _jsonable(f.value_from_object(obj)) for f in obj._meta.concrete_fields}
+    return {f.attname: jsonable(f.value_from_object(obj)) for f in obj._meta.concrete_fields}
 
 
 def conversation_records(conversations: list[Conversation]) -> list[dict[str, Any]]:

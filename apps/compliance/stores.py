@@ -238,7 +238,7 @@ class OrdersStore(Store):
                 "status": r.status,
                 "reason": r.reason,
                 "photo_url": r.photo_url,
-                "created_at": retention._jsonable(r.created_at),
+                "created_at": retention.jsonable(r.created_at),
             }
             for r in self._returns(subject).select_related("order").order_by("pk")
         ]
@@ -307,7 +307,7 @@ class SemanticCacheStore(Store):
     def export(self, subject: Subject) -> Any:
         entries = SemanticCacheEntry.objects.filter(pk__in=self._pks(subject)).order_by("pk")
         return [
-            {"question": e.question, "created_at": retention._jsonable(e.created_at)}
+            {"question": e.question, "created_at": retention.jsonable(e.created_at)}
             for e in entries
         ]
 
@@ -608,7 +608,7 @@ class AuditLogStore(Store):
         return [
             {
                 "id": e.pk,
-                "created_at": retention._jsonable(e.created_at),
+                "created_at": retention.jsonable(e.created_at),
                 "kind": e.kind,
                 "method": e.method,
                 "endpoint": e.endpoint,
