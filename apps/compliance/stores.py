@@ -565,14 +565,15 @@ class AuditLogStore(Store):
     def _text_rows(self) -> Any:
         return AuditEvent.objects.annotate(detail_text=Cast("detail", TextField()))
 
-    def find(self, subject: Subject) -> Found:
-        tokens = sorted(subject.tokens())
-        if not tokens:
-            return Found(0)
+    def _naming(self, subject: Subject) -> Any:
+        """Rows whose endpoint or detail holds one of the subject's ids (none without ids)."""
         q = Q(pk__in=[])
-        for token in tokens:
+        for token in sorted(subject.tokens()):
             q |= Q(endpoint__contains=token) | Q(detail_text__contains=token)
-        return Found(self._text_rows().filter(q).count())
+        return self._text_rows().filter(q)
+
+    def find(self, subject: Subject) -> Found:
+        return Found(self._naming(subject).count())
 
     def erase(self, subject: Subject) -> int:
         return 0
@@ -599,12 +600,6 @@ class AuditLogStore(Store):
         return Found(rows.count())
 
     def export(self, subject: Subject) -> Any:
-        tokens = sorted(subject.tokens())
-        if not tokens:
-            return []
-        q = Q(pk__in=[])
-        for token in tokens:
-            q |= Q(endpoint__contains=token) | Q(detail_text__contains=token)
         return [
             {
                 "id": e.pk,
@@ -614,7 +609,7 @@ class AuditLogStore(Store):
                 "endpoint": e.endpoint,
                 "status": e.status,
             }
-            for e in self._text_rows().filter(q).order_by("pk")[:1000]
+            for e in self._naming(subject).order_by("pk")[:1000]
         ]
 
 
