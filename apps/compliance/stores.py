@@ -201,9 +201,13 @@ class OrdersStore(Store):
             Q(pk__in=subject.return_pks) | Q(conversation__in=_conversations(subject))
         )
 
+    def _holding(self, subject: Subject) -> Any:
+        """The subject's returns that still hold a reason, a photo or the conversation link."""
+        return self._returns(subject).exclude(reason="", photo_url="", conversation__isnull=True)
+
     def find(self, subject: Subject) -> Found:
         returns = self._returns(subject)
-        holding = returns.exclude(reason="", photo_url="", conversation__isnull=True)
+        holding = self._holding(subject)
         count = holding.count()
         if subject.mentionable:
             # A return whose reason mentions the e-mail or phone, wherever it came from.
@@ -223,11 +227,7 @@ class OrdersStore(Store):
         ) % {"orders": details.get("orders_linked", 0)}
 
     def erase(self, subject: Subject) -> int:
-        return (
-            self._returns(subject)
-            .exclude(reason="", photo_url="", conversation__isnull=True)
-            .update(reason="", photo_url="", conversation=None)
-        )
+        return self._holding(subject).update(reason="", photo_url="", conversation=None)
 
     def export(self, subject: Subject) -> Any:
         return [
