@@ -315,12 +315,15 @@ class SemanticCacheStore(Store):
 # --- Caches and Redis ------------------------------------------------------------------------
 
 
+def _cache_is_redis() -> bool:
+    return settings.CACHES.get("default", {}).get("BACKEND", "").endswith("RedisCache")
+
+
 def _redis_urls() -> list[str]:
     """Every Redis the platform writes to: the Django cache, the Channels layer, REDIS_URL."""
     urls = [settings.REDIS_URL] if getattr(settings, "REDIS_URL", "") else []
-    default_cache = settings.CACHES.get("default", {})
-    if default_cache.get("BACKEND", "").endswith("RedisCache"):
-        location = default_cache.get("LOCATION")
+    if _cache_is_redis():
+        location = settings.CACHES["default"].get("LOCATION")
         urls += location if isinstance(location, list) else [location]
     layer: dict[str, Any] = settings.CHANNEL_LAYERS.get("default", {})
     if "channels_redis" in layer.get("BACKEND", ""):
@@ -351,10 +354,6 @@ def _exact_keys(subject: Subject) -> set[str]:
         # conversations.caches has no public "key of this question": see the report's notes.
         keys |= {answers._exact_key(text) for text in subject.texts}
     return keys
-
-
-def _cache_is_redis() -> bool:
-    return settings.CACHES.get("default", {}).get("BACKEND", "").endswith("RedisCache")
 
 
 class ExactCacheStore(Store):
@@ -443,6 +442,9 @@ class CeleryResultsStore(Store):
     def _backend(self) -> str:
         return str(getattr(settings, "CELERY_RESULT_BACKEND", None) or "")
 
+    def _backend_is_redis(self) -> bool:
+        return self._backend().startswith(("redis://", "rediss://"))
+
     def _matches(self, subject: Subject) -> list[tuple[redis.Redis, bytes]]:
         tokens = subject.tokens() | ({subject.value} if subject.value else set())
         client = redis.Redis.from_url(self._backend())
@@ -458,7 +460,7 @@ class CeleryResultsStore(Store):
         backend = self._backend()
         if not backend:
             return Found(0, {"configured": False})
-        if not backend.startswith(("redis://", "rediss://")):
+        if not self._backend_is_redis():
             return Found(0, {"configured": True, "backend": backend.split(":", 1)[0]}, False)
         return Found(len(self._matches(subject)), {"configured": True, "backend": "redis"})
 
@@ -470,8 +472,7 @@ class CeleryResultsStore(Store):
         return ""
 
     def erase(self, subject: Subject) -> int:
-        backend = self._backend()
-        if not backend.startswith(("redis://", "rediss://")):
+        if not self._backend_is_redis():
             return 0
         return sum(client.delete(key) for client, key in self._matches(subject))
 
