@@ -118,9 +118,6 @@ class Head:
     threshold: float
     metrics: dict[str, Any] = field(default_factory=dict)
 
-    def counts(self, texts: Sequence[str]) -> Any:
-        return char_counts(texts, self.ngram_range)
-
     def logits(self, counts: Any, embeddings: dict[str, np.ndarray]) -> np.ndarray:
         chars = tfidf(counts, self.idf)
         out = np.asarray(chars @ self.coef_chars, dtype=np.float64).ravel() + self.bias
@@ -129,7 +126,11 @@ class Head:
             out += (rows @ self.coef_embed[name]) * self.embed_scale
         return out
 
-    def scores(self, counts: Any, embeddings: dict[str, np.ndarray]) -> np.ndarray:
+    def scores(self, texts: Sequence[str], embed: Embed = default_embed) -> np.ndarray:
+        """Probabilities (0 to 1) that each text is offensive; `embed(name, texts)` gives the
+        embeddings (the chat engine's cache, a batch, or training's cache on disk)."""
+        embeddings = {name: embed(name, texts) for name in self.embedders}
+        counts = char_counts(texts, self.ngram_range)
         return 1.0 / (1.0 + np.exp(-self.logits(counts, embeddings)))
 
 
@@ -151,9 +152,7 @@ class ModerationModel:
         head; `embed(name, texts)` gives the embeddings (batched for evaluation)."""
         if not texts:
             return np.zeros(0)
-        head = self.head_for(language)
-        embeddings = {name: embed(name, texts) for name in head.embedders}
-        return head.scores(head.counts(texts), embeddings)
+        return self.head_for(language).scores(texts, embed)
 
     # The artefact: one .npz of arrays, with a JSON header (metadata, thresholds, metrics).
     def save(self, path: Path) -> int:

@@ -264,10 +264,6 @@ def fit_head(
     )
 
 
-def head_scores(head: classifier.Head, texts: Sequence[str], embed: classifier.Embed) -> Any:
-    return head.scores(head.counts(texts), {name: embed(name, texts) for name in head.embedders})
-
-
 def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Accuracy, precision, recall, F1, macro F1 and false-positive rate of `scores >= t`."""
     predicted = scores >= threshold
@@ -371,7 +367,7 @@ def train(
     zh, zh_dev = read_cold(cold), read_cold(cold_dev)
     head = _fit("zh", zh, embed, embed_limit, log)
     log(f"zh: scoring {len(zh_dev.texts)} dev texts")
-    dev_scores = head_scores(head, zh_dev.texts, embed)
+    dev_scores = head.scores(zh_dev.texts, embed)
     head.threshold = choose_threshold(
         dev_scores, zh_dev.labels, max_false_positive_rate=MAX_FALSE_POSITIVE_RATE
     )
@@ -387,9 +383,9 @@ def train(
 
     en = read_davidson(davidson)
     head = _fit("en", en["train"], embed, embed_limit, log)
-    threshold_scores = head_scores(head, en["threshold"].texts, embed)
+    threshold_scores = head.scores(en["threshold"].texts, embed)
     head.threshold = choose_threshold(threshold_scores, en["threshold"].labels, objective="f1")
-    held_scores = head_scores(head, en["held_out"].texts, embed)
+    held_scores = head.scores(en["held_out"].texts, embed)
     head.metrics = {
         "data": "Davidson held-out tenth",
         **rounded(metrics(held_scores, en["held_out"].labels, head.threshold)),
