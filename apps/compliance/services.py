@@ -64,8 +64,14 @@ def _audit(
     )
 
 
-def _identifier(request: DataSubjectRequest) -> str:
-    return crypto.decrypt(request.identifier_encrypted)
+def _subject(request: DataSubjectRequest) -> selectors.Subject:
+    """What the request's identifier leads to now, with the customers earlier runs recorded."""
+    return selectors.subject_resolve(
+        request.identifier_kind,
+        crypto.decrypt(request.identifier_encrypted),
+        channel=request.channel,
+        known=request.subject,
+    )
 
 
 def data_subject_request_create(
@@ -219,10 +225,7 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
     """Erase the subject from every store, search every store again, write the PDF report and
     record its SHA-256 in the audit log. Verification finding anything leaves the request
     "failed" (with its report) so that it can be run again."""
-    value = _identifier(request)
-    subject = selectors.subject_resolve(
-        request.identifier_kind, value, channel=request.channel, known=request.subject
-    )
+    subject = _subject(request)
     found = {store.key: store.find(subject) for store in stores.STORES}
     removed: dict[str, int] = {}
     for key in stores.EXTERNAL_ERASE_ORDER:
@@ -323,10 +326,7 @@ def erasure_verify(subject: selectors.Subject) -> dict[str, Any]:
 
 def access_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
     """Collect everything held about the subject into a JSON file and a readable PDF."""
-    value = _identifier(request)
-    subject = selectors.subject_resolve(
-        request.identifier_kind, value, channel=request.channel, known=request.subject
-    )
+    subject = _subject(request)
     export: dict[str, Any] = {}
     results: dict[str, Any] = {}
     for store in stores.STORES:
