@@ -201,7 +201,7 @@ def data_subject_request_run(request_id: int) -> DataSubjectRequest | None:
 
 def data_subject_request_failed(request_id: int, error: str) -> None:
     with transaction.atomic():
-        request = DataSubjectRequest.objects.select_for_update().get(pk=request_id)
+        request = _locked(request_id)
         request.status = RequestStatus.FAILED
         request.finished_at = timezone.now()
         request.error = error[:2000]
