@@ -31,9 +31,8 @@ from apps.audit.models import AuditEvent
 from apps.compliance import retention
 from apps.compliance.models import DataSubjectRequest, IdentifierKind
 from apps.compliance.selectors import Subject, decrypted, record_matches
-from apps.conversations.caches import AnswerCache
+from apps.conversations.caches import AnswerCache, cache_question, question_digest
 from apps.conversations.models import Conversation, Customer, Message, SemanticCacheEntry
-from apps.core.text import normalize
 from apps.knowledge.models import KnowledgeBase
 from apps.orders.models import ReturnRequest
 
@@ -288,7 +287,7 @@ class SemanticCacheStore(Store):
     label = _("Semantic answer cache (questions and their vectors)")
 
     def _pks(self, subject: Subject) -> set[int]:
-        questions = {normalize(t) for t in subject.texts}
+        questions = {cache_question(t) for t in subject.texts}
         pks = set(
             SemanticCacheEntry.objects.filter(question__in=questions).values_list("pk", flat=True)
         )
@@ -351,8 +350,7 @@ def _exact_keys(subject: Subject) -> set[str]:
         if kb_id not in kbs:
             continue
         answers = AnswerCache(kbs[kb_id], language)
-        # conversations.caches has no public "key of this question": see the report's notes.
-        keys |= {answers._exact_key(text) for text in subject.texts}
+        keys |= {answers.exact_key(text) for text in subject.texts}
     return keys
 
 
@@ -364,7 +362,8 @@ class ExactCacheStore(Store):
     label = _("Exact answer cache")
 
     def _digests(self, subject: Subject) -> set[str]:
-        return {key.rsplit(":", 1)[1] for key in _exact_keys(subject)}
+        # The same in every knowledge base and generation: Redis keys are matched on it.
+        return {question_digest(text) for text in subject.texts}
 
     def _redis_matches(self, subject: Subject) -> list[tuple[redis.Redis, bytes]]:
         digests = self._digests(subject)

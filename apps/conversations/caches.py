@@ -24,6 +24,7 @@ from apps.core.text import normalize
 from apps.knowledge import index_events
 from apps.knowledge.models import KnowledgeBase
 from apps.knowledge.selectors import vector_literal
+from apps.safety import pii
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,17 @@ EXACT_TTL_SECONDS = 24 * 3600
 SEMANTIC_MAX_ENTRIES = 5000
 
 
-def _question_key(text: str) -> str:
-    return normalize(text).casefold().rstrip("?？!！。.")
+def cache_question(text: str) -> str:
+    """The question a customer's message is cached under: without their personal data (a phone
+    number, an e-mail) and normalised. The text as written and as stored (redacted) give the
+    same question, so erasure finds the entries of either."""
+    return normalize(pii.remove(text))
+
+
+def question_digest(text: str) -> str:
+    """The last part of an exact-cache key, the same in every knowledge base and generation."""
+    key = cache_question(text).casefold().rstrip("?？!！。.")
+    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
 
 
 def semantic_threshold(embedder: str) -> float:
@@ -57,15 +67,17 @@ class AnswerCache:
         self.language = language
         self.generation = _generation(kb.pk)
 
-    def _exact_key(self, text: str) -> str:
-        digest = hashlib.sha1(_question_key(text).encode(), usedforsecurity=False).hexdigest()
-        return f"chat:answer:{self.kb.pk}:{self.generation}:{self.language}:{digest}"
+    def exact_key(self, text: str) -> str:
+        return f"chat:answer:{self.kb.pk}:{self.generation}:{self.language}:{question_digest(text)}"
 
     def exact_get(self, text: str) -> dict[str, Any] | None:
-        return cache.get(self._exact_key(text))
+        if not cache_question(text):  # nothing but personal data: no question to look up
+            return None
+        return cache.get(self.exact_key(text))
 
     def exact_set(self, text: str, answer: dict[str, Any]) -> None:
-        cache.set(self._exact_key(text), answer, EXACT_TTL_SECONDS)
+        if cache_question(text):
+            cache.set(self.exact_key(text), answer, EXACT_TTL_SECONDS)
 
     def semantic_get(self, embedder: str, vector: Any) -> tuple[dict[str, Any], float] | None:
         literal = vector_literal(vector)
@@ -89,9 +101,10 @@ class AnswerCache:
         answer = json.loads(row[1]) if isinstance(row[1], str) else row[1]
         return answer, float(row[2])
 
-    def semantic_set(
-        self, embedder: str, vector: Any, question: str, answer: dict[str, Any]
-    ) -> None:
+    def semantic_set(self, embedder: str, vector: Any, text: str, answer: dict[str, Any]) -> None:
+        question = cache_question(text)
+        if not question:
+            return
         entries = SemanticCacheEntry.objects.filter(
             knowledge_base=self.kb,
             language=self.language,

@@ -263,8 +263,8 @@ def _decide(
             return _form_step(outcome, step, state)
 
     kb = conversation.knowledge_base
-    # What the question is about, without the customer's personal data: the caches keep
-    # questions, and a phone number only blurs a search. (Forms still read the whole text.)
+    # What the question is about, without the customer's personal data: a phone number only
+    # blurs a search. (Forms still read the whole text; the caches take it out themselves.)
     query = pii.remove(text) or text
     started = time.perf_counter()
     answers = caches.AnswerCache(kb, language)
@@ -430,7 +430,7 @@ def _answer(
     if generated is None or (generated.ok and not generated.personal):
         answers.exact_set(text, answer)
         if vector is not None:
-            answers.semantic_set(embedder, vector, normalize(text), answer)
+            answers.semantic_set(embedder, vector, text, answer)
     outcome.decision = Decision.ANSWER
     outcome.replies.append(
         Reply(

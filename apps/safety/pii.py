@@ -75,6 +75,7 @@ ADDRESS = "address"
 KINDS = frozenset([PHONE, EMAIL, ID_CARD, BANK_CARD, IP, ADDRESS])
 
 # Equal spans: the first kind here wins.
+_PLACEHOLDER_RE = re.compile(r"\[(?:" + "|".join(sorted(k.upper() for k in KINDS)) + r")\]")
 _KIND_RANK = {EMAIL: 0, ID_CARD: 1, PHONE: 2, BANK_CARD: 3, IP: 4, ADDRESS: 5}
 
 
@@ -141,16 +142,17 @@ def redact(text: str, *, kinds: frozenset[str] | None = None) -> tuple[str, list
 
 def remove(text: str) -> str:
     """`text` without its personal data (spans deleted, spacing tidied): what a question is
-    about, for search and the answer caches, which must not keep a customer's details."""
+    about, for search and the answer caches, which must not keep a customer's details. The
+    placeholders of `redact` go too, so a message as written and as stored give the same."""
     spans = detect(text)
-    if not spans:
+    if not spans and "[" not in text:
         return text
     parts, position = [], 0
     for span in spans:
         parts.append(text[position : span.start])
         position = span.end
     parts.append(text[position:])
-    return " ".join("".join(parts).split())
+    return " ".join(_PLACEHOLDER_RE.sub("", "".join(parts)).split())
 
 
 def contains_pii(text: str) -> bool:

@@ -66,7 +66,7 @@ def _redis_keys(client: redis.Redis, token: str) -> list[bytes]:
 
 def _answer_keys(client: redis.Redis, kb: Any, question: str) -> list[bytes]:
     """The exact answer cache's keys for `question`, any generation, any language."""
-    digest = AnswerCache(kb, "en")._exact_key(question).rsplit(":", 1)[1]
+    digest = AnswerCache(kb, "en").exact_key(question).rsplit(":", 1)[1]
     return [k for k in _redis_keys(client, "chat:answer:") if k.endswith(digest.encode())]
 
 
@@ -265,3 +265,31 @@ def test_erasure_by_channel_id_and_a_leftover_fails_the_verification(
     text = pdf_text(Path(services.stores.files_storage().path(request.report_file)))
     assert squash("No result backend is configured: no task results are stored.") in text
     assert squash("No Redis configured") in text and "Verificationpassed" in text
+
+
+def test_cached_questions_that_held_personal_data_are_found_and_erased(
+    chat_kb: Any, officers: tuple[Any, Any], run_on_commit: Any
+) -> None:
+    """The caches keep a question without its personal data; erasure finds those entries from
+    the stored (redacted) text and the original alike."""
+    requester, approver = officers
+    conv = start(chat_kb, external_id="app-user-9")
+    reply = say(conv, f"How long does a refund take? {PHONE}")[0]
+    assert reply.decision == "answer"
+    entry = SemanticCacheEntry.objects.get(question="How long does a refund take?")
+    exact_key = AnswerCache(chat_kb, "en").exact_key("How long does a refund take?")
+    from django.core.cache import cache
+
+    assert cache.get(exact_key) is not None
+
+    request = services.data_subject_request_create(
+        user=requester, kind="erasure", identifier_kind="channel_id", identifier="app-user-9"
+    )
+    services.data_subject_request_approve(request, approver)
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED and request.verification["ok"]
+    assert request.results["semantic_cache"]["removed"] == 1
+    assert request.results["exact_cache"]["found"] == 1
+    assert not SemanticCacheEntry.objects.filter(pk=entry.pk).exists()
+    assert cache.get(exact_key) is None
