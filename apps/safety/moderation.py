@@ -13,7 +13,6 @@ point chosen when the model was trained (stored with it); a number overrides it 
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,9 +23,7 @@ from django.conf import settings
 from apps.core.text import detect_language
 from apps.safety import classifier
 from apps.safety.models import FlagSource, TermAction
-from apps.safety.selectors import Lexicon, TermHit, lexicon
-
-logger = logging.getLogger(__name__)
+from apps.safety.selectors import TermHit, lexicon
 
 CLASSIFIER_CATEGORY = "offensive"
 
@@ -119,11 +116,9 @@ def moderate(text: str, language: str | None = None, *, each_sentence: bool = Fa
     return verdict_from(hits, float(scores.max()), threshold)
 
 
-def moderate_many(
-    texts: Sequence[str], languages: Sequence[str], lexicon_: Lexicon | None = None
-) -> list[Verdict]:
+def moderate_many(texts: Sequence[str], languages: Sequence[str]) -> list[Verdict]:
     """`moderate` for many texts at once (embedded in batches): the evaluation's path."""
-    lexicon_ = lexicon_ or lexicon()
+    terms = lexicon()
     model = classifier.shipped_model()
     scores = np.zeros(len(texts))
     for language in ("zh", "en"):
@@ -131,6 +126,6 @@ def moderate_many(
         if rows:
             scores[rows] = model.score_many([texts[i] for i in rows], language)
     return [
-        verdict_from(lexicon_.match(text, language), float(score), threshold_for(language))
+        verdict_from(terms.match(text, language), float(score), threshold_for(language))
         for text, language, score in zip(texts, languages, scores, strict=True)
     ]
