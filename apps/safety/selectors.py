@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from django.core.cache import cache
 
+from apps.core.text import CJK_RE
 from apps.safety.models import ModerationTerm, TermLanguage
 
 # The shared cache key that `signals` bumps when a term changes; the value only has to change.
@@ -19,7 +20,6 @@ LEXICON_KEY = "safety:lexicon-stamp"
 # this one within this time.
 MISS_TIMEOUT = 60
 
-_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # What is squeezed out of a text before Chinese terms are looked for: white space, punctuation
 # and symbols, so "傻 逼" and "傻*逼" are found as "傻逼".
 _SQUEEZE_RE = re.compile(r"[\s\W_]+")
@@ -45,7 +45,7 @@ class Lexicon:
     stamp: object = None
     words: re.Pattern[str] | None = None
     han: re.Pattern[str] | None = None
-    # (folded term, language) -> what it means
+    # folded term -> (language, what it means) for each enabled term spelled so
     meanings: dict[str, list[tuple[str, TermHit]]] = field(default_factory=dict)
 
     def match(self, text: str, language: str) -> list[TermHit]:
@@ -74,7 +74,7 @@ def _compile(stamp: object) -> Lexicon:
         key = " ".join(fold(term).split())
         if not key:
             continue
-        if _HAN_RE.search(key):
+        if CJK_RE.search(key):
             key = _SQUEEZE_RE.sub("", key)
             han.append(re.escape(key))
         else:
