@@ -9,10 +9,8 @@ topic's safe texts is reported too.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,17 +39,9 @@ def add_arguments(parser: CommandParser) -> None:
 
 def read_rows(path: str, text_col: str, label_col: str) -> list[dict[str, str]]:
     try:
-        with Path(path).open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            missing = [c for c in (text_col, label_col) if c not in fields]
-            if missing:
-                raise CommandError(
-                    f"{path}: no column {', '.join(missing)} (columns: {', '.join(fields)})"
-                )
-            rows = [row for row in reader if (row[text_col] or "").strip()]
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc}") from exc
+        rows = training.read_csv(path, text_col, label_col)
+    except training.TrainingDataError as exc:
+        raise CommandError(str(exc)) from exc
     if not rows:
         raise CommandError(f"{path} has no rows with text")
     return rows

@@ -49,7 +49,8 @@ STACK_C = 1.0
 
 
 class TrainingDataError(ValueError):
-    """A training file is missing, unreadable or lacks a column; the message says which."""
+    """A data file (training's, or `evaluate moderation`'s) is missing, unreadable or lacks a
+    column; the message says which."""
 
 
 @dataclass
@@ -59,20 +60,25 @@ class Dataset:
     groups: list[str]  # COLD's topic; "" where there is none
 
 
-def _rows(path: str | Path, needed: Sequence[str]) -> list[dict[str, str]]:
+def read_csv(path: str | Path, text_col: str, *columns: str) -> list[dict[str, str]]:
+    """The rows of a UTF-8 CSV file whose `text_col` is not blank; its header must name
+    `text_col` and `columns`."""
     try:
         with Path(path).open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in needed if c not in (reader.fieldnames or [])]
+            fields = reader.fieldnames or []
+            missing = [c for c in (text_col, *columns) if c not in fields]
             if missing:
-                raise TrainingDataError(f"{path}: no column {', '.join(missing)}")
-            return list(reader)
+                raise TrainingDataError(
+                    f"{path}: no column {', '.join(missing)} (columns: {', '.join(fields)})"
+                )
+            return [row for row in reader if (row[text_col] or "").strip()]
     except OSError as exc:
         raise TrainingDataError(f"cannot read {path}: {exc}") from exc
 
 
 def read_cold(path: str | Path) -> Dataset:
-    rows = [r for r in _rows(path, ("TEXT", "label")) if (r["TEXT"] or "").strip()]
+    rows = read_csv(path, "TEXT", "label")
     return Dataset(
         [r["TEXT"] for r in rows],
         np.array([int(r["label"]) for r in rows]),
@@ -89,7 +95,7 @@ def davidson_bucket(row_index: str) -> int:
 
 def read_davidson(path: str | Path) -> dict[str, Dataset]:
     """The "train", "threshold" and "held_out" parts of the Davidson set."""
-    rows = [r for r in _rows(path, ("row_index", "class", "tweet")) if (r["tweet"] or "").strip()]
+    rows = read_csv(path, "tweet", "row_index", "class")
     parts: dict[str, list[dict[str, str]]] = {"train": [], "threshold": [], "held_out": []}
     for row in rows:
         bucket = davidson_bucket(row["row_index"])
