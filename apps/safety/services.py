@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.safety.models import FlagDirection, ModerationFlag
@@ -31,15 +30,13 @@ def moderation_flag_record(
         return ModerationFlag.objects.create(
             conversation_id=conversation_id, direction=direction, **fields
         )
-    try:
-        with transaction.atomic():
-            flag, _ = ModerationFlag.objects.get_or_create(
-                message_id=message_id,
-                direction=direction,
-                defaults={"conversation_id": conversation_id, **fields},
-            )
-    except IntegrityError:  # the same message flagged at the same moment by another worker
-        flag = ModerationFlag.objects.get(message_id=message_id, direction=direction)
+    # get_or_create also covers the same message flagged at the same moment by another worker:
+    # it inserts in a savepoint and, on the unique constraint's IntegrityError, reads that row.
+    flag, _ = ModerationFlag.objects.get_or_create(
+        message_id=message_id,
+        direction=direction,
+        defaults={"conversation_id": conversation_id, **fields},
+    )
     return flag
 
 
