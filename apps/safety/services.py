@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.safety.models import FlagDirection, ModerationFlag
@@ -40,9 +39,8 @@ def moderation_flag_record(
     return flag
 
 
-def moderation_flags_review(flags: Iterable[ModerationFlag], user: object) -> int:
-    """Mark flags as reviewed by `user` (those not reviewed yet); returns how many."""
-    ids = [flag.pk for flag in flags if flag.reviewed_at is None]
-    return ModerationFlag.objects.filter(pk__in=ids, reviewed_at__isnull=True).update(
+def moderation_flags_review(flags: QuerySet[ModerationFlag], user: object) -> int:
+    """Mark the flags not reviewed yet as reviewed by `user` (one UPDATE); returns how many."""
+    return flags.filter(reviewed_at__isnull=True).update(
         reviewed_by=user, reviewed_at=timezone.now()
     )
