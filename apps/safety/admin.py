@@ -78,7 +78,7 @@ class ModerationFlagAdmin(admin.ModelAdmin):
     @admin.display(description=_("customer's message"))
     def message_text(self, flag: ModerationFlag) -> str:
         # The flag holds no copy: this is the message as stored (and gone once it is erased).
-        return flag.message.text if flag.message_id and flag.message else "—"
+        return flag.message.text if flag.message else "—"
 
     @admin.action(description=_("Mark as reviewed"))
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[ModerationFlag]) -> None:
