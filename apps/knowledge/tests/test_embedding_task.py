@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.knowledge import selectors, services
+from apps.knowledge import embeddings, selectors, services
 from apps.knowledge.models import EmbeddingStatus
 
 pytestmark = pytest.mark.django_db
@@ -11,12 +11,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def remote_kb(fake_openai, settings):
     settings.KNOWLEDGE = {**settings.KNOWLEDGE, "OPENAI_EMBEDDINGS_URL": fake_openai.base_url}
-    services.get_embedder.cache_clear()
+    embeddings.embedders_reset()
     kb = services.knowledge_base_create(
         name="remote", languages=["zh"], embedding_backend="openai", embedding_model="e5-small"
     )
     yield kb
-    services.get_embedder.cache_clear()
+    embeddings.embedders_reset()
 
 
 def create(kb, run_on_commit, **values):
@@ -112,7 +112,7 @@ def test_backend_down_for_good_fails_after_retries_then_re_embed_recovers(
 
 def test_unreachable_backend_is_reported(settings, run_on_commit, db):
     settings.KNOWLEDGE = {**settings.KNOWLEDGE, "OPENAI_EMBEDDINGS_URL": "http://127.0.0.1:9/v1"}
-    services.get_embedder.cache_clear()
+    embeddings.embedders_reset()
     try:
         kb = services.knowledge_base_create(
             name="down", languages=["en"], embedding_backend="openai"
@@ -121,7 +121,7 @@ def test_unreachable_backend_is_reported(settings, run_on_commit, db):
         assert article.embedding_status == EmbeddingStatus.FAILED
         assert "unreachable" in article.embedding_error
     finally:
-        services.get_embedder.cache_clear()
+        embeddings.embedders_reset()
 
 
 def test_changing_the_embedding_model_re_embeds_everything(kb, run_on_commit):

