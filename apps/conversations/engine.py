@@ -415,10 +415,11 @@ def _answer(
         answer = {**answer, "text": generated.text, "sources": [source_dict(s) for s in cited]}
     conversation, generation = context
     withheld = (generated.details.get("moderation") if generated is not None else None) or {}
-    # A generated answer is checked sentence by sentence too (one bad sentence among good ones
-    # is not averaged away); the help centre's own text, which staff wrote, as a whole.
+    # A generated answer came back moderated, sentence by sentence (one bad sentence among good
+    # ones is not averaged away); the help centre's own text, which staff wrote, is checked here
+    # as a whole.
     generated_ok = generated is not None and generated.ok
-    verdict = moderate(answer["text"], outcome.language, each_sentence=generated_ok)
+    verdict = Verdict() if generated_ok else moderate(answer["text"], outcome.language)
     if verdict.blocked or withheld:
         # The model's draft (withheld while it streamed) or the answer itself was blocked.
         flagged = verdict if verdict.blocked else _withheld_verdict(withheld)
