@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from django.core.cache import cache
 
+from apps.core.stamps import change_stamp
 from apps.core.text import normalize
 from apps.nlu import classifier
 from apps.nlu.models import ClassifierStatus, ClassifierVersion, Intent
@@ -73,11 +73,7 @@ _classifier = _Classifier()
 
 def _active_intents() -> _Intents:
     global _intents
-    stamp = cache.get(INTENTS_KEY)
-    if stamp is None:
-        # First process after a cache flush: any new value makes every process reload once.
-        cache.add(INTENTS_KEY, uuid.uuid4().hex, timeout=MISS_TIMEOUT)
-        stamp = cache.get(INTENTS_KEY)
+    stamp = change_stamp(INTENTS_KEY, miss_timeout=MISS_TIMEOUT)
     current = _intents
     if current.stamp == stamp and stamp is not None:
         return current

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.core.exceptions import ServiceError
+from apps.core.stamps import change_stamp_bump
 from apps.core.text import detect_language, normalize
 from apps.nlu import classifier, selectors
 from apps.nlu.models import ClassifierStatus, ClassifierVersion, Intent, IntentExample
@@ -53,7 +53,7 @@ ADVISORY_LOCK = 0x6E6C7531  # "nlu1"
 
 
 def _invalidate_intents() -> None:
-    transaction.on_commit(lambda: cache.set(selectors.INTENTS_KEY, uuid.uuid4().hex, None))
+    transaction.on_commit(lambda: change_stamp_bump(selectors.INTENTS_KEY))
 
 
 class _QueueTraining:

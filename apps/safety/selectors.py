@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-import uuid
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
-
+from apps.core.stamps import change_stamp
 from apps.core.text import CJK_RE
 from apps.safety.models import ModerationTerm, TermLanguage
 
@@ -98,11 +96,7 @@ _lexicon = Lexicon()
 def lexicon() -> Lexicon:
     """The enabled moderation terms, compiled once per process and change."""
     global _lexicon
-    stamp = cache.get(LEXICON_KEY)
-    if stamp is None:
-        # First process after a cache flush: any new value makes every process reload once.
-        cache.add(LEXICON_KEY, uuid.uuid4().hex, timeout=MISS_TIMEOUT)
-        stamp = cache.get(LEXICON_KEY)
+    stamp = change_stamp(LEXICON_KEY, miss_timeout=MISS_TIMEOUT)
     current = _lexicon
     if stamp is not None and current.stamp == stamp:
         return current
