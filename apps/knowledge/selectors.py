@@ -245,42 +245,54 @@ def vector_literal(vector: Any) -> str:
 
 
 def _dense_candidates(
-    kb: KnowledgeBase, literal: str, dims: int, embedder: str, limit: int
-) -> list[tuple]:
+    kb: KnowledgeBase,
+    literal: str,
+    dims: int,
+    embedder: str,
+    limit: int,
+    keyword_articles: list[int],
+) -> list[tuple[int, int, float]]:
+    """(chunk id, article id, cosine): the `limit` nearest chunks (pgvector HNSW), then, for
+    each of `keyword_articles` none of those belongs to, its best chunk by exact cosine (a
+    handful of articles: no index needed), so that articles found by keywords alone are fused
+    fairly. One statement, one round trip."""
     now = timezone.now()
     if dims in INDEXED_DIMENSIONS:
         # Same expression and predicate as the partial HNSW index, so the planner can use it.
         distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
     else:
         distance = "(embedding <=> %s::vector)"
+    visible = f"{_visibility_sql()} AND dimensions = %s AND embedder = %s"
     # Only fixed fragments and an integer from INDEXED_DIMENSIONS are formatted in; values are
     # parameters.
     sql = (
-        f"SELECT id, article_id, 1 - {distance} AS similarity FROM knowledge_chunk "  # noqa: S608
-        f"WHERE {_visibility_sql()} AND dimensions = %s AND embedder = %s "
-        f"ORDER BY {distance} LIMIT %s"
+        f"WITH nearest AS (SELECT id, article_id, 1 - {distance} AS similarity "  # noqa: S608
+        f"FROM knowledge_chunk WHERE {visible} ORDER BY {distance} LIMIT %s) "
+        "SELECT id, article_id, similarity FROM nearest UNION ALL "
+        "(SELECT DISTINCT ON (article_id) id, article_id, 1 - (embedding <=> %s::vector) "
+        f"FROM knowledge_chunk WHERE {visible} AND article_id = ANY(%s) "
+        "AND article_id NOT IN (SELECT article_id FROM nearest) "
+        "ORDER BY article_id, embedding <=> %s::vector)"
     )
+    visible_params: list[Any] = [kb.pk, now, now, dims, embedder]
+    params: list[Any] = [
+        literal,
+        *visible_params,
+        literal,
+        limit,
+        literal,
+        *visible_params,
+        keyword_articles,
+        literal,
+    ]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}")
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(sql, [literal, kb.pk, now, now, dims, embedder, literal, limit])
-        return cursor.fetchall()
-
-
-def _dense_scores_of_articles(
-    kb: KnowledgeBase, literal: str, dims: int, embedder: str, article_ids: list[int]
-) -> dict[int, tuple[int, float]]:
-    """Best chunk and its cosine for each given article (a handful: no index needed)."""
-    if not article_ids:
-        return {}
-    sql = (
-        "SELECT DISTINCT ON (article_id) article_id, id, 1 - (embedding <=> %s::vector) "
-        "FROM knowledge_chunk WHERE knowledge_base_id = %s AND article_id = ANY(%s) "
-        "AND dimensions = %s AND embedder = %s ORDER BY article_id, embedding <=> %s::vector"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [literal, kb.pk, article_ids, dims, embedder, literal])
-        return {a: (chunk_id, float(sim)) for a, chunk_id, sim in cursor.fetchall()}
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            [str(HNSW_EF_SEARCH)],
+        )
+        cursor.execute(sql, params)
+        return [(chunk_id, article_id, float(sim)) for chunk_id, article_id, sim in cursor]
 
 
 @dataclass
@@ -325,40 +337,6 @@ def _corpus_stats(kb: KnowledgeBase, terms: list[str]) -> _CorpusStats:
     return _CorpusStats(base[0], base[1], df)
 
 
-def _parse_tsvector(value: str) -> dict[str, int]:
-    """Term frequencies from a tsvector's text form ('term':1,4 'other':2)."""
-    freqs: dict[str, int] = {}
-    i, n = 0, len(value)
-    while i < n:
-        if value[i] != "'":
-            i += 1
-            continue
-        j = i + 1
-        term = []
-        while j < n:
-            if value[j] == "'" and j + 1 < n and value[j + 1] == "'":
-                term.append("'")
-                j += 2
-            elif value[j] == "'":
-                break
-            elif value[j] == "\\" and j + 1 < n:
-                term.append(value[j + 1])
-                j += 2
-            else:
-                term.append(value[j])
-                j += 1
-        k = j + 1
-        count = 1
-        if k < n and value[k] == ":":
-            end = value.find(" ", k)
-            end = n if end == -1 else end
-            count = value[k + 1 : end].count(",") + 1
-            k = end
-        freqs["".join(term)] = count
-        i = k
-    return freqs
-
-
 def _keyword_candidates(
     kb: KnowledgeBase, query_terms: Counter[str], weights: dict[str, float], limit: int
 ) -> list[tuple[int, int, float]]:
@@ -385,29 +363,44 @@ def _keyword_candidates(
             break
         selective.append(term)
         rows += stats.df[term]
+    # The rarest terms pick up to 2 x limit candidates by ts_rank (cheap, inside the GIN
+    # match); PostgreSQL then scores those on all the query's terms with BM25, reading each
+    # term's frequency from the tsvector, and returns the best `limit`.
+    ordered_terms = list(query_terms)
+    term_weights = [idf[t] * weights.get(t, 1.0) for t in ordered_terms]
+    length_base = BM25_K1 * (1 - BM25_B)
+    length_per_term = BM25_K1 * BM25_B / (stats.mean_terms or 1)
     now = timezone.now()
     # Fixed fragments only; values are parameters.
     sql = (
-        "SELECT id, article_id, search_vector::text, term_count FROM knowledge_chunk "  # noqa: S608
+        "SELECT id, article_id, (SELECT coalesce(sum(q.weight * (u.tf * %s) / (u.tf + %s + %s * "  # noqa: S608
+        "greatest(coalesce(c.term_count, 1), 1))), 0) FROM (SELECT lexeme, "
+        "coalesce(nullif(cardinality(positions), 0), 1)::float8 AS tf "
+        "FROM unnest(c.search_vector)) AS u "
+        "JOIN unnest(%s::text[], %s::float8[]) AS q(term, weight) ON q.term = u.lexeme) AS score "
+        "FROM (SELECT id, article_id, search_vector, term_count, "
+        "ts_rank(search_vector, %s::tsquery, 0) AS rank FROM knowledge_chunk "
         f"WHERE {_visibility_sql()} AND search_vector @@ %s::tsquery "
-        "ORDER BY ts_rank(search_vector, %s::tsquery, 0) DESC LIMIT %s"
+        "ORDER BY rank DESC LIMIT %s) AS c ORDER BY score DESC, rank DESC LIMIT %s"
     )
     tsq = _tsquery(selective)
+    params: list[Any] = [
+        BM25_K1 + 1,
+        length_base,
+        length_per_term,
+        ordered_terms,
+        term_weights,
+        tsq,
+        kb.pk,
+        now,
+        now,
+        tsq,
+        limit * 2,
+        limit,
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [kb.pk, now, now, tsq, tsq, limit * 2])
-        rows = cursor.fetchall()
-    scored = []
-    for chunk_id, article_id, vector_text, term_count in rows:
-        freqs = _parse_tsvector(vector_text or "")
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * (term_count or 1) / (stats.mean_terms or 1))
-        score = 0.0
-        for term in query_terms:
-            tf = freqs.get(term, 0)
-            if tf:
-                score += idf[term] * weights.get(term, 1.0) * (tf * (BM25_K1 + 1)) / (tf + norm)
-        scored.append((chunk_id, article_id, score))
-    scored.sort(key=lambda row: -row[2])
-    return scored[:limit]
+        cursor.execute(sql, params)
+        return [(chunk_id, article_id, float(score)) for chunk_id, article_id, score in cursor]
 
 
 def confidence(
@@ -481,8 +474,7 @@ def search(
                 terms[expanded] = 1
                 weights[expanded] = 0.8  # a synonym counts a little less than the word typed
 
-    dense_rows: list[tuple] = []
-    literal, dims = "", 0
+    dense_rows: list[tuple[int, int, float]] = []
     warnings: list[str] = []
     # The query is embedded on a worker thread (the model runs in C without the GIL, or waits
     # on an HTTP endpoint) while this thread runs the keyword search in PostgreSQL.
@@ -491,6 +483,11 @@ def search(
     t2 = time.perf_counter()
     keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
     timings["keyword"] = (time.perf_counter() - t2) * 1000
+    # One entry per article: its best chunk in each ranking.
+    keyword_best: dict[int, tuple[int, float]] = {}
+    for chunk_id, article_id, score in keyword_rows:
+        if article_id not in keyword_best:
+            keyword_best[article_id] = (chunk_id, score)
     try:
         vector, timings["embed"] = pending.result()
     except EmbeddingError as exc:
@@ -499,23 +496,19 @@ def search(
         warnings.append(f"dense search unavailable: {exc}")
     else:
         t1 = time.perf_counter()
-        literal, dims = vector_literal(vector), len(vector)
-        dense_rows = _dense_candidates(kb, literal, dims, backend, DENSE_CANDIDATES)
+        dense_rows = _dense_candidates(
+            kb,
+            vector_literal(vector),
+            len(vector),
+            backend,
+            DENSE_CANDIDATES,
+            list(keyword_best),
+        )
         timings["dense"] = (time.perf_counter() - t1) * 1000
-
-    # One entry per article: its best chunk in each ranking.
     dense_best: dict[int, tuple[int, float]] = {}
     for chunk_id, article_id, similarity in dense_rows:
-        if article_id not in dense_best:
-            dense_best[article_id] = (chunk_id, float(similarity))
-    keyword_best: dict[int, tuple[int, float]] = {}
-    for chunk_id, article_id, score in keyword_rows:
-        if article_id not in keyword_best:
-            keyword_best[article_id] = (chunk_id, float(score))
-    if literal:
-        # Articles found by keywords alone still need their cosine to be fused fairly.
-        missing = [a for a in keyword_best if a not in dense_best]
-        dense_best.update(_dense_scores_of_articles(kb, literal, dims, backend, missing))
+        if article_id not in dense_best or similarity > dense_best[article_id][1]:
+            dense_best[article_id] = (chunk_id, similarity)
     dense_rank = {
         a: i for i, a in enumerate(sorted(dense_best, key=lambda a: -dense_best[a][1]), start=1)
     }
@@ -538,12 +531,15 @@ def search(
         else dense_best[a][0]
         for a in ranked
     ]
-    chunks = Chunk.objects.in_bulk(chunk_ids)
-    articles = Article.objects.in_bulk(ranked)
+    chunks = (
+        Chunk.objects.select_related("article")
+        .defer("embedding", "search_vector")
+        .in_bulk(chunk_ids)
+    )
     sources = []
     for article_id, chunk_id in zip(ranked, chunk_ids, strict=True):
         chunk = chunks[chunk_id]
-        article = articles[article_id]
+        article = chunk.article
         sources.append(
             Source(
                 article_id=article_id,

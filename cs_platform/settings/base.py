@@ -230,6 +230,9 @@ KNOWLEDGE = {
     "OPENAI_EMBEDDINGS_API_KEY": env.str("OPENAI_EMBEDDINGS_API_KEY", default=""),
     "JIEBA_CACHE_DIR": str(VAR_DIR / "jieba"),
     "MAX_QUERY_CHARS": 2000,
+    # sentence-transformers indexing in bfloat16: "auto" (when the CPU computes it natively),
+    # "true" or "false".
+    "CPU_BF16": env.str("EMBEDDING_CPU_BF16", default="auto"),
 }
 
 # Chat (web widget, app API): limits and answer thresholds. Protocol: docs/chat-protocol.md.

