@@ -54,6 +54,11 @@ def add_arguments(parser: CommandParser) -> None:
         default=2000,
         help="texts embedded for real (the rest are their noisy copies)",
     )
+    parser.add_argument(
+        "--languages",
+        default="zh,en",
+        help="languages of the chunk texts, comma-separated (zh, en); half each by default",
+    )
     parser.add_argument("--queries", type=int, default=300, help="searches to time")
     parser.add_argument("--seed", type=int, default=7)
 
@@ -73,16 +78,20 @@ def _sentences() -> list[str]:
     return out
 
 
-def _texts(n: int, rng: random.Random) -> list[str]:
+def _texts(n: int, rng: random.Random, languages: list[str]) -> list[str]:
     from apps.core.text import CJK_RE
 
     sentences = _sentences()
-    zh = [s for s in sentences if CJK_RE.search(s)]
-    en = [s for s in sentences if not CJK_RE.search(s)]
+    pools = {
+        "zh": [s for s in sentences if CJK_RE.search(s)],
+        "en": [s for s in sentences if not CJK_RE.search(s)],
+    }
     texts = []
     for _ in range(n):
-        pool = zh if rng.random() < 0.5 else en
-        texts.append(("" if pool is zh else " ").join(rng.sample(pool, rng.randint(1, 6))))
+        language = languages[0] if len(languages) == 1 or rng.random() < 0.5 else languages[1]
+        pool = pools[language]
+        joiner = "" if language == "zh" else " "
+        texts.append(joiner.join(rng.sample(pool, rng.randint(1, 6))))
     return texts
 
 
@@ -111,11 +120,14 @@ def _run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
 
     rng = random.Random(options["seed"])
     n = options["chunks"]
+    languages = [x.strip() for x in options.get("languages", "zh,en").split(",") if x.strip()]
+    if not languages or set(languages) - {"zh", "en"}:
+        raise ValueError("--languages takes zh, en or zh,en")
     kb = services.knowledge_base_create(
         name="bench", languages=["zh", "en"], embedding_backend=options["embedding"]
     )
     embedder = get_embedder(kb.embedding_backend, "")
-    base_texts = _texts(options["base_texts"], rng)
+    base_texts = _texts(options["base_texts"], rng, languages)
     embedder.embed_passages(base_texts[:8])
     t0 = time.perf_counter()
     drafts = [ChunkDraft(0, "body", "", t) for t in base_texts]
@@ -124,10 +136,10 @@ def _run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     throughput = len(base_texts) / embed_seconds
     log(
         f"embedded {len(base_texts)} texts in {embed_seconds:.1f}s "
-        f"({throughput:.0f} chunks/s, {kb.embedding_backend})"
+        f"({throughput:.0f} chunks/s, {kb.embedding_backend}, {','.join(languages)})"
     )
 
-    texts = _texts(n, rng)
+    texts = _texts(n, rng, languages)
     np_rng = np.random.default_rng(options["seed"])
     picks = np_rng.integers(0, len(base), size=n)
     vectors = base[picks] + np_rng.normal(0, 0.02, size=(n, base.shape[1])).astype(np.float32)
