@@ -232,18 +232,26 @@ def conversations_assign() -> int:
     if not settings.AGENTS["AUTO_ASSIGN"]:
         return 0
     assigned = 0
+    # A language nobody free speaks stays so for the rest of the pass (assigning only uses
+    # capacity up), so its other waiting conversations cost no query: a long queue with no agent
+    # online is one lookup per language, not one per conversation.
+    no_agent: set[str] = set()
     waiting = Conversation.objects.filter(status=ConversationStatus.WAITING_AGENT).order_by(
         "handed_off_at", "pk"
     )
-    for conversation in waiting.values_list("pk", "language")[:200]:
-        agent = _least_busy_agent(conversation[1] or "en")
+    for pk, language in waiting.values_list("pk", "language")[:200]:
+        language = language or "en"
+        if language in no_agent:
+            continue
+        agent = _least_busy_agent(language)
         if agent is None:
+            no_agent.add(language)
             continue
         try:
-            conversation_claim(conversation[0], agent, assigned_by=agent)
+            conversation_claim(pk, agent, assigned_by=agent)
             assigned += 1
         except ServiceError as exc:  # claimed meanwhile, or the agent filled up: next one
-            logger.info("assignment of %s skipped: %s", conversation[0], exc)
+            logger.info("assignment of %s skipped: %s", pk, exc)
     return assigned
 
 

@@ -284,6 +284,27 @@ def test_an_agent_gone_past_the_grace_period_loses_conversations_to_the_queue(
 
 
 @pytest.mark.django_db
+def test_a_long_queue_with_nobody_free_costs_one_lookup_per_language(
+    chat_kb: Any, make_agent: Any, django_assert_max_num_queries: Any
+) -> None:
+    ann = make_agent("ann", languages=["zh"], capacity=2, presence=Presence.AWAY)
+    for _ in range(6):
+        handed_off(chat_kb, "zh")
+    for _ in range(4):
+        handed_off(chat_kb, "en", "I want to talk to a human")
+    # The queue, then one agent lookup for Chinese and one for English.
+    with django_assert_max_num_queries(3):
+        assert services.conversations_assign() == 0
+    AgentProfile.objects.filter(user=ann).update(presence=Presence.ONLINE)
+    assert services.conversations_assign() == 2  # her capacity; English still waits
+    assigned = Conversation.objects.filter(status=ConversationStatus.AGENT)
+    assert set(assigned.values_list("language", "assigned_agent")) == {("zh", ann.pk)}
+    waiting = Conversation.objects.filter(status=ConversationStatus.WAITING_AGENT)
+    assert waiting.filter(language="en").count() == 4
+    assert waiting.filter(language="zh").count() == 4
+
+
+@pytest.mark.django_db
 def test_agents_not_seen_recently_get_no_new_conversations(chat_kb: Any, make_agent: Any) -> None:
     ann = make_agent("ann")
     AgentProfile.objects.filter(user=ann).update(
