@@ -180,6 +180,20 @@ async def _run_session(
                 break
 
 
+def _delete_bench_customers(client_ids: list[str], log: Any) -> None:
+    """The bench's customers go when it is done, with their conversations and messages: a
+    queue of bench hand-offs would otherwise wait for agents in the real console."""
+    from apps.conversations.models import Customer, Message
+
+    customers = set(
+        Message.objects.filter(client_id__in=client_ids).values_list(
+            "conversation__customer_id", flat=True
+        )
+    )
+    deleted, _ = Customer.objects.filter(pk__in=customers).delete()
+    log(f"deleted the bench's {len(customers)} customers and their data ({deleted} rows)")
+
+
 def _start_server() -> tuple[subprocess.Popen, str]:
     from tests.support.services import start_asgi_server
 
@@ -195,6 +209,12 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
     server = None
     base = options["url"].rstrip("/")
     if not base:
+        # Every run starts from the same state: no semantic-cache entries from earlier runs
+        # (the exact cache lives in the new server's memory).
+        from apps.conversations.models import SemanticCacheEntry
+
+        cleared, _ = SemanticCacheEntry.objects.filter(knowledge_base_id=kb_id).delete()
+        log(f"semantic cache of knowledge base {kb_id} emptied ({cleared} entries)")
         server, base = _start_server()
         log(f"started a server at {base}")
     url = f"{base}/ws/chat/?kb={kb_id}"
@@ -230,6 +250,7 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
     stored = {
         m.client_id: m for m in Message.objects.filter(client_id__in=[s.client_id for s in samples])
     }
+    _delete_bench_customers([s.client_id for s in [*warm.samples, *samples]], log)
     by_class: dict[str, list[float]] = defaultdict(list)
     for sample in samples:
         message = stored.get(sample.client_id)
