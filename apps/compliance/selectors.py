@@ -3,6 +3,7 @@ leads to) and what text of theirs the answer caches may be keyed on."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -41,7 +42,9 @@ class Subject:
     texts: set[str] = field(default_factory=set)
     # (knowledge base id, language) pairs the answer caches may hold their questions under.
     cache_scopes: set[tuple[int, str]] = field(default_factory=set)
-    unreadable_originals: int = 0
+    # Encrypted originals that could not be decrypted while looking for the subject (a key
+    # taken out of DATA_ENCRYPTION_KEY), each counted once however often it was read.
+    unreadable_originals: set[str] = field(default_factory=set)
 
     @property
     def mentionable(self) -> bool:
@@ -77,8 +80,19 @@ def decrypted(token: str, subject: Subject | None = None) -> str:
         # A key taken out of DATA_ENCRYPTION_KEY: the original cannot be read by anyone any
         # more, so it cannot be searched either; the count goes into the results.
         if subject is not None:
-            subject.unreadable_originals += 1
+            subject.unreadable_originals.add(hashlib.sha256(token.encode()).hexdigest())
         return ""
+
+
+def unreadable(token: str) -> bool:
+    """Whether an encrypted original can no longer be decrypted."""
+    if not token:
+        return False
+    try:
+        crypto.decrypt(token)
+    except crypto.DecryptionError:
+        return True
+    return False
 
 
 def _uuid(value: str) -> uuid.UUID | None:

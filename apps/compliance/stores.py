@@ -30,7 +30,7 @@ from apps.agents.models import ConversationEvent
 from apps.audit.models import AuditEvent
 from apps.compliance import retention
 from apps.compliance.models import DataSubjectRequest, IdentifierKind
-from apps.compliance.selectors import Subject, decrypted, record_matches
+from apps.compliance.selectors import Subject, decrypted, record_matches, unreadable
 from apps.conversations.caches import AnswerCache, cache_question, question_digest
 from apps.conversations.models import Conversation, Customer, Message, SemanticCacheEntry
 from apps.knowledge.models import KnowledgeBase
@@ -152,10 +152,40 @@ class OriginalsStore(Store):
     label = _("Encrypted originals of messages")
 
     def find(self, subject: Subject) -> Found:
-        details = (
-            {"unreadable": subject.unreadable_originals} if subject.unreadable_originals else {}
-        )
-        return Found(_messages(subject).exclude(original_encrypted="").count(), details)
+        tokens = _messages(subject).exclude(original_encrypted="")
+        tokens = tokens.values_list("original_encrypted", flat=True)
+        count, unreadable_count = 0, 0
+        for token in tokens.iterator(chunk_size=2000):
+            count += 1
+            unreadable_count += unreadable(token)
+        details: dict[str, Any] = {}
+        if unreadable_count:
+            details["unreadable"] = unreadable_count  # the subject's own, still erased
+        if subject.mentionable and subject.unreadable_originals:
+            # Anyone's originals the search for the e-mail address or phone number could not
+            # read: a mention in one of them cannot be ruled out.
+            details["not_searched"] = len(subject.unreadable_originals)
+        return Found(count, details)
+
+    def note(self, details: dict[str, Any]) -> str:
+        lines = []
+        if details.get("unreadable"):
+            lines.append(
+                gettext(
+                    "%(n)d of the subject's originals could not be decrypted (their key was "
+                    "retired); they were emptied all the same."
+                )
+                % {"n": details["unreadable"]}
+            )
+        if details.get("not_searched"):
+            lines.append(
+                gettext(
+                    "%(n)d encrypted originals in the database could not be decrypted, so they "
+                    "could not be searched for the e-mail address or phone number."
+                )
+                % {"n": details["not_searched"]}
+            )
+        return " ".join(lines)
 
     def erase(self, subject: Subject) -> int:
         return _messages(subject).exclude(original_encrypted="").update(original_encrypted="")
