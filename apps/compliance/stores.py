@@ -168,24 +168,19 @@ class OriginalsStore(Store):
         return Found(count, details)
 
     def note(self, details: dict[str, Any]) -> str:
-        lines = []
-        if details.get("unreadable"):
-            lines.append(
-                gettext(
-                    "%(n)d of the subject's originals could not be decrypted (their key was "
-                    "retired); they were emptied all the same."
-                )
-                % {"n": details["unreadable"]}
-            )
-        if details.get("not_searched"):
-            lines.append(
-                gettext(
-                    "%(n)d encrypted originals in the database could not be decrypted, so they "
-                    "could not be searched for the e-mail address or phone number."
-                )
-                % {"n": details["not_searched"]}
-            )
-        return " ".join(lines)
+        lines = {
+            "unreadable": gettext(
+                "%(n)d of the subject's originals could not be decrypted (their key was "
+                "retired); they were emptied all the same."
+            ),
+            "not_searched": gettext(
+                "%(n)d encrypted originals in the database could not be decrypted, so they "
+                "could not be searched for the e-mail address or phone number."
+            ),
+        }
+        return " ".join(
+            line % {"n": details[key]} for key, line in lines.items() if details.get(key)
+        )
 
     def erase(self, subject: Subject) -> int:
         return _messages(subject).exclude(original_encrypted="").update(original_encrypted="")
