@@ -12,6 +12,41 @@ from pathlib import Path
 CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 LATIN_WORD_RE = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 WHITESPACE_RE = re.compile(r"\s+")
+
+# English number words up to ninety, by value; compounds ("twenty-five") are built from them.
+EN_NUMBER_WORDS: dict[str, int] = {
+    word: value
+    for value, word in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ]
+    )
+} | {
+    word: 10 * tens
+    for tens, word in enumerate(
+        ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], 2
+    )
+}
+
 # Sentence ends: Chinese full-width marks end a sentence on their own; English ones need a space
 # (or the end) after them so "3.5" and "e.g." inside a sentence do not split it.
 SENTENCE_END_RE = re.compile(r"(?<=[。！？；…!?])\s*|(?<=[.;])\s+")

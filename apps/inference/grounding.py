@@ -68,7 +68,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from apps.core.text import CN_DIGITS, CN_UNITS, ENGLISH_STOPWORDS, stem
+from apps.core.text import CN_DIGITS, CN_UNITS, EN_NUMBER_WORDS, ENGLISH_STOPWORDS, stem
 
 __all__ = [
     "Evidence",
@@ -184,37 +184,7 @@ def _blank_citations(text: str) -> str:
 _CN_CORE = frozenset("零〇一二两三四五六七八九十")
 _CN_NUMERAL_CHARS = "零〇一二两三四五六七八九十百千万"
 
-_EN_SMALL = {
-    "zero": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-_EN_WORD = "|".join(sorted([*_EN_SMALL, "hundred", "thousand"], key=len, reverse=True))
+_EN_WORD = "|".join(sorted([*EN_NUMBER_WORDS, "hundred", "thousand"], key=len, reverse=True))
 
 # Number patterns shared by the fact patterns. Arabic: thousands separators and decimals, not
 # starting inside a word ("H100", "v2") or in the middle of a decimal.
@@ -284,8 +254,8 @@ def _chinese_values(numeral: str) -> list[int]:
 def _english_int(words: str) -> int | None:
     total = current = 0
     for word in re.split(r"[ -]+", words.lower()):
-        if word in _EN_SMALL:
-            current += _EN_SMALL[word]
+        if word in EN_NUMBER_WORDS:
+            current += EN_NUMBER_WORDS[word]
         elif word == "hundred":
             current = max(current, 1) * 100
         elif word == "thousand":

@@ -42,7 +42,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import timezone
 
-from apps.core.text import CJK_RE, CN_DIGITS, CN_UNITS
+from apps.core.text import CJK_RE, CN_DIGITS, CN_UNITS, EN_NUMBER_WORDS
 
 ORDER_NUMBER = "order_number"
 PHONE = "phone"
@@ -455,20 +455,9 @@ _CN_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日
 _CN_WEEK_OFFSETS = {"上上": -2, "上": -1, "这": 0, "本": 0, "下": 1, "下下": 2}
 _EN_WEEK_OFFSETS = {"last": -1, "this": 0, "next": 1}
 _EN_NUMBERS = {
+    **{word: value for word, value in EN_NUMBER_WORDS.items() if 1 <= value <= 12},
     "a": 1,
     "an": 1,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
     "a couple of": 2,
     "couple of": 2,
 }

@@ -13,15 +13,14 @@ rows the classifier turns away.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.core.management.base import CommandError, CommandParser
 
+from apps.core.datafiles import DataFileError, csv_columns, read_csv
 from apps.nlu import classifier
 
 
@@ -43,19 +42,17 @@ def add_arguments(parser: CommandParser) -> None:
 
 def read_examples(path: str) -> tuple[list[str], list[str]]:
     try:
-        with Path(path).open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            label_field = next((f for f in ("category", "intent") if f in fields), None)
-            if "text" not in fields or label_field is None:
-                raise CommandError(f"{path}: needs the columns text and category (or intent)")
-            rows = [(row["text"] or "", row[label_field] or "") for row in reader]
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc}") from exc
-    rows = [(text.strip(), label.strip()) for text, label in rows if text.strip()]
-    if not rows:
+        columns = csv_columns(path)
+        label_field = next((f for f in ("category", "intent") if f in columns), None)
+        if label_field is None:
+            raise CommandError(f"{path}: needs the columns text and category (or intent)")
+        rows = read_csv(path, "text", label_field)
+    except DataFileError as exc:
+        raise CommandError(str(exc)) from exc
+    pairs = [(row["text"].strip(), (row[label_field] or "").strip()) for row in rows]
+    if not pairs:
         raise CommandError(f"{path} has no examples")
-    return [text for text, _ in rows], [label for _, label in rows]
+    return [text for text, _ in pairs], [label for _, label in pairs]
 
 
 def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:

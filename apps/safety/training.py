@@ -16,7 +16,6 @@ a second run with other settings does not embed again.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.core.datafiles import read_csv
 from apps.safety import classifier
 
 Log = Callable[[str], None]
@@ -48,33 +48,11 @@ CV_FOLDS = 3
 STACK_C = 1.0
 
 
-class TrainingDataError(ValueError):
-    """A data file (training's, or `evaluate moderation`'s) is missing, unreadable or lacks a
-    column; the message says which."""
-
-
 @dataclass
 class Dataset:
     texts: list[str]
     labels: np.ndarray  # 1 = offensive
     groups: list[str]  # COLD's topic; "" where there is none
-
-
-def read_csv(path: str | Path, text_col: str, *columns: str) -> list[dict[str, str]]:
-    """The rows of a UTF-8 CSV file whose `text_col` is not blank; its header must name
-    `text_col` and `columns`."""
-    try:
-        with Path(path).open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            missing = [c for c in (text_col, *columns) if c not in fields]
-            if missing:
-                raise TrainingDataError(
-                    f"{path}: no column {', '.join(missing)} (columns: {', '.join(fields)})"
-                )
-            return [row for row in reader if (row[text_col] or "").strip()]
-    except OSError as exc:
-        raise TrainingDataError(f"cannot read {path}: {exc}") from exc
 
 
 def read_cold(path: str | Path) -> Dataset:

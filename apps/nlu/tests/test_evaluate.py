@@ -55,3 +55,22 @@ def test_evaluate_intents_refuses_a_file_without_labels(tmp_path):
     bad.write_text("text,label\nhello,greeting\n", encoding="utf-8")
     with pytest.raises(CommandError, match="category"):
         call_command("evaluate", "intents", "--train", str(bad), "--test", str(bad))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("text,label\nhello,greeting\n", "needs the columns text and category"),
+        ("utterance,intent\nhello,greeting\n", "no column text"),
+        ("text,intent\n  ,greeting\n", "has no examples"),
+    ],
+)
+def test_bad_training_files_are_refused_with_the_reason(tmp_path, content, message):
+    train = tmp_path / "train.csv"
+    if content is not None:
+        train.write_text(content, encoding="utf-8")
+    with pytest.raises(CommandError, match=message):
+        call_command(
+            "evaluate", "intents", "--train", str(train), "--test", str(DATA / "intents_test.csv")
+        )

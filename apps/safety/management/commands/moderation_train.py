@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.core.datafiles import DataFileError
 from apps.safety import classifier, training
 
 
@@ -58,7 +59,7 @@ class Command(BaseCommand):
                 embed_limit=options["embed_limit"] or None,
                 log=log,
             )
-        except training.TrainingDataError as exc:
+        except DataFileError as exc:
             raise CommandError(str(exc)) from exc
         size = model.save(Path(options["out"]))
         log(f"wrote {options['out']} ({size / 1e6:.1f} MB)")
