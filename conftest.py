@@ -49,3 +49,19 @@ def _fresh_model_pool() -> Iterator[None]:
     selectors.pool_reset()
     yield
     selectors.pool_reset()
+
+
+@pytest.fixture(autouse=True)
+def _chat_threads_drained(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A socket test may end while an answer is still being written on the chat threads (the
+    answer goes on after the client leaves). Wait for it before the test database is emptied:
+    emptying it under a running insert deadlocks. Set up after the database fixture, so torn
+    down before it."""
+    if "transactional_db" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    from apps.conversations import consumers
+
+    assert consumers.pools_drain(), "chat threads still busy 60 s after the test"

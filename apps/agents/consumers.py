@@ -26,6 +26,7 @@ from apps.agents.models import Resolution
 from apps.conversations import events as chat_events
 from apps.conversations.consumers import (
     CLOSE_FORBIDDEN_ORIGIN,
+    answer,
     db,
     decode_frame,
     origin_allowed,
@@ -338,7 +339,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     async def on_assist(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(frame)
-        suggestions = await db(selectors.assist_suggestions, conversation)
+        # Suggestions search the knowledge base: they wait with the answers for the models.
+        suggestions = await answer(selectors.assist_suggestions, conversation)
         await self.send_frame(
             {
                 "type": "assist",

@@ -367,14 +367,15 @@ def _redis_keys(match: str = "*") -> Iterator[tuple[redis.Redis, bytes]]:
 
 def _exact_keys(subject: Subject) -> set[str]:
     keys: set[str] = set()
-    kbs = {
-        kb.pk: kb
-        for kb in KnowledgeBase.objects.filter(pk__in={s[0] for s in subject.cache_scopes})
-    }
+    existing = set(
+        KnowledgeBase.objects.filter(pk__in={s[0] for s in subject.cache_scopes}).values_list(
+            "pk", flat=True
+        )
+    )
     for kb_id, language in subject.cache_scopes:
-        if kb_id not in kbs:
+        if kb_id not in existing:
             continue
-        answers = AnswerCache(kbs[kb_id], language)
+        answers = AnswerCache(kb_id, language)
         keys |= {answers.exact_key(text) for text in subject.texts}
     return keys
 

@@ -62,13 +62,14 @@ class AnswerCache:
     """Both caches of one knowledge base for one message's language. The generation is read
     once, when the message is taken up: an answer is stored under the index it was found in."""
 
-    def __init__(self, kb: KnowledgeBase, language: str) -> None:
-        self.kb = kb
+    def __init__(self, kb: KnowledgeBase | int, language: str) -> None:
+        # Only the id is used (no database), so the socket can ask the exact cache itself.
+        self.kb_id = kb if isinstance(kb, int) else kb.pk
         self.language = language
-        self.generation = _generation(kb.pk)
+        self.generation = _generation(self.kb_id)
 
     def exact_key(self, text: str) -> str:
-        return f"chat:answer:{self.kb.pk}:{self.generation}:{self.language}:{question_digest(text)}"
+        return f"chat:answer:{self.kb_id}:{self.generation}:{self.language}:{question_digest(text)}"
 
     def exact_get(self, text: str) -> dict[str, Any] | None:
         if not cache_question(text):  # nothing but personal data: no question to look up
@@ -91,7 +92,7 @@ class AnswerCache:
                 ORDER BY embedding <=> %s::vector
                 LIMIT 1
                 """,
-                [literal, self.kb.pk, self.language, embedder, self.generation, literal],
+                [literal, self.kb_id, self.language, embedder, self.generation, literal],
             )
             row = cursor.fetchone()
         if row is None or row[2] < semantic_threshold(embedder):
@@ -106,7 +107,7 @@ class AnswerCache:
         if not question:
             return
         entries = SemanticCacheEntry.objects.filter(
-            knowledge_base=self.kb,
+            knowledge_base_id=self.kb_id,
             language=self.language,
             embedder=embedder,
             generation=self.generation,
@@ -114,7 +115,7 @@ class AnswerCache:
         if entries.filter(question=question).exists():
             return
         SemanticCacheEntry.objects.create(
-            knowledge_base=self.kb,
+            knowledge_base_id=self.kb_id,
             language=self.language,
             embedder=embedder,
             generation=self.generation,
@@ -122,7 +123,7 @@ class AnswerCache:
             embedding=vector,
             answer=answer,
         )
-        all_entries = SemanticCacheEntry.objects.filter(knowledge_base=self.kb)
+        all_entries = SemanticCacheEntry.objects.filter(knowledge_base_id=self.kb_id)
         total = all_entries.count()
         if total > SEMANTIC_MAX_ENTRIES:
             oldest = all_entries.order_by("created_at")

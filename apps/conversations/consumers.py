@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -25,7 +25,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from apps.agents import services as agent_services
-from apps.conversations import events, services
+from apps.conversations import engine, events, services
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.serializers import message_frame
 from apps.core.exceptions import ServiceError
@@ -46,24 +46,70 @@ def _with_connection(function: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-_executor: ThreadPoolExecutor | None = None
+class _Pool(ThreadPoolExecutor):
+    """A thread pool that knows which of the work handed to it has not finished: an answer
+    goes on after its socket has closed (the customer sees it on return), and `pools_drain`
+    waits for it."""
+
+    running: ClassVar[set[Future]] = set()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future = super().submit(fn, *args, **kwargs)
+        with self._lock:
+            self.running.add(future)
+        future.add_done_callback(self._finished)
+        return future
+
+    @classmethod
+    def _finished(cls, future: Future) -> None:
+        with cls._lock:
+            cls.running.discard(future)
 
 
-def _pool() -> ThreadPoolExecutor:
-    # Answering a message waits on PostgreSQL and on the embedding models (which release the
-    # GIL), so more threads than cores keep both busy; asyncio's default pool has cores + 4.
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(
-            max_workers=settings.CHAT["WORKER_THREADS"], thread_name_prefix="chat"
-        )
-    return _executor
+_executors: dict[str, ThreadPoolExecutor] = {}
+_executors_lock = threading.Lock()
+
+
+def _pool(name: str) -> ThreadPoolExecutor:
+    # Two pools per process. "answer": messages that need the models; they wait on PostgreSQL
+    # and on the embedding models (which release the GIL), so more threads than cores keep both
+    # busy. "quick": storing and replaying messages and exact-cache answers, a few ms each, which
+    # would otherwise queue behind every search under load.
+    with _executors_lock:
+        if name not in _executors:
+            setting = "WORKER_THREADS" if name == "answer" else "QUICK_THREADS"
+            _executors[name] = _Pool(
+                max_workers=settings.CHAT[setting], thread_name_prefix=f"chat-{name}"
+            )
+        return _executors[name]
+
+
+async def _off_loop(pool: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # asgiref, not a bare executor call: its thread handler lets the work reach this event loop
+    # (async_to_sync for the channel layer) and waits for the thread if the caller is cancelled.
+    return await sync_to_async(
+        _with_connection(function), thread_sensitive=False, executor=_pool(pool)
+    )(*args, **kwargs)
+
+
+def pools_drain(timeout: float = 60.0) -> bool:
+    """Wait until the work handed to the pools so far has finished; False if `timeout` passed
+    first. For shutdown and tests: a test's database is emptied only after its answers are in."""
+    with _Pool._lock:
+        pending = list(_Pool.running)
+    _, not_done = wait(pending, timeout=timeout)
+    return not not_done
 
 
 async def db(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await sync_to_async(
-        _with_connection(function), thread_sensitive=False, executor=_pool()
-    )(*args, **kwargs)
+    """Run a quick database call (store, read, a cached answer) off the event loop."""
+    return await _off_loop("quick", function, *args, **kwargs)
+
+
+async def answer(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run work that needs the models (embedding, search, generation) off the event loop."""
+    return await _off_loop("answer", function, *args, **kwargs)
 
 
 def origin_allowed(
@@ -229,7 +275,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             {"type": "ack", "client_id": client_id, "message": message_frame(message)}
         )
         if message.processed_at is None:
-            self.spawn(self.process(message.pk))
+            # A question whose answer is in the exact cache is answered on the quick threads,
+            # not queued behind searches (still after this socket's earlier messages). The
+            # check reads the cache, not the database; should the answer be gone by then, the
+            # engine does the whole work there, which is only slower.
+            quick = engine.exact_answer_ready(message.conversation, message.original_text)
+            self.spawn(self.process(message.pk, quick=quick))
 
     async def on_typing(self, frame: dict[str, Any]) -> None:
         if self.group:
@@ -274,12 +325,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def process(self, message_id: int) -> None:
-        """Answer one stored message; one at a time per socket, so answers keep their order."""
+    async def process(self, message_id: int, *, quick: bool = False) -> None:
+        """Answer one stored message; one at a time per socket, so answers keep their order.
+        `quick`: its answer is in the exact cache, so it need not wait for the models."""
         async with self.processing:
             await self.send_frame({"type": "typing", "role": "bot", "on": True})
             try:
-                await db(services.message_process, message_id, cancel=self.gone)
+                run = db if quick else answer
+                await run(services.message_process, message_id, cancel=self.gone)
             except ServiceError as exc:
                 await self.error(exc.code or "unavailable", str(exc))
             except Exception:

@@ -186,6 +186,18 @@ def _form_step(outcome: Outcome, step: slot_filling.FormStep, state: dict[str, A
     return outcome
 
 
+def exact_answer_ready(conversation: Conversation, text: str) -> bool:
+    """Whether `decide` will most likely answer `text` from the exact cache: the bot has the
+    conversation, no form is open, and the question is cached. Cheap (no embedding, no search,
+    no database: safe on the event loop); `decide` still runs every check first, so a wrong
+    guess here only costs a queue."""
+    if conversation.status != ConversationStatus.BOT or (conversation.state or {}).get("form"):
+        return False
+    language = message_language(text, conversation.language)
+    query = pii.remove(text) or text
+    return caches.AnswerCache(conversation.knowledge_base_id, language).exact_get(query) is not None
+
+
 def decide(conversation: Conversation, text: str, generation: Generation | None = None) -> Outcome:
     language = message_language(text, conversation.language)
     with translation.override(django_language(language)):

@@ -150,24 +150,34 @@ def message_receive(
     client_id twice returns the stored message (a client retrying after a dropped socket)."""
     text = validate_text(text)
     client_id = str(client_id or "")[:64]
-    if client_id:
-        existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-        if existing is not None:
-            return existing, False
     try:
         with transaction.atomic():
             locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
             if locked.status == ConversationStatus.CLOSED:
+                if client_id and (stored := _message_of_client(conversation, client_id)):
+                    return stored, False
                 raise ServiceError(_("This conversation is closed."), code="closed")
             message = message_append(
                 locked, role=Role.CUSTOMER, client_id=client_id, **_stored_text(text)
             )
             locked.save(update_fields=SEQUENCE_FIELDS)
     except IntegrityError:
-        # The same client_id raced in from another socket: that one was stored.
-        return Message.objects.get(conversation=conversation, client_id=client_id), False
+        # The unique (conversation, client_id): a retry of a message stored before, or the same
+        # one raced in from another socket. Cheaper than looking first for every message.
+        if client_id and (stored := _message_of_client(conversation, client_id)):
+            return stored, False
+        raise
     conversation.last_seq = locked.last_seq
+    # `message.conversation` is the row as locked: its status and state are current.
     return message, True
+
+
+def _message_of_client(conversation: Conversation, client_id: str) -> Message | None:
+    return (
+        Message.objects.select_related("conversation")
+        .filter(conversation=conversation, client_id=client_id)
+        .first()
+    )
 
 
 def _stored_text(text: str) -> dict[str, str]:

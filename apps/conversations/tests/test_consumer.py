@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import override_settings
 
+from apps.conversations import consumers
 from apps.conversations.models import Conversation, Message, Role
 from apps.knowledge.models import KnowledgeBase
 from cs_platform.asgi import application
@@ -183,3 +186,63 @@ def test_handoff_button_moves_the_conversation_and_tells_the_customer(
 
     async_to_sync(scenario)()
     assert Conversation.objects.get().handoff_reason == "customer_button"
+
+
+def test_a_repeated_question_is_answered_while_every_answering_thread_is_busy(
+    live_chat_kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the threads that embed and search are all taken; a message is still stored
+    and acknowledged at once, and a question already in the exact cache is still answered."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apps.conversations import consumers
+
+    async def ask(text: str, *, answered: bool) -> dict[str, Any]:
+        socket = connect(live_chat_kb)
+        await socket.connect()
+        await socket.send_json_to({"type": "hello", "token": None, "last_seq": 0})
+        await socket.send_json_to({"type": "message", "client_id": "q", "text": text})
+        if answered:
+            frames = await receive_until(socket, bot_message)
+            await socket.disconnect()
+            return frames[-1]["message"]
+        await receive_until(socket, lambda f: f["type"] == "typing" and f["on"])
+        return {"socket": socket}
+
+    first = async_to_sync(ask)("运费怎么算？", answered=True)
+    assert "99" in first["text"]
+
+    busy = ThreadPoolExecutor(max_workers=1, thread_name_prefix="busy")
+    release = threading.Event()
+    busy.submit(release.wait, TIMEOUT)
+    monkeypatch.setitem(consumers._executors, "answer", busy)
+    try:
+        again = async_to_sync(ask)("运费怎么算？", answered=True)
+        assert again["text"] == first["text"]
+
+        async def new_question_waits() -> None:
+            waiting = await ask("怎么申请增值税专用发票？", answered=False)
+            socket = waiting["socket"]
+            # Stored and acknowledged, but its search waits for an answering thread.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(receive_until(socket, bot_message), timeout=1.0)
+            release.set()
+            frames = await receive_until(socket, bot_message)
+            assert "申请发票" in frames[-1]["message"]["text"]
+            await socket.disconnect()
+
+        async_to_sync(new_question_waits)()
+    finally:
+        release.set()
+        busy.shutdown(wait=True)
+    asked = Message.objects.filter(role=Role.CUSTOMER).order_by("pk")
+    assert [m.cache_hit for m in asked] == ["", "exact", ""]
+
+
+def test_pools_drain_waits_for_work_still_running() -> None:
+    release = threading.Event()
+    consumers._pool("answer").submit(release.wait, 10)  # e.g. an answer whose socket is gone
+    assert not consumers.pools_drain(timeout=0.2)
+    release.set()
+    assert consumers.pools_drain(timeout=5)

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.test import TestCase
 
-from apps.conversations import services
+from apps.conversations import engine, services
 from apps.conversations.engine import extract_answer
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.tests.conftest import say
@@ -74,6 +74,32 @@ def test_repeated_question_is_served_from_the_exact_cache_until_the_kb_changes(
     )
     third = say(conversation, "How much is shipping?")[0]
     assert third.cache_hit == "" and "79" in third.text
+
+
+def test_the_socket_can_tell_a_cached_answer_without_the_database(
+    conversation: Conversation,
+) -> None:
+    """`exact_answer_ready` picks the quick threads: true only for a question in the exact
+    cache, in a conversation with the bot and no form open, and it reads no database."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def ready(text: str) -> bool:
+        message, _ = services.message_receive(conversation, text)
+        with CaptureQueriesContext(connection) as queries:
+            answer = engine.exact_answer_ready(message.conversation, message.original_text)
+        assert len(queries) == 0
+        return answer
+
+    assert not ready("How much is shipping?")
+    say(conversation, "How much is shipping?")
+    assert ready("how much is shipping")
+    assert not ready("how much is shipping to Tibet")
+    # With a form open the cached question may be a slot's answer: the full path decides.
+    say(conversation, "我的订单到哪了")
+    assert not ready("how much is shipping")
+    services.conversation_hand_off(conversation, "customer_button")
+    assert not ready("how much is shipping")
 
 
 def test_similar_question_is_served_from_the_semantic_cache(conversation: Conversation) -> None:
