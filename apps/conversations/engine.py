@@ -429,9 +429,11 @@ def _answer(
     withheld = (generated.details.get("moderation") if generated is not None else None) or {}
     # A generated answer came back moderated, sentence by sentence (one bad sentence among good
     # ones is not averaged away); the help centre's own text, which staff wrote, is checked here
-    # as a whole.
+    # as a whole, its score kept between answers (the same few texts answer most questions).
     generated_ok = generated is not None and generated.ok
-    verdict = Verdict() if generated_ok else moderate(answer["text"], outcome.language)
+    verdict = (
+        Verdict() if generated_ok else moderate(answer["text"], outcome.language, recurring=True)
+    )
     if verdict.blocked or withheld:
         # The model's draft (withheld while it streamed) or the answer itself was blocked.
         flagged = verdict if verdict.blocked else _withheld_verdict(withheld)

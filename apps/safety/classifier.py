@@ -20,6 +20,7 @@ operating point chosen on development data at training time (see `moderation_tra
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
@@ -221,6 +222,12 @@ class ModerationModel:
 
 _model_lock = threading.Lock()
 _model: ModerationModel | None = None
+
+
+@lru_cache(maxsize=1)
+def artifact_digest() -> str:
+    """A short digest of the shipped model's file: names the model in cache keys."""
+    return hashlib.sha256(ARTIFACT_PATH.read_bytes()).hexdigest()[:16]
 
 
 def shipped_model() -> ModerationModel:

@@ -13,12 +13,14 @@ point chosen when the model was trained (stored with it); a number overrides it 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 
 from apps.core.text import detect_language
 from apps.safety import classifier
@@ -26,6 +28,9 @@ from apps.safety.models import FlagSource, TermAction
 from apps.safety.selectors import TermHit, lexicon
 
 CLASSIFIER_CATEGORY = "offensive"
+# How long a recurring text's score is kept (the key names the shipped model, so a new model
+# never reads an old score).
+RECURRING_SCORE_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -94,14 +99,26 @@ def sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END_RE.split(text) if len(part.strip()) >= 2]
 
 
-def moderate(text: str, language: str | None = None, *, each_sentence: bool = False) -> Verdict:
+def moderate(
+    text: str,
+    language: str | None = None,
+    *,
+    each_sentence: bool = False,
+    recurring: bool = False,
+) -> Verdict:
     """Moderate one text (a customer's message or the bot's answer); `language` ("zh"/"en")
     when the caller knows it, else detected. Costs a lexicon scan, at most one embedding the
     engine does not already have, and a few dot products.
 
     `each_sentence` (the bot's answers): the score is the highest of the whole text's and each
     sentence's, so one offensive sentence among polite ones is not averaged away (an embedding
-    per sentence; answers are short, and repeated ones are cached)."""
+    per sentence; answers are short, and repeated ones are cached).
+
+    `recurring`: a text that comes back often and rarely changes (the help centre's answers).
+    Its classifier score is kept in the cache, shared by the server's processes when that is
+    Redis, so a long answer is embedded once (up to 0.2 s), not again in every process and
+    whenever the per-process cache of question embeddings has let it go. The lexicon is still
+    read every time: a term staff add applies at once."""
     if not enabled() or not text.strip():
         return Verdict()
     language = language if language in ("zh", "en") else detect_language(text)
@@ -112,8 +129,22 @@ def moderate(text: str, language: str | None = None, *, each_sentence: bool = Fa
     texts = [text]
     if each_sentence:
         texts += [part for part in sentences(text) if part != text.strip()]
-    scores = classifier.shipped_model().score_many(texts, language, _query_embed)
-    return verdict_from(hits, float(scores.max()), threshold)
+    if not recurring:
+        return verdict_from(hits, _score(texts, language), threshold)
+    key = "moderation:score:{}:{}:{}".format(
+        classifier.artifact_digest(),
+        language,
+        hashlib.sha256("\x1f".join(texts).encode()).hexdigest(),
+    )
+    score = cache.get(key)
+    if score is None:
+        score = _score(texts, language)
+        cache.set(key, score, timeout=RECURRING_SCORE_SECONDS)
+    return verdict_from(hits, float(score), threshold)
+
+
+def _score(texts: list[str], language: str) -> float:
+    return float(classifier.shipped_model().score_many(texts, language, _query_embed).max())
 
 
 def moderate_many(texts: Sequence[str], languages: Sequence[str]) -> list[Verdict]:

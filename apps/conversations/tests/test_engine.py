@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.test import TestCase
 
-from apps.conversations import engine, services
+from apps.conversations import caches, engine, services
 from apps.conversations.engine import extract_answer
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.tests.conftest import say
@@ -57,6 +57,16 @@ def test_answer_cites_its_source_and_processing_is_idempotent(
     message.refresh_from_db()
     assert message.processed_at is not None and message.decision == "answer"
     assert message.latency_ms is not None and message.confidence is not None
+
+
+def test_the_in_memory_cache_holds_thousands_of_answers() -> None:
+    # Django's local-memory cache keeps 300 entries unless told otherwise: the answer cache
+    # of a busy day would be culled every few minutes.
+    answers = caches.AnswerCache(1, "en")
+    for n in range(2000):
+        answers.exact_set(f"question number {n}", {"text": f"answer {n}", "sources": []})
+    kept = sum(answers.exact_get(f"question number {n}") is not None for n in range(2000))
+    assert kept == 2000
 
 
 def test_repeated_question_is_served_from_the_exact_cache_until_the_kb_changes(

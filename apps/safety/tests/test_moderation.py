@@ -119,6 +119,31 @@ def test_lexicon_edits_take_effect_at_once() -> None:
     assert not moderate(text).flagged
 
 
+def test_a_recurring_texts_score_is_kept_but_the_lexicon_still_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from apps.safety import moderation
+
+    embedded: list[str] = []
+    real = moderation._query_embed
+
+    def counting(name: str, texts: Any) -> Any:
+        embedded.extend(texts)
+        return real(name, texts)
+
+    monkeypatch.setattr(moderation, "_query_embed", counting)
+    answer = "Refunds reach your original payment method within 3-5 working days, clowns."
+    first = moderate(answer, "en", recurring=True)
+    second = moderate(answer, "en", recurring=True)
+    assert not first.blocked and second.score == first.score
+    assert embedded == [answer]  # scored once; the second time from the cache
+    moderate(answer, "en")
+    assert embedded == [answer, answer]  # without `recurring`, scored every time
+
+    ModerationTerm.objects.create(term="clowns", language="en", category="insult", action="block")
+    assert moderate(answer, "en", recurring=True).blocked
+
+
 def test_language_specific_terms_apply_to_that_language_only() -> None:
     ModerationTerm.objects.create(term="垃圾店", language="zh", category="insult", action="block")
     assert moderate("这就是个垃圾店").blocked
