@@ -11,6 +11,7 @@ Every backend returns L2-normalised float32 rows, so cosine similarity is a dot 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from functools import lru_cache
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddingError(Exception):
@@ -155,6 +158,8 @@ class SentenceTransformerEmbedder:
         import torch
 
         self._threads = torch.get_num_threads()
+        self._traced: Any = None  # built with the first question (see _traced_queries)
+        self._traced_tried = False
 
     @property
     def dimensions(self) -> int:
@@ -170,6 +175,9 @@ class SentenceTransformerEmbedder:
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
+            traced = self._traced_queries() if query and threads == 1 else None
+            if traced is not None:
+                return _normalised(self._run_traced(traced, _clipped(texts)))
             rows = self._model.encode(
                 _clipped(texts),
                 # Small batches of length-sorted texts pad less: 52 texts/s at 8 against 42 at
@@ -183,6 +191,85 @@ class SentenceTransformerEmbedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, query=True)
+
+    # A question through the model is some 120 small PyTorch calls, and the GIL is handed back
+    # and forth around each: with one other thread of the server running Python, a MiniLM
+    # question took 640 ms instead of 11 (each hand-back waits up to Python's 5 ms switch
+    # interval). Traced to TorchScript, the forward pass is one call that runs without the GIL:
+    # 8 ms alone, 32 ms beside that thread (docs/benchmarks.md). Only questions, one at a time
+    # on one thread, take this path; batches are few and long and keep the model's own.
+    def _traced_queries(self) -> Any:
+        if self._traced_tried:
+            return self._traced
+        self._traced_tried = True
+        if not settings.KNOWLEDGE.get("TRACED_QUERIES", True):
+            return None
+        try:
+            self._traced = self._trace()
+        except Exception as exc:  # any failure only means the slower path
+            logger.warning("questions stay on the sentence-transformers path: %s", exc)
+        return self._traced
+
+    def _trace(self) -> Any:
+        """The model's transformer with mean pooling, traced and frozen, if it gives the
+        model's own vectors (mean-pooled models such as MiniLM; others keep their path)."""
+        import warnings
+
+        import torch
+
+        class MeanPooled(torch.nn.Module):
+            def __init__(self, transformer: torch.nn.Module) -> None:
+                super().__init__()
+                self.transformer = transformer
+
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+                hidden = self.transformer(
+                    input_ids=input_ids, attention_mask=attention_mask
+                ).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+        transformer: Any = self._model[0].auto_model
+        module = MeanPooled(transformer).eval()
+        example = self._model.preprocess(["a short question", "a somewhat longer question here"])
+        # The tracer's notes on shape-dependent Python, and transformers' on a loss property
+        # the tracer reads, are noise here: the result is checked against the model below.
+        hf_logger = logging.getLogger("transformers")
+        level = hf_logger.level
+        hf_logger.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings(), torch.inference_mode():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(
+                    module,
+                    (example["input_ids"], example["attention_mask"]),
+                    check_trace=False,
+                    strict=False,
+                )
+                traced = torch.jit.freeze(traced)
+        finally:
+            hf_logger.setLevel(level)
+        probes = [
+            ["ok"],
+            ["How long does a refund take to reach my card after the return is approved?"],
+            ["退款多久到账？", "Where is my order", "Can I change the delivery address later?"],
+        ]
+        for texts in probes:
+            mine = _normalised(self._run_traced(traced, texts))
+            theirs = _normalised(
+                self._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+            )
+            if not np.allclose(mine, theirs, atol=1e-4):
+                raise EmbeddingError("the traced model's vectors differ from the model's own")
+        return traced
+
+    def _run_traced(self, traced: Any, texts: list[str]) -> np.ndarray:
+        import torch
+
+        features = self._model.preprocess(texts)
+        with torch.inference_mode():
+            rows = traced(features["input_ids"], features["attention_mask"])
+        return np.asarray(rows.numpy(), dtype=np.float32)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         # Indexing in bfloat16 where the CPU computes it natively (AVX512-BF16, AMX): 1.7x the

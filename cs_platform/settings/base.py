@@ -240,6 +240,10 @@ KNOWLEDGE = {
     # sentence-transformers indexing in bfloat16: "auto" (when the CPU computes it natively),
     # "true" or "false".
     "CPU_BF16": env.str("EMBEDDING_CPU_BF16", default="auto"),
+    # Questions through a TorchScript copy of the sentence-transformers model (checked against
+    # the model itself when built): the forward pass then runs without the GIL, so questions
+    # are not slowed down by every other thread of the server.
+    "TRACED_QUERIES": env.bool("EMBEDDING_TRACED_QUERIES", default=True),
 }
 
 # Chat (web widget, app API): limits and answer thresholds. Protocol: docs/chat-protocol.md.

