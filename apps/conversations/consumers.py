@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar
@@ -33,6 +34,7 @@ from apps.core.exceptions import ServiceError
 logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN_ORIGIN = 4403
+SENT_MESSAGES_KEPT = 200
 
 
 def _with_connection(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,6 +190,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task] = set()
         # Set when the customer goes away: a reply still being generated stops early.
         self.gone = threading.Event()
+        # The message frames sent lately, so the same one is not sent twice (see send_frame).
+        self.sent_messages: OrderedDict[str, None] = OrderedDict()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -332,7 +336,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "typing", "role": "bot", "on": True})
             try:
                 run = db if quick else answer
-                await run(services.message_process, message_id, cancel=self.gone)
+                replies = await run(services.message_process, message_id, cancel=self.gone)
+                # The replies also go to every socket on the conversation through the channel
+                # layer. Sent here as well, they reach this customer even when the layer did
+                # not carry them (Redis down or overloaded); send_frame drops the second copy.
+                for reply in replies:
+                    await self.send_frame({"type": "message", "message": message_frame(reply)})
             except ServiceError as exc:
                 await self.error(exc.code or "unavailable", str(exc))
             except Exception:
@@ -376,8 +385,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame(frame)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        text = json.dumps(frame, ensure_ascii=False, sort_keys=True)
+        if frame.get("type") == "message":
+            # A reply comes both from the channel layer and from the socket that asked (see
+            # process); an updated message (a rating) differs, so it is sent again.
+            if text in self.sent_messages:
+                return
+            self.sent_messages[text] = None
+            if len(self.sent_messages) > SENT_MESSAGES_KEPT:
+                self.sent_messages.popitem(last=False)
         try:
-            await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+            await self.send(text_data=text)
         except OSError:
             # The client went away (uvicorn's ClientDisconnected): what it missed is stored and
             # replayed when it comes back.

@@ -240,6 +240,41 @@ def test_a_repeated_question_is_answered_while_every_answering_thread_is_busy(
     assert [m.cache_hit for m in asked] == ["", "exact", ""]
 
 
+def _answer_frames(live_chat_kb: KnowledgeBase) -> list[dict[str, Any]]:
+    async def scenario() -> list[dict[str, Any]]:
+        socket = connect(live_chat_kb)
+        await socket.connect()
+        await socket.send_json_to({"type": "message", "client_id": "c1", "text": "运费怎么算？"})
+        frames = await receive_until(socket, bot_message)
+        frames += await receive_until(socket, lambda f: f["type"] == "typing" and f["on"] is False)
+        assert await socket.receive_nothing(timeout=0.5)
+        await socket.disconnect()
+        return frames
+
+    return async_to_sync(scenario)()
+
+
+def test_each_reply_reaches_the_socket_once(live_chat_kb: KnowledgeBase) -> None:
+    # It comes through the channel layer and from the socket's own processing: sent once.
+    frames = _answer_frames(live_chat_kb)
+    sent = [(f["message"]["role"], f["message"]["id"]) for f in frames if f["type"] == "message"]
+    assert len(sent) == len(set(sent))
+    assert [role for role, _ in sent].count("bot") == 1
+
+
+def test_a_reply_the_channel_layer_drops_still_reaches_the_customer(
+    live_chat_kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.conversations import events
+
+    dropped: list[str] = []
+    monkeypatch.setattr(events, "group_send", lambda group, event: dropped.append(group))
+    frames = _answer_frames(live_chat_kb)
+    assert dropped  # the layer carried nothing
+    answer = next(f["message"] for f in frames if bot_message(f))
+    assert "99" in answer["text"] and answer["seq"] == 2
+
+
 def test_pools_drain_waits_for_work_still_running() -> None:
     release = threading.Event()
     consumers._pool("answer").submit(release.wait, 10)  # e.g. an answer whose socket is gone
