@@ -29,8 +29,10 @@ from apps.safety import pii
 logger = logging.getLogger(__name__)
 
 EXACT_TTL_SECONDS = 24 * 3600
-# At most this many semantic entries per knowledge base; the oldest go first.
+# At most this many semantic entries per knowledge base (plus those written since the last
+# check, which comes every SEMANTIC_TRIM_EVERY entries written); the oldest go first.
 SEMANTIC_MAX_ENTRIES = 5000
+SEMANTIC_TRIM_EVERY = 50
 
 
 def cache_question(text: str) -> str:
@@ -114,7 +116,7 @@ class AnswerCache:
         )
         if entries.filter(question=question).exists():
             return
-        SemanticCacheEntry.objects.create(
+        entry = SemanticCacheEntry.objects.create(
             knowledge_base_id=self.kb_id,
             language=self.language,
             embedder=embedder,
@@ -123,12 +125,22 @@ class AnswerCache:
             embedding=vector,
             answer=answer,
         )
-        all_entries = SemanticCacheEntry.objects.filter(knowledge_base_id=self.kb_id)
-        total = all_entries.count()
-        if total > SEMANTIC_MAX_ENTRIES:
-            oldest = all_entries.order_by("created_at")
-            stale = list(oldest.values_list("pk", flat=True)[: total - SEMANTIC_MAX_ENTRIES])
-            SemanticCacheEntry.objects.filter(pk__in=stale).delete()
+        # Counting the entries on every answer was one more statement per new question.
+        if entry.pk % SEMANTIC_TRIM_EVERY == 0:
+            semantic_trim(self.kb_id)
+
+
+def semantic_trim(kb_id: int) -> int:
+    """Delete a knowledge base's oldest semantic entries beyond SEMANTIC_MAX_ENTRIES; returns
+    how many went."""
+    entries = SemanticCacheEntry.objects.filter(knowledge_base_id=kb_id)
+    total = entries.count()
+    if total <= SEMANTIC_MAX_ENTRIES:
+        return 0
+    oldest = entries.order_by("created_at")
+    stale = list(oldest.values_list("pk", flat=True)[: total - SEMANTIC_MAX_ENTRIES])
+    deleted, _ = SemanticCacheEntry.objects.filter(pk__in=stale).delete()
+    return deleted
 
 
 def knowledge_base_invalidate(kb_id: int | None) -> int:

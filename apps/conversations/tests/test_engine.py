@@ -14,6 +14,7 @@ from apps.conversations.models import Conversation, ConversationStatus, Message,
 from apps.conversations.tests.conftest import say
 from apps.core.exceptions import ServiceError
 from apps.knowledge import services as knowledge_services
+from apps.knowledge.models import KnowledgeBase
 from apps.nlu.models import Intent
 from apps.orders.models import ReturnRequest
 
@@ -117,6 +118,22 @@ def test_similar_question_is_served_from_the_semantic_cache(conversation: Conver
     reply = say(conversation, "How long does the refund take?")[0]
     assert reply.cache_hit == "semantic"
     assert reply.sources[0]["title"] == "How long does a refund take?"
+
+
+def test_the_semantic_cache_keeps_its_newest_entries_up_to_the_cap(
+    chat_kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.conversations.models import SemanticCacheEntry
+
+    monkeypatch.setattr(caches, "SEMANTIC_MAX_ENTRIES", 3)
+    monkeypatch.setattr(caches, "SEMANTIC_TRIM_EVERY", 1)  # check after every entry
+    answers = caches.AnswerCache(chat_kb, "en")
+    vector = [1.0] + [0.0] * 383
+    for n in range(5):
+        answers.semantic_set("sentence-transformers:", vector, f"question {n}", {"text": "a"})
+    kept = SemanticCacheEntry.objects.filter(knowledge_base=chat_kb).order_by("created_at")
+    assert [e.question for e in kept] == ["question 2", "question 3", "question 4"]
+    assert caches.semantic_trim(chat_kb.pk) == 0
 
 
 def test_a_question_is_searched_and_cached_without_personal_data(
