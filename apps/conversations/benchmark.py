@@ -24,10 +24,11 @@ import asyncio
 import json
 import random
 import statistics
-import subprocess
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,11 +218,34 @@ def _delete_bench_customers(client_ids: list[str], log: Any) -> None:
     log(f"deleted the bench's {len(customers)} customers and their data ({deleted} rows)")
 
 
-def _start_server(workers: int, redis_url: str) -> tuple[subprocess.Popen, str]:
-    from tests.support.services import start_asgi_server
+@contextmanager
+def _server(workers: int) -> Iterator[str]:
+    """A uvicorn server (ws:// address) for the run, with `workers` processes; more than one
+    share a Redis (REDIS_URL, or a redis-server started here). Both stop afterwards."""
+    from tests.support import services as real
 
-    process, url = start_asgi_server({"REDIS_URL": redis_url} if redis_url else {}, workers)
-    return process, url.replace("http", "ws", 1)
+    redis_process, redis_url = real.start_redis() if workers > 1 else (None, "")
+    process = None
+    try:
+        process, url = real.start_asgi_server(
+            {"REDIS_URL": redis_url} if redis_url else {}, workers
+        )
+        yield url.replace("http", "ws", 1)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        if redis_process is not None:
+            real.stop(redis_process)
+
+
+def _run_all(
+    sessions: list[Session], url: str, think_ms: float, timeout: float, rng: random.Random
+) -> None:
+    async def all_sessions() -> None:
+        await asyncio.gather(*(_run_session(url, s, think_ms, timeout, rng) for s in sessions))
+
+    asyncio.run(all_sessions())
 
 
 def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
@@ -229,65 +253,33 @@ def run(options: dict[str, Any], log: Any) -> dict[str, Any]:
 
     rng = random.Random(options["seed"])
     kb_id = benchmark_knowledge_base_id(options["kb"])
-    server = redis_process = None
-    base = options["url"].rstrip("/")
     workers = max(1, options["workers"])
-    if not base:
-        # Every run starts from the same state: no semantic-cache entries from earlier runs
-        # (the exact cache lives in the new server's memory).
-        from apps.conversations.models import SemanticCacheEntry
-
-        cleared, _ = SemanticCacheEntry.objects.filter(knowledge_base_id=kb_id).delete()
-        log(f"semantic cache of knowledge base {kb_id} emptied ({cleared} entries)")
-        redis_url = ""
-        if workers > 1:
-            from tests.support import services as real
-
-            redis_process, redis_url = real.start_redis()
-        server, base = _start_server(workers, redis_url)
-        log(f"started a server at {base} ({workers} process(es){', Redis' if redis_url else ''})")
-    url = f"{base}/ws/chat/?kb={kb_id}"
     sessions = _plans(options["sessions"], options["messages"], rng)
-    try:
-        # Warm-up: ask the repeated questions once, so later asks hit the exact cache, and
-        # load the models in the server.
-        # and load every model in the server (classifier, both embedders) before timing.
-        warm_up = [*CACHED_QUESTIONS, *FORM_TURNS["en"], *FORM_TURNS["zh"]]
-        warm_up += ["Do you ship to Canada?", "可以开专票吗", "hello", "你好"]
-        # One socket per process would do, but which process takes a connection is the
-        # kernel's choice: a few per process, side by side, reach them all.
-        warm_sessions = [
-            Session([("warm", q) for q in warm_up])
-            for _ in range(1 if workers == 1 else 4 * workers)
-        ]
+    # Warm-up: ask the repeated questions once, so later asks hit the exact cache, and load
+    # every model in the server (classifier, both embedders) before timing. One socket per
+    # process would do, but which process takes a connection is the kernel's choice: a few per
+    # process, side by side, reach them all.
+    warm_up = [*CACHED_QUESTIONS, *FORM_TURNS["en"], *FORM_TURNS["zh"]]
+    warm_up += ["Do you ship to Canada?", "可以开专票吗", "hello", "你好"]
+    warm_sessions = [
+        Session([("warm", q) for q in warm_up]) for _ in range(1 if workers == 1 else 4 * workers)
+    ]
+    with ExitStack() as stack:
+        base = options["url"].rstrip("/")
+        if not base:
+            # Every run starts from the same state: no semantic-cache entries from earlier
+            # runs (the exact cache lives in the new server's memory).
+            from apps.conversations.models import SemanticCacheEntry
 
-        async def warm_all() -> None:
-            await asyncio.gather(
-                *(_run_session(url, w, 0, options["timeout"], rng) for w in warm_sessions)
-            )
-
-        asyncio.run(warm_all())
-
-        async def all_sessions() -> None:
-            await asyncio.gather(
-                *(
-                    _run_session(url, s, options["think_ms"], options["timeout"], rng)
-                    for s in sessions
-                ),
-                return_exceptions=False,
-            )
-
+            cleared, _ = SemanticCacheEntry.objects.filter(knowledge_base_id=kb_id).delete()
+            log(f"semantic cache of knowledge base {kb_id} emptied ({cleared} entries)")
+            base = stack.enter_context(_server(workers))
+            log(f"started a server at {base} ({workers} process(es))")
+        url = f"{base}/ws/chat/?kb={kb_id}"
+        _run_all(warm_sessions, url, 0, options["timeout"], rng)
         started = time.perf_counter()
-        asyncio.run(all_sessions())
+        _run_all(sessions, url, options["think_ms"], options["timeout"], rng)
         elapsed = time.perf_counter() - started
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        if redis_process is not None:
-            from tests.support import services as real
-
-            real.stop(redis_process)
 
     samples = [s for session in sessions for s in session.samples]
     errors = [e for session in sessions for e in session.errors]

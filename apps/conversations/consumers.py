@@ -8,6 +8,7 @@ not hold up the other sockets of the process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import threading
@@ -190,8 +191,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task] = set()
         # Set when the customer goes away: a reply still being generated stops early.
         self.gone = threading.Event()
-        # The message frames sent lately, so the same one is not sent twice (see send_frame).
-        self.sent_messages: OrderedDict[str, None] = OrderedDict()
+        # Digests of the message frames sent lately, so the same one is not sent twice (see
+        # send_frame); a frame with its sources is a few KB, kept per socket.
+        self.sent_messages: OrderedDict[bytes, None] = OrderedDict()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -389,9 +391,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if frame.get("type") == "message":
             # A reply comes both from the channel layer and from the socket that asked (see
             # process); an updated message (a rating) differs, so it is sent again.
-            if text in self.sent_messages:
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            if digest in self.sent_messages:
                 return
-            self.sent_messages[text] = None
+            self.sent_messages[digest] = None
             if len(self.sent_messages) > SENT_MESSAGES_KEPT:
                 self.sent_messages.popitem(last=False)
         try:

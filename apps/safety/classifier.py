@@ -142,6 +142,8 @@ class Head:
 class ModerationModel:
     heads: dict[str, Head]
     info: dict[str, Any] = field(default_factory=dict)
+    # A short SHA-256 of the file it was loaded from (names the model in cache keys).
+    digest: str = ""
 
     def head_for(self, language: str) -> Head:
         return self.heads.get(language) or self.heads["en" if language != "zh" else "zh"]
@@ -192,7 +194,8 @@ class ModerationModel:
 
     @classmethod
     def load(cls, path: Path) -> ModerationModel:
-        with np.load(path, allow_pickle=False) as data:
+        raw = path.read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             header = json.loads(bytes(data["header"]).decode())
             if header.get("format") != FORMAT_VERSION or header["hash_features"] != HASH_FEATURES:
                 raise ValueError(f"{path}: written by an incompatible version; retrain")
@@ -217,17 +220,11 @@ class ModerationModel:
                     threshold=float(meta["threshold"]),
                     metrics=meta.get("metrics", {}),
                 )
-        return cls(heads, header.get("info", {}))
+        return cls(heads, header.get("info", {}), hashlib.sha256(raw).hexdigest()[:16])
 
 
 _model_lock = threading.Lock()
 _model: ModerationModel | None = None
-
-
-@lru_cache(maxsize=1)
-def artifact_digest() -> str:
-    """A short digest of the shipped model's file: names the model in cache keys."""
-    return hashlib.sha256(ARTIFACT_PATH.read_bytes()).hexdigest()[:16]
 
 
 def shipped_model() -> ModerationModel:

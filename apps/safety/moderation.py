@@ -132,7 +132,7 @@ def moderate(
     if not recurring:
         return verdict_from(hits, _score(texts, language), threshold)
     key = "moderation:score:{}:{}:{}".format(
-        classifier.artifact_digest(),
+        classifier.shipped_model().digest,
         language,
         hashlib.sha256("\x1f".join(texts).encode()).hexdigest(),
     )
