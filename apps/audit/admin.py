@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
@@ -14,11 +15,14 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.audit.keys import api_key_create, api_key_revoke
+from apps.audit.keys import api_key_create, api_key_owner_check, api_key_revoke
 from apps.audit.middleware import request_context
 from apps.audit.models import ApiKey, AuditEvent, Scope
-from apps.audit.selectors import audit_csv_lines
+from apps.audit.selectors import api_keys_visible_to, audit_csv_lines
 from apps.audit.services import audit_record
+from apps.core.exceptions import ServiceError
+
+OTHER_USER_REFUSED = _("Only a superuser may make an API key that acts for another user.")
 
 
 def _csv_response(request: HttpRequest, events: QuerySet[AuditEvent], how: str) -> Any:
@@ -48,15 +52,21 @@ class AuditEventAdmin(admin.ModelAdmin):
         "endpoint",
         "status",
         "latency_ms",
+        "address",
         "request_id",
     )
     list_filter = ("kind", "status")
     date_hierarchy = "created_at"
-    search_fields = ("=request_id", "actor", "endpoint")
+    search_fields = ("=request_id", "actor", "endpoint", "=ip", "=ip_pseudonym")
     list_per_page = 100
     # Counting a large log on every page is slow; the filtered count is still shown.
     show_full_result_count = False
     actions = ["export_csv"]
+
+    @admin.display(description=_("address"), ordering="ip")
+    def address(self, event: AuditEvent) -> str:
+        """The IP address, or its pseudonym where the address is a data subject's."""
+        return event.ip or event.ip_pseudonym or ""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # has_perm is True for active superusers and False for inactive users.
@@ -98,10 +108,29 @@ class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple
     )
+    # The user filling the form in, set by ApiKeyAdmin.get_form.
+    creator: Any = None
 
     class Meta:
         model = ApiKey
         fields = ("name", "user", "scopes", "rate_limit", "expires_at")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        user_field = self.fields.get("user")
+        creator = self.creator
+        if isinstance(user_field, forms.ModelChoiceField) and creator and not creator.is_superuser:
+            # Only themselves to choose from (and no list of every account to browse).
+            user_field.queryset = get_user_model().objects.filter(pk=creator.pk)
+            user_field.error_messages["invalid_choice"] = OTHER_USER_REFUSED
+
+    def clean_user(self) -> Any:
+        user = self.cleaned_data["user"]
+        try:
+            api_key_owner_check(user=user, created_by=self.creator)
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+        return user
 
 
 @admin.register(ApiKey)
@@ -127,11 +156,21 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"))
     def status(self, key: ApiKey) -> str:
-        if key.revoked_at is not None:
-            return str(_("revoked"))
-        if not key.active:
-            return str(_("expired"))
-        return str(_("active"))
+        return str({"revoked": _("revoked"), "expired": _("expired")}.get(key.state, _("active")))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        # The same keys as the admin API shows: a key acts as its user, so a staff member
+        # manages (and revokes) only their own unless a superuser.
+        return api_keys_visible_to(request.user)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"creator": request.user})
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"user": request.user.pk, **super().get_changeform_initial_data(request)}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None:  # made keys are not edited: their scopes and owner stay as issued

@@ -8,4 +8,4 @@ class AuditConfig(AppConfig):
     verbose_name = _("Audit")
 
     def ready(self) -> None:
-        from apps.audit import signals  # noqa: F401 (connects the login signals)
+        from apps.audit import schema, signals  # noqa: F401 (login signals, OpenAPI extension)

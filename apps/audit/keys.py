@@ -40,6 +40,21 @@ class CreatedKey:
     key: str  # the whole key: shown once, never stored
 
 
+def api_key_owner_check(*, user: Any, created_by: Any) -> None:
+    """ServiceError unless `created_by` may make a key that acts for `user`: a key has its
+    user's permissions, so only a superuser may make one for somebody else (a staff member with
+    `add_apikey` could otherwise act as any user, a superuser included). None for `created_by`
+    is the server's operator (`manage.py apikey_create`)."""
+    from apps.core.exceptions import ServiceError
+
+    if created_by is None or created_by.is_superuser or created_by.pk == user.pk:
+        return
+    raise ServiceError(
+        _("Only a superuser may make an API key that acts for another user."),
+        code="forbidden",
+    )
+
+
 def api_key_create(
     *,
     name: str,
@@ -49,10 +64,12 @@ def api_key_create(
     rate_limit: int | None = None,
     created_by: Any = None,
 ) -> CreatedKey:
+    """Make a key for `user` (see api_key_owner_check for who may), audited."""
     # Here, not at the top: DRF imports this module (through the authentication class) while
     # apps.core.exceptions is still importing DRF.
     from apps.core.exceptions import ServiceError
 
+    api_key_owner_check(user=user, created_by=created_by)
     unknown = set(scopes) - set(Scope.values)
     if not scopes or unknown:
         raise ServiceError(
@@ -80,13 +97,19 @@ def api_key_create(
         audit_record(
             AuditEvent.Kind.SECURITY,
             actor=created_by,
-            detail={"reason": "api_key_created", "key": prefix, "scopes": api_key.scopes},
+            detail={
+                "reason": "api_key_created",
+                "key": prefix,
+                "scopes": api_key.scopes,
+                "acts_for": user.pk,
+            },
         )
     return CreatedKey(api_key, key)
 
 
-def api_key_revoke(api_key: ApiKey, *, by: Any = None) -> bool:
-    """Revoke the key at once; False when it already was."""
+def api_key_revoke(api_key: ApiKey, *, by: Any = None, request_id: str = "") -> bool:
+    """Revoke the key at once; False when it already was. `request_id` ties the audit row to
+    the request that asked (the admin API's)."""
     revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
@@ -94,6 +117,7 @@ def api_key_revoke(api_key: ApiKey, *, by: Any = None) -> bool:
         audit_record(
             AuditEvent.Kind.SECURITY,
             actor=by,
+            request_id=request_id,
             detail={"reason": "api_key_revoked", "key": api_key.prefix},
         )
     api_key.refresh_from_db(fields=["revoked_at"])

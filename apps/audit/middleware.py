@@ -1,6 +1,10 @@
 """Every request gets a request id (the client's `X-Request-ID` when it sent a sane one), sent
 back in the `X-Request-ID` response header; API requests and admin changes are written to the
-audit log with who, from where, what, the status and the time taken."""
+audit log with who, from where, what, the status and the time taken. "From where" is the IP
+address for staff users and API keys, and only a keyed pseudonym of it for everyone else.
+
+`AuditMiddleware` comes first in MIDDLEWARE, so that answers given by the middleware below it
+(a redirect to HTTPS or to a slashed URL, a refused host) carry a request id as well."""
 
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ def client_ip(request: HttpRequest) -> str | None:
 
 def request_context(request: Any) -> dict[str, Any]:
     """Where an event happened, as `services.audit_record` takes it: request id, IP, method and
-    endpoint (an HttpRequest or DRF's Request; nothing for None)."""
+    endpoint (an HttpRequest or DRF's Request; nothing for None). The IP is kept in clear or as a
+    pseudonym according to the event's actor (`services.ip_kept_in_clear`)."""
     if request is None:
         return {}
     return {
@@ -72,8 +77,14 @@ class AuditMiddleware:
         response["X-Request-ID"] = request_id
         kind = _kind(request)
         if kind is not None:
+            # Read only now: AuthenticationMiddleware (below this one) sets request.user, and
+            # not at all when a middleware above it answered first.
             user = getattr(request, "user", None)
             actor = getattr(request, "audit_actor", None)  # "key:<prefix>", set by the key auth
+            detail = getattr(request, "audit_detail", None)
+            # A refused key is anyone's guess, not the integration's: its address is kept only
+            # as a pseudonym, like a failed login's. Otherwise the actor decides (services).
+            ip_in_clear = False if detail and detail.get("refused") else None
             if actor is None:
                 actor = user if user is not None and user.is_authenticated else None
             elif kind == AuditEvent.Kind.API_REQUEST:
@@ -91,7 +102,8 @@ class AuditMiddleware:
                     endpoint=request.path[:300],
                     status=response.status_code,
                     latency_ms=round((time.perf_counter() - started) * 1000, 2),
-                    detail=getattr(request, "audit_detail", None),
+                    detail=detail,
+                    ip_in_clear=ip_in_clear,
                 )
             except DatabaseError:  # the response stands; the failure is loud in the logs
                 logger.exception("could not write the audit event of %s", request.path)

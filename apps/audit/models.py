@@ -41,7 +41,15 @@ class AuditEvent(models.Model):
         blank=True,
         help_text=_('Username, "key:<prefix>" for an API key, or empty for anonymous.'),
     )
+    # The address in clear only for staff users and API keys (the platform's own people and
+    # integrations); anyone else's (visitors, customers, failed logins) only as a keyed pseudonym
+    # (apps.safety.pseudonyms) in ip_pseudonym: these rows can never be erased.
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    # Null, not empty, on rows written before the column existed: the hash covers it only when it
+    # is set, so those rows still verify.
+    ip_pseudonym = models.CharField(
+        _("IP address (pseudonym)"), max_length=64, null=True, blank=True
+    )
     method = models.CharField(_("method"), max_length=8, blank=True)
     endpoint = models.CharField(_("endpoint"), max_length=300, blank=True)
     status = models.PositiveSmallIntegerField(_("status"), null=True, blank=True)
@@ -129,5 +137,13 @@ class ApiKey(models.Model):
 
     @property
     def active(self) -> bool:
-        now = timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        return self.state == "active"
+
+    @property
+    def state(self) -> str:
+        """ "revoked", "expired" or "active"."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

@@ -1,4 +1,4 @@
-"""Reading the audit log: the CSV export."""
+"""Reading the audit log (the CSV export) and the API keys a user may see."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from datetime import UTC
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
-from apps.audit.models import AuditEvent
-from apps.audit.services import CONTENT_FIELDS
+from apps.audit.models import ApiKey, AuditEvent
+from apps.audit.services import CONTENT_FIELDS, OPTIONAL_CONTENT_FIELDS
+from apps.core.exceptions import NotFoundError
 
 # Every column: the id, the hashed content, then the chain.
-CSV_COLUMNS = ("id", *CONTENT_FIELDS, "prev_hash", "hash")
+CSV_COLUMNS = ("id", *CONTENT_FIELDS, *OPTIONAL_CONTENT_FIELDS, "prev_hash", "hash")
 
 # A spreadsheet runs a cell that starts with one of these as a formula; actor and endpoint come
 # from the outside world, so such cells are written with a leading apostrophe.
@@ -57,7 +59,29 @@ def audit_csv_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
                 event.output_tokens,
                 event.latency_ms,
                 json.dumps(event.detail, ensure_ascii=False, sort_keys=True),
+                event.ip_pseudonym,
                 event.prev_hash,
                 event.hash,
             ]
         )
+
+
+def api_keys_visible_to(user: Any) -> QuerySet[ApiKey]:
+    """The keys `user` may list and manage: every key for a superuser, otherwise the keys that
+    act for the user (whatever the model permissions, which are checked by the caller)."""
+    keys = ApiKey.objects.select_related("user").order_by("-created_at", "-pk")
+    if user.is_active and user.is_superuser:
+        return keys
+    return keys.filter(user_id=user.pk)
+
+
+def api_key_visible_get(user: Any, prefix: str) -> ApiKey:
+    """The key with this prefix among those `user` may see; NotFoundError otherwise (whether it
+    exists for somebody else is not told)."""
+    api_key = api_keys_visible_to(user).filter(prefix=prefix).first()
+    if api_key is None:
+        raise NotFoundError(
+            _("There is no API key with the prefix %(prefix)s.") % {"prefix": prefix[:16]},
+            code="not_found",
+        )
+    return api_key

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.audit.models import GENESIS_HASH, AuditEvent
+from apps.safety.pseudonyms import pseudonym
 
 # Key of the PostgreSQL advisory lock that serialises appends ("AUDIT" in ASCII). Any other code
 # that takes an advisory lock must not use this number.
@@ -36,11 +37,16 @@ CONTENT_FIELDS = (
     "latency_ms",
     "detail",
 )
+# Columns added later: hashed only when set, so the rows written before them keep their hashes.
+OPTIONAL_CONTENT_FIELDS = ("ip_pseudonym",)
 
 
 def event_hash(prev_hash: str, event: AuditEvent) -> str:
     """SHA-256 (hex) of the previous row's hash followed by this row's canonical JSON."""
     content: dict[str, Any] = {name: getattr(event, name) for name in CONTENT_FIELDS}
+    for name in OPTIONAL_CONTENT_FIELDS:
+        if getattr(event, name) is not None:
+            content[name] = getattr(event, name)
     content["created_at"] = event.created_at.astimezone(UTC).isoformat()
     canonical = json.dumps(
         content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -56,6 +62,20 @@ def _actor_fields(actor: Any) -> tuple[int | None, str]:
     if not getattr(actor, "is_authenticated", False):  # AnonymousUser
         return None, ""
     return actor.pk, actor.get_username()
+
+
+def ip_kept_in_clear(actor: Any) -> bool:
+    """Whether an event by `actor` may keep the client's IP address as it is.
+
+    Staff users' and API keys' addresses are kept (the platform's own people and integrations,
+    whose access the log is there to trace); anyone else's (anonymous visitors, customers, app
+    users, failed logins) only as a keyed pseudonym: audit rows are never erased, so they must not
+    hold a data subject's address."""
+    if isinstance(actor, str):
+        return actor.startswith("key:")
+    if not getattr(actor, "is_authenticated", False):
+        return False
+    return bool(getattr(actor, "is_staff", False) or getattr(actor, "is_superuser", False))
 
 
 def _optional_int(value: int | None) -> int | None:
@@ -75,17 +95,23 @@ def audit_record(
     output_tokens: int | None = None,
     latency_ms: float | None = None,
     detail: dict[str, Any] | None = None,
+    ip_in_clear: bool | None = None,
 ) -> AuditEvent:
     """Append one event to the log and return it.
 
     `actor` is a user (its id and username are kept), a string such as "key:ab12cd" for an API
     key, or None for anonymous. `detail` must hold only pseudonymous identifiers, never personal
-    data: the row can never be changed or erased. Called inside an outer transaction, the chain
+    data: the row can never be changed or erased. `ip` is stored as given only when
+    `ip_in_clear` (by default `ip_kept_in_clear(actor)`), otherwise as its pseudonym in
+    `ip_pseudonym` (current key of PSEUDONYM_KEY). Called inside an outer transaction, the chain
     stays locked until that transaction ends, and a rollback takes the row away with it.
     """
     if kind not in AuditEvent.Kind.values:
         raise ValueError(f"unknown audit event kind: {kind!r}")
     actor_id, actor_name = _actor_fields(actor)
+    address = str(ipaddress.ip_address(ip)) if ip else None
+    if ip_in_clear is None:
+        ip_in_clear = ip_kept_in_clear(actor)
     # Store exactly what PostgreSQL will hand back, so that the hash computed now is the hash
     # audit_verify recomputes from the row later: inet prints addresses compressed, float8 turns
     # 12 into 12.0, and strings longer than their column would fail the insert.
@@ -94,7 +120,9 @@ def audit_record(
         actor_id=actor_id,
         actor=actor_name[:150],
         request_id=request_id[:64],
-        ip=str(ipaddress.ip_address(ip)) if ip else None,
+        ip=address if ip_in_clear else None,
+        # Of the canonical form, so every spelling of one address gets one pseudonym.
+        ip_pseudonym=pseudonym(address) if address and not ip_in_clear else None,
         method=method.upper()[:8],
         endpoint=endpoint[:300],
         status=_optional_int(status),

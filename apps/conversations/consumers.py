@@ -174,10 +174,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     locale: str
 
     async def connect(self) -> None:
-        headers = self.scope.get("headers", [])
-        if not origin_allowed(headers, own_host, settings.CHAT["ALLOWED_ORIGINS"]):
-            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
-            return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.kb_id = (query.get("kb") or [""])[0]
         lang = (query.get("lang") or ["en"])[0].lower()
@@ -195,6 +191,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # send_frame); a frame with its sources is a few KB, kept per socket.
         self.sent_messages: OrderedDict[bytes, None] = OrderedDict()
         await self.accept()
+        if not origin_allowed(
+            self.scope.get("headers", []), own_host, settings.CHAT["ALLOWED_ORIGINS"]
+        ):
+            # Accepted all the same, to say why before closing: a socket closed during the
+            # handshake reaches the page as a bare failure, without the code or a reason.
+            # Frames the page sent meanwhile are ignored (receive checks `gone`).
+            self.gone.set()
+            with translation.override(self.locale):
+                await self.error(
+                    "forbidden_origin", _("This site is not allowed to open the chat.")
+                )
+            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
 
     async def disconnect(self, code: int) -> None:
         self.gone.set()
@@ -204,6 +212,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Frames from the client -----------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.gone.is_set():  # a refused origin's socket, closing
+            return
+        # Every answer to the frame, its error frames included, in the conversation's language
+        # (the socket's, or the one a hello frame chose), whatever language the server runs in.
+        with translation.override(self.locale):
+            await self._receive_frame(text_data)
+
+    async def _receive_frame(self, text_data: str | None) -> None:
         if text_data is None:
             await self.error("bad_frame", _("Frames must be JSON text."))
             return
@@ -238,8 +254,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            with translation.override(self.locale):
-                await handler(frame)
+            await handler(frame)
         except ServiceError as exc:
             await self.error(exc.code or "bad_frame", str(exc), client_id=frame.get("client_id"))
 

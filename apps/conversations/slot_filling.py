@@ -24,9 +24,15 @@ from apps.nlu.entities import Entity, extract_entities
 MAX_ATTEMPTS = 3
 ENTITY_KINDS = ("order_number", "phone", "email", "amount", "date")
 
+# A cancellation: said first, perhaps after a filler ("never mind", "no, cancel the return",
+# "算了"), or a phrase of its own ("I changed my mind", "我不想退了"). English words end at a word
+# boundary: a return reason such as "Stopped working" or "Quite small" cancels nothing.
 CANCEL_RE = re.compile(
-    r"^\s*(取消|算了|不用了|不要了|不办了|先不|退出|停止|cancel|never ?mind|forget it|stop|quit)"
-    r"|(?:不想|不要)(?:退货|查了|办了)|\b(?:cancel (?:it|that|this)|i changed my mind)\b",
+    r"^\s*(?:(?:no|oh|ah|actually|ok|okay|well|sorry|please|just)\b[\s,.!]*)*"
+    r"(?:cancel|never ?mind|forget (?:it|about it)|stop|quit)\b"
+    r"|^\s*(?:取消|算了|不用了|不要了|不办了|先不|退出|停止)"
+    r"|(?:不想|不要)(?:退|查|办)|不(?:退|查|办)了"
+    r"|\b(?:cancel (?:it|that|this)|i changed my mind)\b",
     re.IGNORECASE,
 )
 SKIP_RE = re.compile(
@@ -210,7 +216,13 @@ def form_continue(
     if asking is not None:
         # A message that corrected an earlier value is not also the free-text answer.
         value = _value_for(asking, text, found, asked=not replies)
-        if value is None and not asking.get("required", True) and SKIP_RE.search(text):
+        # Nor is its "no, …" a "no" to an optional slot: the slot is asked for again.
+        if (
+            value is None
+            and not replies
+            and not asking.get("required", True)
+            and SKIP_RE.search(text)
+        ):
             form["skipped"].append(asking["name"])
             return _advance(intent, form, language, context, replies, entities)
         if value is not None:

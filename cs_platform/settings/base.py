@@ -48,6 +48,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every answer carries X-Request-ID, even one the middleware below gives on
+    # its own; it reads request.user only after the response, once AuthenticationMiddleware ran.
+    "apps.audit.middleware.AuditMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -55,7 +58,6 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "apps.audit.middleware.AuditMiddleware",
     "apps.audit.middleware.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -256,8 +258,10 @@ CHAT = {
     "MAX_FRAME_BYTES": 64 * 1024,
     # Per socket: `burst` frames at once, then `per_second` (typing frames get 2x / 4x).
     "RATE_LIMIT": {"burst": 8, "per_second": 1.0},
-    # Sites that may embed the widget ("*": any); the platform's own hosts always may.
-    "ALLOWED_ORIGINS": env.list("CHAT_ALLOWED_ORIGINS", default=["*"]),
+    # Other sites whose pages may open the chat socket (the widget embedded there), as origins
+    # such as "https://shop.example.com", or "*" for any. The platform's own hosts
+    # (ALLOWED_HOSTS) always may, and that is all by default: the demo page is served from them.
+    "ALLOWED_ORIGINS": env.list("CHAT_ALLOWED_ORIGINS", default=[]),
     "TOKEN_MAX_AGE_SECONDS": 30 * 24 * 3600,
     # The REST conversation API only for integrations with an API key (chat scope).
     "API_REQUIRES_KEY": env.bool("CHAT_API_REQUIRES_KEY", default=False),

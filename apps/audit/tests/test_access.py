@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -58,6 +59,7 @@ def test_a_key_is_kept_only_as_its_hash(owner: Any) -> None:
         "reason": "api_key_created",
         "key": stored.prefix,
         "scopes": ["kb:read"],
+        "acts_for": owner.pk,
     }
 
 
@@ -176,6 +178,74 @@ def test_key_admin_shows_the_key_once_and_revokes(client: Client, admin_user: An
     assert api_key.revoked_at is not None
     with pytest.raises(keys.KeyRefused):
         keys.api_key_check(key)
+
+
+@pytest.fixture
+def key_clerk(django_user_model: Any) -> Any:
+    """A staff member who may manage API keys, but is no superuser."""
+    clerk = django_user_model.objects.create_user("clerk", password="pw-clerk", is_staff=True)
+    clerk.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="audit", codename__endswith="apikey")
+    )
+    return clerk
+
+
+def test_only_a_superuser_makes_keys_that_act_for_someone_else(
+    owner: Any, key_clerk: Any, admin_user: Any
+) -> None:
+    for other in (admin_user, owner):
+        with pytest.raises(ServiceError) as refused:
+            keys.api_key_create(name="x", user=other, scopes=["admin"], created_by=key_clerk)
+        assert refused.value.code == "forbidden" and "superuser" in refused.value.message
+    assert not ApiKey.objects.exists()
+    assert not AuditEvent.objects.filter(detail__reason="api_key_created").exists()
+
+    own = keys.api_key_create(name="mine", user=key_clerk, scopes=["chat"], created_by=key_clerk)
+    assert own.api_key.user == key_clerk
+    delegated = keys.api_key_create(
+        name="crm", user=owner, scopes=["kb:read"], created_by=admin_user
+    )
+    assert delegated.api_key.user == owner and delegated.api_key.created_by == admin_user
+    # The operator's command line (no creator) may name any user.
+    assert keys.api_key_create(name="cli", user=admin_user, scopes=["chat"]).api_key.pk
+
+
+def test_key_admin_for_a_staff_member_who_is_no_superuser(
+    client: Client, key_clerk: Any, admin_user: Any
+) -> None:
+    foreign = keys.api_key_create(name="root-key", user=admin_user, scopes=["admin"])
+    client.force_login(key_clerk)
+
+    form_page = client.get("/admin/audit/apikey/add/")
+    user_field = form_page.context["adminform"].form["user"]
+    assert user_field.value() == key_clerk.pk  # made for themselves unless changed
+    assert list(user_field.field.queryset) == [key_clerk]  # and nobody else is offered
+
+    refused = client.post(
+        "/admin/audit/apikey/add/",
+        {"name": "escalate", "user": admin_user.pk, "scopes": ["admin"], "rate_limit": ""},
+    )
+    assert refused.status_code == 200  # the form again, with the reason
+    assert refused.context["adminform"].form.errors["user"] == [
+        "Only a superuser may make an API key that acts for another user."
+    ]
+    assert not ApiKey.objects.filter(name="escalate").exists()
+
+    made = client.post(
+        "/admin/audit/apikey/add/",
+        {"name": "own", "user": key_clerk.pk, "scopes": ["chat"], "rate_limit": ""},
+        follow=True,
+    )
+    assert made.status_code == 200
+    assert ApiKey.objects.get(name="own").user == key_clerk
+    # Their list holds their own keys only, so the revoke action cannot reach anyone else's.
+    listed = client.get("/admin/audit/apikey/")
+    assert [key.name for key in listed.context["cl"].result_list] == ["own"]
+    client.post(
+        "/admin/audit/apikey/", {"action": "revoke", "_selected_action": [foreign.api_key.pk]}
+    )
+    foreign.api_key.refresh_from_db()
+    assert foreign.api_key.revoked_at is None
 
 
 def test_apikey_create_command(owner: Any, capsys: Any) -> None:

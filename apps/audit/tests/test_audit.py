@@ -5,8 +5,11 @@ TRUNCATE guard letting the test suite's flushes through."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import threading
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -16,7 +19,8 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db import connections as db_connections
 
 from apps.audit.models import GENESIS_HASH, AuditEvent
-from apps.audit.services import audit_record, audit_verify, event_hash
+from apps.audit.services import CONTENT_FIELDS, audit_record, audit_verify, event_hash
+from apps.safety.pseudonyms import pseudonym
 
 CHANGELIST = "/admin/audit/auditevent/"
 
@@ -67,13 +71,53 @@ def test_events_chain_and_verify(django_user_model: Any) -> None:
         "POST",
         12.0,
     )
-    assert AuditEvent.objects.get(pk=first.pk).ip == "2001:db8::1"
+    # ann is no staff member: her address only as its pseudonym (of the canonical spelling);
+    # the API key's in clear.
+    stored_first = AuditEvent.objects.get(pk=first.pk)
+    assert stored_first.ip is None and stored_first.ip_pseudonym == pseudonym("2001:db8::1")
+    assert stored.ip == "10.0.0.7" and stored.ip_pseudonym is None
     assert (first.actor_id, first.actor) == (user.pk, "ann")
     assert (third.actor_id, third.actor) == (None, "")
 
     result = audit_verify(batch_size=2)  # more than one batch
     assert (result.ok, result.checked, result.first_bad_id, result.reason) == (True, 3, None, "")
     assert result.last_hash == third.hash
+
+
+def legacy_hash(prev_hash: str, event: AuditEvent) -> str:
+    """The hash as rows were chained before ip_pseudonym existed (a copy of the old formula)."""
+    content: dict[str, Any] = {name: getattr(event, name) for name in CONTENT_FIELDS}
+    content["created_at"] = event.created_at.astimezone(UTC).isoformat()
+    canonical = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+
+
+@pytest.mark.django_db
+def test_rows_from_before_the_pseudonym_column_still_verify(django_user_model: Any) -> None:
+    staff = django_user_model.objects.create_user("sue", is_staff=True)
+    # A row as the previous version wrote it: the IP in clear, its hash without ip_pseudonym.
+    old = AuditEvent(
+        kind=AuditEvent.Kind.API_REQUEST, ip="198.51.100.4", endpoint="/api/v1/x", status=200
+    )
+    old.prev_hash = GENESIS_HASH
+    old.hash = legacy_hash(old.prev_hash, old)
+    old.save(force_insert=True)
+    old.refresh_from_db()
+    assert old.ip_pseudonym is None and event_hash(old.prev_hash, old) == old.hash
+
+    visitor = audit_record(AuditEvent.Kind.API_REQUEST, ip="198.51.100.4")
+    staffed = audit_record(AuditEvent.Kind.ADMIN_CHANGE, actor=staff, ip="198.51.100.4")
+    assert (visitor.ip, visitor.ip_pseudonym) == (None, pseudonym("198.51.100.4"))
+    assert (staffed.ip, staffed.ip_pseudonym) == ("198.51.100.4", None)
+    # The pseudonym is part of what the new row's hash covers.
+    assert visitor.hash != legacy_hash(visitor.prev_hash, visitor)
+    assert audit_verify().ok and audit_verify().checked == 3
+
+    tamper("UPDATE audit_event SET ip_pseudonym = NULL WHERE id = %s", [visitor.pk])
+    result = audit_verify()
+    assert (result.ok, result.first_bad_id) == (False, visitor.pk)
 
 
 @pytest.mark.django_db
@@ -270,6 +314,7 @@ def test_compliance_user_browses_and_exports(client: Any, compliance_user: Any) 
     assert by_column["endpoint"] == "/api/v1/chat/"
     assert by_column["hash"] == events[1].hash
     assert '"conversation": "c_9f2"' in by_column["detail"]
+    assert (by_column["ip"], by_column["ip_pseudonym"]) == ("10.0.0.7", "")
     assert dict(zip(header, rows[1], strict=True))["endpoint"] == "'=HYPERLINK(1)"
 
     # The filtered export: every row the changelist's filters match, and the export is logged.
@@ -284,6 +329,34 @@ def test_compliance_user_browses_and_exports(client: Any, compliance_user: Any) 
         ("carol", "filtered", len(rows)),
     ]
     assert audit_verify().ok
+
+
+@pytest.mark.django_db
+def test_the_admin_and_the_csv_show_the_address_or_its_pseudonym(
+    client: Any, compliance_user: Any
+) -> None:
+    visitor = audit_record(AuditEvent.Kind.API_REQUEST, ip="203.0.113.5", endpoint="/api/v1/v")
+    staffed = audit_record(AuditEvent.Kind.ADMIN_CHANGE, actor=compliance_user, ip="192.0.2.8")
+    client.force_login(compliance_user)
+
+    page = client.get(CHANGELIST).content.decode()
+    assert pseudonym("203.0.113.5") in page and "203.0.113.5" not in page
+    assert "192.0.2.8" in page
+    # Found by its pseudonym (what compliance staff compute from an address they are given).
+    found = client.get(CHANGELIST, {"q": pseudonym("203.0.113.5")})
+    assert list(found.context["cl"].result_list) == [visitor]
+
+    header, *rows = csv_rows(
+        client.post(
+            CHANGELIST, {"action": "export_csv", "_selected_action": [visitor.pk, staffed.pk]}
+        )
+    )
+    by_id = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert by_id[str(visitor.pk)]["ip"] == ""
+    assert by_id[str(visitor.pk)]["ip_pseudonym"] == pseudonym("203.0.113.5")
+    assert by_id[str(staffed.pk)]["ip"] == "192.0.2.8"
+    assert by_id[str(staffed.pk)]["ip_pseudonym"] == ""
+    assert header.index("ip_pseudonym") < header.index("prev_hash")
 
 
 @pytest.mark.django_db

