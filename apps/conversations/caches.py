@@ -3,8 +3,10 @@ whose embedding is close enough to one answered before).
 
 Both are keyed by the knowledge base's index version and the synonyms version, so any change to
 its articles or synonyms makes every cached answer unreachable at once (and `signals` deletes the
-semantic entries). Only answers from the knowledge base are cached; forms, handoffs and "not
-sure" replies never are.
+semantic entries). An answer can also carry `expires_at` (ISO 8601), when its sources stop being
+valid with no edit (see `engine.answer_expiry`): after it, the answer is a miss in both
+caches. Only answers from the knowledge base are cached; forms, handoffs and "not sure" replies
+never are.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
+from django.utils import timezone
 
 from apps.conversations.models import SemanticCacheEntry
 from apps.core.text import normalize
@@ -56,6 +60,16 @@ def semantic_threshold(embedder: str) -> float:
     return float(thresholds.get(backend, thresholds["default"]))
 
 
+def answer_expires_at(answer: dict[str, Any]) -> datetime | None:
+    value = answer.get("expires_at")
+    return datetime.fromisoformat(value) if value else None
+
+
+def _expired(answer: dict[str, Any]) -> bool:
+    expires_at = answer_expires_at(answer)
+    return expires_at is not None and expires_at <= timezone.now()
+
+
 def _generation(kb_id: int) -> str:
     return f"{index_events.index_version(kb_id)}.{index_events.synonyms_version()}"
 
@@ -76,11 +90,19 @@ class AnswerCache:
     def exact_get(self, text: str) -> dict[str, Any] | None:
         if not cache_question(text):  # nothing but personal data: no question to look up
             return None
-        return cache.get(self.exact_key(text))
+        answer: dict[str, Any] | None = cache.get(self.exact_key(text))
+        # The entry's time to live ends with the answer, but it is counted in whole seconds.
+        return None if answer is None or _expired(answer) else answer
 
     def exact_set(self, text: str, answer: dict[str, Any]) -> None:
-        if cache_question(text):
-            cache.set(self.exact_key(text), answer, EXACT_TTL_SECONDS)
+        if not cache_question(text):
+            return
+        timeout = EXACT_TTL_SECONDS
+        expires_at = answer_expires_at(answer)
+        if expires_at is not None:
+            timeout = min(timeout, int((expires_at - timezone.now()).total_seconds()))
+        if timeout > 0:
+            cache.set(self.exact_key(text), answer, timeout)
 
     def semantic_get(self, embedder: str, vector: Any) -> tuple[dict[str, Any], float] | None:
         literal = vector_literal(vector)
@@ -90,11 +112,19 @@ class AnswerCache:
                 SELECT id, answer, 1 - (embedding <=> %s::vector) AS similarity
                 FROM conversations_semanticcacheentry
                 WHERE knowledge_base_id = %s AND language = %s AND embedder = %s
-                    AND generation = %s
+                    AND generation = %s AND (expires_at IS NULL OR expires_at > %s)
                 ORDER BY embedding <=> %s::vector
                 LIMIT 1
                 """,
-                [literal, self.kb_id, self.language, embedder, self.generation, literal],
+                [
+                    literal,
+                    self.kb_id,
+                    self.language,
+                    embedder,
+                    self.generation,
+                    timezone.now(),
+                    literal,
+                ],
             )
             row = cursor.fetchone()
         if row is None or row[2] < semantic_threshold(embedder):
@@ -106,7 +136,9 @@ class AnswerCache:
 
     def semantic_set(self, embedder: str, vector: Any, text: str, answer: dict[str, Any]) -> None:
         question = cache_question(text)
-        if not question:
+        expires_at = answer_expires_at(answer)
+        now = timezone.now()
+        if not question or (expires_at is not None and expires_at <= now):
             return
         entries = SemanticCacheEntry.objects.filter(
             knowledge_base_id=self.kb_id,
@@ -114,7 +146,9 @@ class AnswerCache:
             embedder=embedder,
             generation=self.generation,
         )
-        if entries.filter(question=question).exists():
+        # An expired entry for the question does not count: its answer is no longer given.
+        live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        if entries.filter(live, question=question).exists():
             return
         entry = SemanticCacheEntry.objects.create(
             knowledge_base_id=self.kb_id,
@@ -124,6 +158,7 @@ class AnswerCache:
             question=question,
             embedding=vector,
             answer=answer,
+            expires_at=expires_at,
         )
         # Counting the entries on every answer was one more statement per new question.
         if entry.pk % SEMANTIC_TRIM_EVERY == 0:
@@ -131,16 +166,17 @@ class AnswerCache:
 
 
 def semantic_trim(kb_id: int) -> int:
-    """Delete a knowledge base's oldest semantic entries beyond SEMANTIC_MAX_ENTRIES; returns
-    how many went."""
+    """Delete a knowledge base's expired semantic entries, then its oldest beyond
+    SEMANTIC_MAX_ENTRIES; returns how many went."""
     entries = SemanticCacheEntry.objects.filter(knowledge_base_id=kb_id)
+    deleted, _ = entries.filter(expires_at__lte=timezone.now()).delete()
     total = entries.count()
     if total <= SEMANTIC_MAX_ENTRIES:
-        return 0
+        return deleted
     oldest = entries.order_by("created_at")
     stale = list(oldest.values_list("pk", flat=True)[: total - SEMANTIC_MAX_ENTRIES])
-    deleted, _ = SemanticCacheEntry.objects.filter(pk__in=stale).delete()
-    return deleted
+    trimmed, _ = SemanticCacheEntry.objects.filter(pk__in=stale).delete()
+    return deleted + trimmed
 
 
 def knowledge_base_invalidate(kb_id: int | None) -> int:

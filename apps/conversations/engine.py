@@ -27,8 +27,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -48,6 +49,7 @@ from apps.inference.generation import (
     StreamSink,
     answer_generate,
 )
+from apps.knowledge import index_events
 from apps.knowledge import selectors as knowledge_selectors
 from apps.knowledge.chunking import plain_text
 from apps.knowledge.embeddings import EmbeddingError
@@ -139,6 +141,22 @@ def source_dict(source: knowledge_selectors.Source) -> dict[str, Any]:
     }
 
 
+def answer_expiry(kb_id: int, sources: Iterable[knowledge_selectors.Source]) -> datetime | None:
+    """When an answer made from `sources` must stop being served from the answer caches: the
+    first end of validity (`valid_until`) among their articles, or the next opening of an
+    article in the base (it may answer better), whichever comes first. Both pass with no edit,
+    so no new index version makes the cached answer unreachable."""
+    times = [
+        s.article.valid_until
+        for s in sources
+        if s.article is not None and s.article.valid_until is not None
+    ]
+    opening = index_events.next_opening(kb_id)
+    if opening is not None:
+        times.append(opening)
+    return min(times, default=None)
+
+
 def extract_answer(source: knowledge_selectors.Source) -> str:
     """The answer's text, taken from the best source: an FAQ's answer, or the guide's section
     the best chunk comes from. Markdown marks are dropped; long text is cut at a sentence."""
@@ -214,6 +232,10 @@ def _decide(
     if conversation.status in (ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT):
         outcome.decision = Decision.AGENT_WAIT
         return outcome
+    # "Not sure" twice in a row hands off; any other reply (an answer, a template, a form, a
+    # guard's refusal, a cached answer) ends the streak.
+    previous_streak = int(state.get("low_confidence_streak", 0))
+    state["low_confidence_streak"] = 0
     attempt = detect_injection(text)
     if attempt is not None:
         # Never searched, never sent to the model: a fixed reply, and the attempt is recorded.
@@ -283,7 +305,7 @@ def _decide(
     cached = answers.exact_get(query)
     timings["exact_cache"] = (time.perf_counter() - started) * 1000
     if cached is not None:
-        return _answer_from_cache(outcome, cached, "exact", state)
+        return _answer_from_cache(outcome, cached, "exact")
 
     # The semantic cache comes before the intents (as the message path in DESIGN.md has it): a
     # hit costs one embedding, and only answers from the knowledge base are ever cached, so a
@@ -299,7 +321,7 @@ def _decide(
     timings["semantic_cache"] = (time.perf_counter() - started) * 1000
     if hit is not None:
         answers.exact_set(query, hit[0])  # the next identical one is cheaper
-        return _answer_from_cache(outcome, hit[0], "semantic", state)
+        return _answer_from_cache(outcome, hit[0], "semantic")
 
     started = time.perf_counter()
     prediction = nlu_selectors.classify(text, language)
@@ -316,12 +338,11 @@ def _decide(
             result = _search(kb, query, language, timings)
             if result.confidence >= settings.CHAT["HOW_TO_ANSWER_CONFIDENCE"]:
                 answered = _answer(
-                    outcome, answers, query, state, result, None, "", (conversation, generation)
+                    outcome, answers, query, result, None, "", (conversation, generation)
                 )
                 if answered is not None:
                     return answered
         if intent.slots:
-            state["low_confidence_streak"] = 0
             return _form_step(
                 outcome, slot_filling.form_start(intent, text, language, context), state
             )
@@ -333,12 +354,12 @@ def _decide(
 
     result = _search(kb, query, language, timings)
     answered = _answer(
-        outcome, answers, query, state, result, vector, embedder, (conversation, generation)
+        outcome, answers, query, result, vector, embedder, (conversation, generation)
     )
     if answered is not None:
         return answered
 
-    streak = int(state.get("low_confidence_streak", 0)) + 1
+    streak = previous_streak + 1
     state["low_confidence_streak"] = streak
     out_of_scope = prediction.out_of_scope and prediction.method == "classifier"
     if streak >= 2:
@@ -381,7 +402,6 @@ def _answer(
     outcome: Outcome,
     answers: caches.AnswerCache,
     text: str,
-    state: dict[str, Any],
     result: knowledge_selectors.SearchResult,
     vector: Any,
     embedder: str,
@@ -393,7 +413,6 @@ def _answer(
     top = result.top
     if not result.answerable or top is None:
         return None
-    state["low_confidence_streak"] = 0
     close = [
         s
         for s in result.sources[1:3]
@@ -443,6 +462,11 @@ def _answer(
     # A generated answer that speaks of this customer's own details, or an extractive one sent
     # because the pool failed, is not cached: the next asker deserves a fresh answer.
     if generated is None or (generated.ok and not generated.personal):
+        # A generated answer may draw on any source the model read, cited or not.
+        made_from = _generation_sources(result) if generated is not None else [top]
+        expires_at = answer_expiry(answers.kb_id, made_from)
+        if expires_at is not None:
+            answer["expires_at"] = expires_at.isoformat()
         answers.exact_set(text, answer)
         if vector is not None:
             answers.semantic_set(embedder, vector, text, answer)
@@ -462,6 +486,12 @@ def _answer(
 GENERATION_SOURCES = 3
 
 
+def _generation_sources(
+    result: knowledge_selectors.SearchResult,
+) -> list[knowledge_selectors.Source]:
+    return [s for s in result.sources[:GENERATION_SOURCES] if s.fused_score > 0]
+
+
 def _generate(
     context: tuple[Conversation, Generation],
     text: str,
@@ -477,7 +507,7 @@ def _generate(
     config = inference_selectors.prompt_config_for(conversation.knowledge_base_id)
     if not config.generation_enabled:
         return None
-    sources = [s for s in result.sources[:GENERATION_SOURCES] if s.fused_score > 0]
+    sources = _generation_sources(result)
     history: list[tuple[str, str]] = []
     if generation.before_seq is not None:
         rows = (
@@ -539,10 +569,7 @@ def _flag(
     )
 
 
-def _answer_from_cache(
-    outcome: Outcome, answer: dict[str, Any], kind: str, state: dict[str, Any]
-) -> Outcome:
-    state["low_confidence_streak"] = 0
+def _answer_from_cache(outcome: Outcome, answer: dict[str, Any], kind: str) -> Outcome:
     outcome.decision = Decision.ANSWER
     outcome.replies.append(
         Reply(

@@ -271,6 +271,9 @@ class SemanticCacheEntry(models.Model):
     question = models.TextField()
     embedding = VectorField()
     answer = models.JSONField()
+    # When the answer stops being served: its first source's end of validity (or an article
+    # scheduled to open), which passes with no edit and so no new generation.
+    expires_at = models.DateTimeField(null=True, blank=True)
     hits = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
