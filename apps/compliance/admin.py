@@ -107,6 +107,7 @@ class DataSubjectRequestAdmin(ComplianceOnly, admin.ModelAdmin):
         "verification_display",
         "report_sha256",
         "error",
+        "error_detail",
     )
     readonly_fields = fields
 

@@ -112,6 +112,15 @@ class DataSubjectRequest(models.Model):
     )
     verification = models.JSONField(_("verification"), default=dict, blank=True)
     error = models.TextField(_("error"), blank=True)
+    error_detail = models.CharField(
+        _("technical detail"),
+        max_length=255,
+        blank=True,
+        help_text=_(
+            "Which store and step failed, and the type of error; the full error is in the "
+            "worker's log."
+        ),
+    )
     report_file = models.CharField(_("erasure report"), max_length=255, blank=True)
     report_sha256 = models.CharField(_("report SHA-256"), max_length=64, blank=True)
     export_json_file = models.CharField(_("export (JSON)"), max_length=255, blank=True)

@@ -4,6 +4,7 @@ Noto Sans CJK SC (Debian's fonts-noto-cjk), so Chinese text renders."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,10 @@ from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
+from apps.agents.models import EventKind
+from apps.compliance import stores
 from apps.compliance.models import DataSubjectRequest
+from apps.safety.models import FlagDirection, ModerationCategory
 
 LABELS: dict[str, Promise] = {
     "erasure_title": _("Data erasure report"),
@@ -60,6 +64,14 @@ LABELS: dict[str, Promise] = {
     "summary": _("Summary"),
     "none": _("None"),
     "reason": _("Reason"),
+    "form": _("Form (dialogue state)"),
+    "events": _("Agent events"),
+    "note": _("Note"),
+    "flags": _("Moderation flags"),
+    "blocked": _("Blocked"),
+    "flagged": _("Let through, flagged for review"),
+    "admin_history": _("Admin change history"),
+    "other": _("Other records"),
 }
 
 
@@ -143,20 +155,78 @@ def erasure_report_pdf(
     )
 
 
+def _choice(choices: Any, value: str) -> dict[str, str]:
+    """A stored choice's label in both languages (the value itself if it is not a choice)."""
+    try:
+        return bilingual(choices(value).label)
+    except ValueError:
+        return {"en": value, "zh": ""}
+
+
+def _state_lines(state: dict[str, Any]) -> list[str]:
+    """A conversation's dialogue state as lines a reader can follow: an open form's intent and
+    the slot values given, then anything else kept there."""
+    lines = []
+    for key, value in state.items():
+        if key == "form" and isinstance(value, dict):
+            slots = ", ".join(f"{k}: {v}" for k, v in value.get("slots", {}).items())
+            lines.append(f"{value.get('intent', '')}: {slots}" if slots else value.get("intent"))
+            if value.get("skipped"):
+                lines.append("skipped: " + ", ".join(map(str, value["skipped"])))
+        elif value:  # counters at zero say nothing about the customer
+            lines.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+    return [line for line in lines if line]
+
+
 def access_export_pdf(request: DataSubjectRequest, export: dict[str, Any]) -> bytes:
+    """The readable side of the JSON export: every store's part of it."""
     conversations = [*export.get("conversations", []), *export.get("archives", [])]
     for record in conversations:
         for message in record["messages"]:
             message["when"] = _when(message.get("created_at"))
+        for event in record.get("events", []):
+            event["when"] = _when(event.get("created_at"))
+            event["kind_label"] = _choice(EventKind, event.get("kind", ""))
         record["started"] = _when(record["conversation"].get("created_at"))
+        record["state_lines"] = _state_lines(record["conversation"].get("state") or {})
+    flags = export.get("moderation_flags", [])
+    for flag in flags:
+        flag["when"] = _when(flag.get("created_at"))
+        flag["direction_label"] = _choice(FlagDirection, flag["direction"])
+        flag["category_labels"] = [_choice(ModerationCategory, c) for c in flag["categories"]]
+    for entry in export.get("admin_history", []):
+        entry["when"] = _when(entry.get("action_time"))
+    questions = list(
+        dict.fromkeys(
+            e["question"]
+            for key in ("semantic_cache", "exact_cache")
+            for e in export.get(key, [])
+            if e["question"]
+        )
+    )
+    other = [
+        {
+            "label": bilingual(stores.BY_KEY[key].label),
+            "lines": [line(item) for item in export.get(key, [])],
+        }
+        for key, line in (
+            ("redis", lambda item: item["key"]),
+            ("celery_results", lambda item: f"{item['key']}: {item['value']}"),
+            ("exports", lambda item: f"{item['request']} ({_when(item['finished_at'])})"),
+        )
+        if export.get(key)
+    ]
     return _pdf(
         "compliance/access_export.html",
         {
             **_request_context(request),
             "customers": export.get("customers", []),
             "conversations": conversations,
+            "flags": flags,
             "returns": export.get("orders", []),
-            "questions": export.get("semantic_cache", []),
+            "questions": questions,
+            "admin_history": export.get("admin_history", []),
+            "other": other,
             "audit_rows": len(export.get("audit_log", [])),
         },
     )

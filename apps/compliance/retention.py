@@ -14,6 +14,12 @@ the file's SHA-256 and the content's, the number of lines and messages, and each
 conversation id, in order. A batch is rewritten (a new revision, verified the same way, then the
 manifest swapped and the old file deleted) when a conversation is restored or a data subject's
 records are erased from it.
+
+A batch file no manifest refers to is a leftover: an old revision whose deletion failed, a new
+one whose manifest was never swapped in, an archive run that rolled back. It may still hold a
+data subject's records, so the search reads every file under `batches/`, not only the
+manifests' (`stored_records`), and restores, erasures and the daily archive run delete the
+leftovers under the archive lock (`leftovers_delete`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -55,6 +62,10 @@ MANIFESTS = "manifests"
 # PostgreSQL advisory lock serialising rewrites of archive batches ("ARCHV" in ASCII; the audit
 # log uses "AUDIT").
 ARCHIVE_LOCK_KEY = 0x4152434856
+# Deleting a file from the storage is tried this often, waiting DELETE_BACKOFF_SECONDS times the
+# attempt's number in between (an S3 "SlowDown", a network blip).
+DELETE_ATTEMPTS = 3
+DELETE_BACKOFF_SECONDS = 0.2
 
 
 class ArchiveVerificationError(Exception):
@@ -66,6 +77,12 @@ def archive_storage() -> Storage:
     if alias:
         return storages[alias]
     return FileSystemStorage(location=settings.COMPLIANCE["ARCHIVE_DIR"])
+
+
+def _lock_archive() -> None:
+    """Serialise every change to the archive's files until the transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ARCHIVE_LOCK_KEY])
 
 
 # --- Records ---------------------------------------------------------------------------------
@@ -240,6 +257,54 @@ def archive_records(storage: Storage | None = None) -> Iterator[tuple[Manifest, 
             yield manifest, record
 
 
+def batch_files(storage: Storage | None = None) -> list[str]:
+    """Every file under `batches/`, whether a manifest refers to it or not."""
+    storage = storage or archive_storage()
+    try:
+        _, names = storage.listdir(BATCHES)
+    except FileNotFoundError:
+        return []
+    return sorted(f"{BATCHES}/{name}" for name in names)
+
+
+def unreferenced_files(
+    storage: Storage | None = None, listed: list[Manifest] | None = None
+) -> list[str]:
+    """Batch files no manifest refers to (leftovers: see the module's docstring)."""
+    storage = storage or archive_storage()
+    referenced = {m.file for m in (manifests(storage) if listed is None else listed)}
+    return [name for name in batch_files(storage) if name not in referenced]
+
+
+def file_records(storage: Storage, name: str) -> list[dict[str, Any]]:
+    """The records of a batch file read as it is, with no manifest to check it against (a
+    leftover). ArchiveVerificationError if it cannot be read as gzip JSON Lines."""
+    try:
+        content = gzip.decompress(_read(storage, name))
+        return [json.loads(line) for line in content.splitlines()]
+    except (OSError, EOFError, ValueError) as exc:  # BadGzipFile is an OSError
+        raise ArchiveVerificationError(f"{name}: cannot be read ({exc})") from exc
+
+
+def stored_records(storage: Storage | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every record in every batch file, with the file's name: the manifests' batches (verified
+    as they are read), then the leftovers no manifest refers to. A leftover that cannot be read
+    is skipped here (logged); `stores.ArchiveStore` counts it as not searchable."""
+    storage = storage or archive_storage()
+    listed = manifests(storage)
+    for manifest in listed:
+        for record in _verified_records(storage, manifest):
+            yield manifest.file, record
+    for name in unreferenced_files(storage, listed):
+        try:
+            records = file_records(storage, name)
+        except ArchiveVerificationError:
+            logger.warning("archive leftover %s cannot be read; not searched", name)
+            continue
+        for record in records:
+            yield name, record
+
+
 # --- Archiving -------------------------------------------------------------------------------
 
 
@@ -282,10 +347,14 @@ def conversations_archive(
     batch at a time; each batch's conversations are deleted in the transaction that recorded
     the batch, and only after its file was read back and checked."""
     storage = archive_storage()
+    leftovers_delete(storage)
     size = batch_size or settings.COMPLIANCE["ARCHIVE_BATCH_SIZE"]
     run = ArchiveRun()
     while max_batches is None or len(run.batches) < max_batches:
         with transaction.atomic():
+            # Held until the batch is committed: a file written but not yet in a manifest must
+            # not look like a leftover to a concurrent cleanup.
+            _lock_archive()
             ids = list(
                 archivable(older_than_days=older_than_days, now=now)
                 .select_for_update(skip_locked=True)
@@ -308,8 +377,10 @@ def conversations_archive(
                 Conversation.objects.filter(pk__in=ids).delete()
             except BaseException:
                 # The database keeps the conversations (the transaction rolls back); the files
-                # go, so they are not archived twice.
-                _delete_quietly(storage, manifest.file, _manifest_name(manifest.batch))
+                # go, so they are not archived twice (a file left behind is a leftover, deleted
+                # by the next cleanup).
+                for name in (manifest.file, _manifest_name(manifest.batch)):
+                    _delete_retrying(storage, name)
                 raise
         run.batches.append(manifest.batch)
         run.conversations += manifest.conversations
@@ -323,12 +394,98 @@ def conversations_archive(
     return run
 
 
-def _delete_quietly(storage: Storage, *names: str) -> None:
-    for name in names:
+def _delete_retrying(storage: Storage, name: str) -> bool:
+    """Delete a file from the archive storage, trying DELETE_ATTEMPTS times; whether it went.
+
+    Any error of the storage backend counts, not only OSError: S3 through django-storages
+    raises botocore's ClientError, other backends their own. A file that stays behind is not
+    lost sight of: the search reads every batch file, leftovers included, and the next cleanup
+    deletes it; so the failure is logged here rather than raised."""
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
         try:
             storage.delete(name)
-        except OSError:
-            logger.exception("could not delete %s from the archive storage", name)
+        except Exception:  # the backend's own errors: see the docstring
+            logger.warning(
+                "could not delete %s from the archive storage (attempt %d of %d)",
+                name,
+                attempt,
+                DELETE_ATTEMPTS,
+                exc_info=True,
+            )
+            if attempt < DELETE_ATTEMPTS:
+                time.sleep(DELETE_BACKOFF_SECONDS * attempt)
+        else:
+            return True
+    return False
+
+
+def _batch_of(name: str) -> str:
+    """The batch a file under `batches/` belongs to ("<batch>.r<revision>...": batch names hold
+    no dot)."""
+    return name.rpartition("/")[2].split(".", 1)[0]
+
+
+@dataclass
+class Leftovers:
+    deleted: list[str] = field(default_factory=list)
+    # Could not be deleted (tried DELETE_ATTEMPTS times): the next cleanup tries again.
+    failed: list[str] = field(default_factory=list)
+    # Kept on purpose: see leftovers_delete.
+    kept: list[str] = field(default_factory=list)
+    # Records `matches` selected in the deleted files.
+    matching: int = 0
+
+
+def leftovers_delete(
+    storage: Storage | None = None, *, matches: Callable[[dict[str, Any]], bool] | None = None
+) -> Leftovers:
+    """Delete the batch files no manifest refers to, under the archive lock. `matches` counts
+    the records it selects in the files deleted (an erasure's count of what it removed).
+
+    Deleted: another revision of a batch that has a manifest (superseded, or a rewrite that
+    stopped before swapping its manifest), and a file of a batch neither a manifest nor the
+    index knows (an archive run rolled back, an emptied batch). Kept: a file of a batch the
+    index lists but whose manifest is missing (a rewrite that stopped between deleting the old
+    manifest and writing the new one); it may be the only copy of other customers'
+    conversations, so it waits for a person, and the search still reads it."""
+    storage = storage or archive_storage()
+    result = Leftovers()
+    with transaction.atomic():
+        _lock_archive()
+        listed = manifests(storage)
+        leftovers = unreferenced_files(storage, listed)
+        if not leftovers:
+            return result
+        with_manifest = {m.batch for m in listed}
+        indexed = set(
+            ArchiveBatch.objects.filter(name__in={_batch_of(n) for n in leftovers}).values_list(
+                "name", flat=True
+            )
+        )
+        for name in leftovers:
+            batch = _batch_of(name)
+            if batch not in with_manifest and batch in indexed:
+                logger.error(
+                    "archive batch %s has no manifest but is indexed: %s kept for inspection",
+                    batch,
+                    name,
+                )
+                result.kept.append(name)
+                continue
+            matching = 0
+            if matches is not None:
+                try:
+                    matching = sum(matches(r) for r in file_records(storage, name))
+                except ArchiveVerificationError:
+                    matching = 0  # unreadable: nothing can be counted, it goes all the same
+            if _delete_retrying(storage, name):
+                result.deleted.append(name)
+                result.matching += matching
+            else:
+                result.failed.append(name)
+    if result.deleted:
+        logger.info("deleted %d leftover archive files", len(result.deleted))
+    return result
 
 
 def _index(manifest: Manifest) -> None:
@@ -350,11 +507,11 @@ def batch_rewrite(
 ) -> int:
     """Rewrite a batch without the records `drop` selects; returns how many were dropped. The
     new revision is verified before the manifest points to it and the old file is deleted; an
-    emptied batch disappears with its manifest."""
+    emptied batch disappears with its manifest. An old file that could not be deleted is a
+    leftover: callers run `leftovers_delete` afterwards."""
     storage = storage or archive_storage()
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ARCHIVE_LOCK_KEY])
+        _lock_archive()
         # Read again under the lock: another rewrite may have replaced the file meanwhile.
         current = Manifest(**json.loads(_read(storage, _manifest_name(manifest.batch))))
         records = list(_verified_records(storage, current))
@@ -364,14 +521,14 @@ def batch_rewrite(
             return 0
         if not kept:
             storage.delete(_manifest_name(current.batch))
-            _delete_quietly(storage, current.file)
+            _delete_retrying(storage, current.file)
             ArchiveBatch.objects.filter(name=current.batch).delete()
             return dropped
         rewritten = _write_verified(
             storage, current.batch, current.revision + 1, current.created_at, kept
         )
         _write_manifest(storage, rewritten)
-        _delete_quietly(storage, current.file)
+        _delete_retrying(storage, current.file)
         _index(rewritten)
     return dropped
 
@@ -518,4 +675,7 @@ def conversation_restore(public_id: Any) -> Conversation:
     # Only once the restore is committed does the archive let go of it: a failure in between
     # leaves it in both places, never in neither.
     batch_rewrite(manifest, lambda r: r["conversation"]["public_id"] == wanted, storage)
+    # An old revision that could not be deleted still holds the conversation: it goes now, with
+    # any other leftover.
+    leftovers_delete(storage)
     return conversation

@@ -215,8 +215,9 @@ def subject_resolve(
     subject.customer_ids |= set(known.get("customers", []))
     subject.external_ids |= {e for e in known.get("external_ids", []) if e}
 
-    # The archive, once: records found directly, then (below) every record of their customers.
-    archived = list(retention.archive_records())
+    # The archive, once (every batch file, leftovers no manifest refers to included): records
+    # found directly, then (below) every record of their customers.
+    archived = list(retention.stored_records())
     for _, record in archived:
         if _direct_archive_match(subject, record):
             subject.customer_ids.add(record["customer"]["public_id"])

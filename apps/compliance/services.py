@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -37,6 +38,8 @@ from apps.core.exceptions import ServiceError
 logger = logging.getLogger(__name__)
 
 PERMISSION = "compliance.manage_requests"
+
+T = TypeVar("T")
 
 
 def can_manage(user: Any) -> bool:
@@ -170,7 +173,8 @@ def data_subject_request_queue(request: DataSubjectRequest | int, user: Any) -> 
             locked.status = RequestStatus.APPROVED
         locked.executed_by = user
         locked.error = ""
-        locked.save(update_fields=["status", "executed_by", "error"])
+        locked.error_detail = ""
+        locked.save(update_fields=["status", "executed_by", "error", "error_detail"])
         _audit(locked, "execute", actor=user)
         pk = locked.pk
         transaction.on_commit(lambda: data_subject_request_run_task.delay(pk))
@@ -193,20 +197,84 @@ def data_subject_request_run(request_id: int) -> DataSubjectRequest | None:
         return access_request_execute(request)
     except Exception as exc:
         # Any failure (a store unreachable, a damaged archive) ends in a recorded, re-runnable
-        # "failed" state rather than a request stuck "running"; the error is re-raised for the
-        # worker's log.
-        data_subject_request_failed(request.pk, f"{type(exc).__name__}: {exc}")
+        # "failed" state rather than a request stuck "running". Staff read a summary naming the
+        # store; the error itself (its text may name hosts, files or data) goes to the log only,
+        # and is re-raised so that the task shows as failed.
+        logger.exception("data-subject request %s failed", request.public_id)
+        failure = exc if isinstance(exc, stores.StoreFailure) else None
+        cause = exc.__cause__ if failure and exc.__cause__ else exc
+        data_subject_request_failed(
+            request.pk,
+            failure_summary(failure),
+            detail=(f"{failure} " if failure else "") + _error_type(cause),
+            store=failure.store.key if failure else "",
+            step=failure.step if failure else "",
+        )
         raise
 
 
-def data_subject_request_failed(request_id: int, error: str) -> None:
+def _error_type(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def failure_summary(failure: stores.StoreFailure | None) -> str:
+    """What staff read about a failed run: which store, at which step, what it left behind.
+
+    The erasure's steps: every store is searched first (a failure there changes nothing); then
+    the stores outside the database are erased one by one (each one's erasure stays done), then
+    the database stores in one transaction (a failure rolls all of them back); then the search
+    again. Every step can run again, so the answer is always to run the request again."""
+    if failure is None:
+        return _(
+            "The request stopped on an unexpected error (its type is under technical detail, "
+            "the error itself in the worker's log). It can run again."
+        )
+    store = str(failure.store.label)
+    if failure.step == "search":
+        return _(
+            "The request stopped before changing anything: “%(store)s” could not be searched. "
+            "Run it again once that store is reachable."
+        ) % {"store": store}
+    if failure.step == "erase":
+        return _(
+            "The erasure stopped: “%(store)s” could not be erased. The stores erased before it "
+            "stay erased; the customer's data in the database is unchanged. Run it again once "
+            "that store is reachable: it finishes the erasure."
+        ) % {"store": store}
+    if failure.step == "verify":
+        return _(
+            "The erasure ran, but “%(store)s” could not be searched again to verify it. Run it "
+            "again once that store is reachable."
+        ) % {"store": store}
+    return _(
+        "The export stopped: “%(store)s” could not be read. Run it again once that store is "
+        "reachable."
+    ) % {"store": store}
+
+
+def data_subject_request_failed(
+    request_id: int, error: str, *, detail: str = "", store: str = "", step: str = ""
+) -> None:
+    """Record a failed run: `error` for staff (translated), `detail` the technical side (the
+    store, the step, the error's type; never its text), `store` and `step` for the audit log."""
     with transaction.atomic():
         request = _locked(request_id)
         request.status = RequestStatus.FAILED
         request.finished_at = timezone.now()
         request.error = error[:2000]
-        request.save(update_fields=["status", "finished_at", "error"])
-        _audit(request, "failed")
+        request.error_detail = detail[:255]
+        request.save(update_fields=["status", "finished_at", "error", "error_detail"])
+        _audit(request, "failed", store=store, step=step)
+
+
+def _in_store(
+    store: stores.Store, step: str, call: Callable[[selectors.Subject], T], subject: Any
+) -> T:
+    """Run one store's step; any error becomes a StoreFailure naming the store and the step."""
+    try:
+        return call(subject)
+    except Exception as exc:
+        raise stores.StoreFailure(store, step) from exc
 
 
 def _files_name(request: DataSubjectRequest, filename: str) -> str:
@@ -226,13 +294,15 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
     record its SHA-256 in the audit log. Verification finding anything leaves the request
     "failed" (with its report) so that it can be run again."""
     subject = _subject(request)
-    found = {store.key: store.find(subject) for store in stores.STORES}
+    found = {store.key: _in_store(store, "search", store.find, subject) for store in stores.STORES}
     removed: dict[str, int] = {}
     for key in stores.EXTERNAL_ERASE_ORDER:
-        removed[key] = stores.BY_KEY[key].erase(subject)
+        store = stores.BY_KEY[key]
+        removed[key] = _in_store(store, "erase", store.erase, subject)
     with transaction.atomic():
         for key in stores.DATABASE_ERASE_ORDER:
-            removed[key] = stores.BY_KEY[key].erase(subject)
+            store = stores.BY_KEY[key]
+            removed[key] = _in_store(store, "erase", store.erase, subject)
 
     verification = erasure_verify(subject)
     finished = timezone.now()
@@ -270,7 +340,7 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
         request.verification = verification
         request.report_file = report_file
         request.report_sha256 = digest
-        request.error = "" if verification["ok"] else _("Verification found data afterwards.")
+        request.error = "" if verification["ok"] else verification_failure(verification)
         if verification["ok"]:
             request.identifier_encrypted = ""
         request.save(
@@ -298,12 +368,28 @@ def erasure_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
     return request
 
 
+def verification_failure(verification: dict[str, Any]) -> str:
+    """What staff read when the verification found something: the stores, by name."""
+    where = [
+        str(store.label)
+        for store in stores.STORES
+        if verification["stores"][store.key]["found"]
+        or not verification["stores"][store.key]["searchable"]
+    ]
+    if verification["resolved_again"]:
+        where.append(_("the identifier still leads to a customer"))
+    return _(
+        "Verification found data afterwards, or could not search, in: %(stores)s. Run the "
+        "request again: it erases what was left."
+    ) % {"stores": "; ".join(where)}
+
+
 def erasure_verify(subject: selectors.Subject) -> dict[str, Any]:
     """Search every store again for the subject (ids, pseudonyms, the texts, the identifier
     itself) and resolve the identifier again: everything must come back empty."""
     per_store = {}
     for store in stores.STORES:
-        result = store.verify(subject)
+        result = _in_store(store, "verify", store.verify, subject)
         per_store[store.key] = {
             "found": result.count,
             "searchable": result.searchable,
@@ -330,14 +416,14 @@ def access_request_execute(request: DataSubjectRequest) -> DataSubjectRequest:
     export: dict[str, Any] = {}
     results: dict[str, Any] = {}
     for store in stores.STORES:
-        found = store.find(subject)
+        found = _in_store(store, "search", store.find, subject)
         results[store.key] = {
             "found": found.count,
             "removed": 0,
             "kept": True,
             "details": found.details,
         }
-        data = store.export(subject)
+        data = _in_store(store, "export", store.export, subject)
         if data is not None:
             export[store.key] = data
     request.subject = subject.as_record()

@@ -5,6 +5,10 @@ it (`export`, for access requests). The erasure report lists these stores in thi
 Database stores are erased together in one transaction (`DATABASE_ERASE_ORDER`); the others
 (caches, Redis, Celery results, cold storage, export files) before it, so that a failure there
 leaves the database as it was and the request can simply run again.
+
+Everything an erasure removes is in the access export: each store exports what it holds, except
+where another store's export already carries it (`exported_with`: a conversation's export holds
+its messages with their originals decrypted, ratings, form state and agent events).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, ClassVar
 
 import redis
 from django.conf import settings
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage, Storage, storages
@@ -35,6 +39,7 @@ from apps.conversations.caches import AnswerCache, cache_question, question_dige
 from apps.conversations.models import Conversation, Customer, Message, SemanticCacheEntry
 from apps.knowledge.models import KnowledgeBase
 from apps.orders.models import ReturnRequest
+from apps.safety.models import ModerationFlag
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +54,23 @@ class Found:
     searchable: bool = True
 
 
+class StoreFailure(Exception):
+    """A store could not be searched, erased, verified or exported (`step`); the store's own
+    error is the cause (`__cause__`)."""
+
+    def __init__(self, store: Store, step: str) -> None:
+        super().__init__(f"{store.key} ({step})")
+        self.store = store
+        self.step = step
+
+
 class Store:
     key: ClassVar[str]
     label: ClassVar[Promise]
     # Kept by design (the audit log): found, never erased; verified for plaintext instead.
     kept: ClassVar[bool] = False
+    # The store whose export holds this one's data (then `export` returns None).
+    exported_with: ClassVar[str] = ""
 
     def find(self, subject: Subject) -> Found:
         raise NotImplementedError
@@ -138,6 +155,7 @@ def _readable(record: dict[str, Any]) -> dict[str, Any]:
 class MessagesStore(Store):
     key = "messages"
     label = _("Messages (text, entities, sources, generation details)")
+    exported_with = "conversations"
 
     def find(self, subject: Subject) -> Found:
         return Found(_messages(subject).count())
@@ -150,6 +168,7 @@ class MessagesStore(Store):
 class OriginalsStore(Store):
     key = "originals"
     label = _("Encrypted originals of messages")
+    exported_with = "conversations"  # decrypted, as "original"
 
     def find(self, subject: Subject) -> Found:
         tokens = _messages(subject).exclude(original_encrypted="")
@@ -189,6 +208,7 @@ class OriginalsStore(Store):
 class FeedbackStore(Store):
     key = "feedback"
     label = _("Feedback (answer ratings, conversation ratings)")
+    exported_with = "conversations"  # messages' "rating", the conversation's "csat"
 
     def find(self, subject: Subject) -> Found:
         ratings = _messages(subject).exclude(rating="").count()
@@ -204,6 +224,7 @@ class FeedbackStore(Store):
 class FormsStore(Store):
     key = "forms"
     label = _("Forms (dialogue state and slots)")
+    exported_with = "conversations"  # the conversation's "state"
 
     def find(self, subject: Subject) -> Found:
         return Found(_conversations(subject).exclude(state={}).count())
@@ -271,6 +292,7 @@ class OrdersStore(Store):
 class AgentEventsStore(Store):
     key = "agent_events"
     label = _("Agent events (claims, transfers, notes)")
+    exported_with = "conversations"  # the conversation's "events"
 
     def find(self, subject: Subject) -> Found:
         return Found(
@@ -280,6 +302,43 @@ class AgentEventsStore(Store):
     def erase(self, subject: Subject) -> int:
         events = ConversationEvent.objects.filter(conversation__in=_conversations(subject))
         return events.delete()[0]
+
+
+class ModerationFlagsStore(Store):
+    """Flags for staff on the subject's blocked or flagged messages: ids, scores, categories
+    (the words stay in the message, exported with its conversation)."""
+
+    key = "moderation_flags"
+    label = _("Moderation flags (blocked or flagged messages)")
+
+    def _rows(self, subject: Subject) -> Any:
+        return ModerationFlag.objects.filter(
+            Q(conversation__in=_conversations(subject)) | Q(message__in=_messages(subject))
+        )
+
+    def find(self, subject: Subject) -> Found:
+        return Found(self._rows(subject).count())
+
+    def erase(self, subject: Subject) -> int:
+        return self._rows(subject).delete()[0]
+
+    def export(self, subject: Subject) -> Any:
+        flags = self._rows(subject).select_related("conversation", "message").order_by("pk")
+        return [
+            {
+                "conversation": str(f.conversation.public_id),
+                "message": str(f.message.public_id) if f.message else None,
+                "message_seq": f.message.seq if f.message else None,
+                "direction": f.direction,
+                "source": f.source,
+                "blocked": f.blocked,
+                "score": f.score,
+                "categories": f.categories,
+                "created_at": retention.jsonable(f.created_at),
+                "reviewed_at": retention.jsonable(f.reviewed_at),
+            }
+            for f in flags
+        ]
 
 
 class AdminHistoryStore(Store):
@@ -305,6 +364,22 @@ class AdminHistoryStore(Store):
 
     def erase(self, subject: Subject) -> int:
         return self._rows(subject).delete()[0]
+
+    def export(self, subject: Subject) -> Any:
+        # Which staff member made the change is theirs, not the subject's: left out.
+        entries = self._rows(subject).select_related("content_type").order_by("action_time", "pk")
+        return [
+            {
+                "action_time": retention.jsonable(e.action_time),
+                "action": {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}.get(
+                    e.action_flag, str(e.action_flag)
+                ),
+                "object_type": e.content_type.model if e.content_type else "",
+                "object": e.object_repr,
+                "change": e.get_change_message(),
+            }
+            for e in entries
+        ]
 
 
 class SemanticCacheStore(Store):
@@ -365,8 +440,10 @@ def _redis_keys(match: str = "*") -> Iterator[tuple[redis.Redis, bytes]]:
             yield client, key
 
 
-def _exact_keys(subject: Subject) -> set[str]:
-    keys: set[str] = set()
+def _exact_keys(subject: Subject) -> dict[str, tuple[int, str, str]]:
+    """The current generation's exact-cache keys of the subject's texts: key -> (knowledge base
+    id, language, text)."""
+    keys: dict[str, tuple[int, str, str]] = {}
     existing = set(
         KnowledgeBase.objects.filter(pk__in={s[0] for s in subject.cache_scopes}).values_list(
             "pk", flat=True
@@ -376,7 +453,8 @@ def _exact_keys(subject: Subject) -> set[str]:
         if kb_id not in existing:
             continue
         answers = AnswerCache(kb_id, language)
-        keys |= {answers.exact_key(text) for text in subject.texts}
+        for text in subject.texts:
+            keys[answers.exact_key(text)] = (kb_id, language, text)
     return keys
 
 
@@ -420,6 +498,29 @@ class ExactCacheStore(Store):
         cache.delete_many(keys)
         return present
 
+    def export(self, subject: Subject) -> Any:
+        """The questions (as cached: without personal data) the subject's messages are cached
+        under, per knowledge base and language; the answers are the knowledge base's."""
+        entries: set[tuple[str, int, str]] = set()
+        if _cache_is_redis():
+            questions = {question_digest(t): cache_question(t) for t in subject.texts}
+            for _client, key in self._redis_matches(subject):
+                # "[prefix:version:]chat:answer:<kb>:<generation>:<language>:<digest>"
+                rest = key.decode(errors="replace").split("chat:answer:", 1)[1]
+                kb_id = rest.partition(":")[0]
+                language, digest = rest.rsplit(":", 2)[1:]
+                kb = int(kb_id) if kb_id.isdigit() else 0
+                entries.add((questions.get(digest, ""), kb, language))
+        else:
+            keys = _exact_keys(subject)
+            for key in cache.get_many(list(keys)) if keys else {}:
+                kb, language, text = keys[key]
+                entries.add((cache_question(text), kb, language))
+        return [
+            {"question": question, "knowledge_base": kb, "language": language}
+            for question, kb, language in sorted(entries)
+        ]
+
 
 class RedisStateStore(Store):
     """Hot state in Redis: the Channels groups of the subject's conversations
@@ -454,6 +555,13 @@ class RedisStateStore(Store):
 
     def erase(self, subject: Subject) -> int:
         return sum(client.delete(key) for client, key in self._matches(subject))
+
+    def export(self, subject: Subject) -> Any:
+        """The keys' names (a Channels group holds only the names of the sockets in it)."""
+        if not _redis_urls():
+            return []
+        names = {key.decode(errors="replace") for _client, key in self._matches(subject)}
+        return [{"key": name} for name in sorted(names)]
 
 
 class CeleryResultsStore(Store):
@@ -501,35 +609,94 @@ class CeleryResultsStore(Store):
             return 0
         return sum(client.delete(key) for client, key in self._matches(subject))
 
+    def export(self, subject: Subject) -> Any:
+        if not self._backend_is_redis():
+            return []
+        results = []
+        for client, key in self._matches(subject):
+            stored = client.get(key) or b""
+            value = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
+            results.append({"key": key.decode(errors="replace"), "value": value})
+        return sorted(results, key=lambda r: r["key"])
+
 
 # --- Files -----------------------------------------------------------------------------------
 
 
 class ArchiveStore(Store):
+    """Every batch file is searched: the manifests' (verified) and any leftover no manifest
+    refers to (an old revision whose deletion failed). A leftover holding the subject is found,
+    deleted by the erasure, and searched for again by the verification."""
+
     key = "archives"
     label = _("Cold-storage archive (conversations)")
 
     def find(self, subject: Subject) -> Found:
+        storage = retention.archive_storage()
         batches: set[str] = set()
         count = 0
-        for manifest, record in retention.archive_records():
+        for manifest, record in retention.archive_records(storage):
             if record_matches(subject, record):
                 count += 1
                 batches.add(manifest.batch)
-        return Found(count, {"batches": len(batches)})
+        details: dict[str, Any] = {"batches": len(batches)}
+        leftovers, unreadable_files = 0, 0
+        for name in retention.unreferenced_files(storage):
+            try:
+                records = retention.file_records(storage, name)
+            except retention.ArchiveVerificationError:
+                unreadable_files += 1
+                continue
+            matched = sum(record_matches(subject, record) for record in records)
+            if matched:
+                count += matched
+                leftovers += 1
+        if leftovers:
+            details["leftover_files"] = leftovers
+        if unreadable_files:
+            details["unreadable_files"] = unreadable_files
+        return Found(count, details, searchable=not unreadable_files)
+
+    def note(self, details: dict[str, Any]) -> str:
+        lines = {
+            "leftover_files": gettext(
+                "%(n)d archive files that no manifest refers to (left behind by an earlier "
+                "rewrite) held the data subject's records."
+            ),
+            "unreadable_files": gettext(
+                "%(n)d archive files that no manifest refers to could not be read, so they "
+                "could not be searched."
+            ),
+        }
+        return " ".join(
+            line % {"n": details[key]} for key, line in lines.items() if details.get(key)
+        )
 
     def erase(self, subject: Subject) -> int:
+        storage = retention.archive_storage()
         removed = 0
-        for manifest in retention.manifests():
-            removed += retention.batch_rewrite(manifest, lambda r: record_matches(subject, r))
-        return removed
+        for manifest in retention.manifests(storage):
+            removed += retention.batch_rewrite(
+                manifest, lambda r: record_matches(subject, r), storage
+            )
+        # An old revision that could not be deleted (now or in an earlier run) still holds the
+        # subject's records. One that cannot be deleted now either is found by the
+        # verification, which then fails; the next run deletes it.
+        leftovers = retention.leftovers_delete(
+            storage, matches=lambda r: record_matches(subject, r)
+        )
+        return removed + leftovers.matching
 
     def export(self, subject: Subject) -> Any:
-        return [
-            _readable(record)
-            for _, record in retention.archive_records()
-            if record_matches(subject, record)
-        ]
+        # A leftover may hold a conversation a batch holds too: each conversation once.
+        seen: set[str] = set()
+        records = []
+        for _file, record in retention.stored_records():
+            conversation_id = record["conversation"]["public_id"]
+            if conversation_id not in seen and record_matches(subject, record):
+                seen.add(conversation_id)
+                records.append(_readable(record))
+        return records
 
 
 def files_storage() -> Storage:
@@ -578,6 +745,16 @@ class ExportFilesStore(Store):
     def erase(self, subject: Subject) -> int:
         storage = files_storage()
         return sum(export_files_delete(request, storage) for request in self._requests(subject))
+
+    def export(self, subject: Subject) -> Any:
+        return [
+            {
+                "request": str(r.public_id),
+                "finished_at": retention.jsonable(r.finished_at),
+                "files": [n for n in (r.export_json_file, r.export_pdf_file) if n],
+            }
+            for r in sorted(self._requests(subject), key=lambda r: r.pk)
+        ]
 
 
 class AuditLogStore(Store):
@@ -649,6 +826,7 @@ STORES: list[Store] = [
     FormsStore(),
     OrdersStore(),
     AgentEventsStore(),
+    ModerationFlagsStore(),
     SemanticCacheStore(),
     ExactCacheStore(),
     RedisStateStore(),
@@ -669,6 +847,7 @@ DATABASE_ERASE_ORDER = [
     "forms",
     "orders",
     "agent_events",
+    "moderation_flags",
     "admin_history",
     "semantic_cache",
     "messages",

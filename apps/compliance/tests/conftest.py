@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
+from apps.compliance import retention
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation, ConversationStatus
 from apps.conversations.tests.conftest import (  # noqa: F401 (fixtures)
@@ -44,6 +46,26 @@ def compliance_group() -> Group:
         )
     )
     return group
+
+
+@pytest.fixture
+def redis_everywhere(settings: Any, redis_url: str) -> Iterator[redis.Redis]:
+    """The Django cache, the Channels layer and the Celery result backend on a real Redis."""
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+    settings.CELERY_RESULT_BACKEND = redis_url
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
 
 
 @pytest.fixture
@@ -81,6 +103,24 @@ def start(kb: Any, *, external_id: str = "", channel: str = "api") -> Conversati
     return conversation_services.conversation_start(
         knowledge_base=kb, channel=channel, locale="zh-hans", external_id=external_id
     )
+
+
+def conversation_snapshot(which: Conversation) -> dict[str, Any]:
+    """What a user would notice of a conversation: its fields and its messages'."""
+    fresh = Conversation.objects.get(public_id=which.public_id)
+    skip = {"id", "conversation_id", "reply_to_id", "customer_id"}
+    return {
+        "conversation": {k: v for k, v in retention.model_fields(fresh).items() if k not in skip},
+        "messages": [
+            {k: v for k, v in retention.model_fields(m).items() if k not in skip}
+            for m in fresh.messages.order_by("seq")
+        ],
+        "replies": [
+            (m.seq, m.reply_to.seq if m.reply_to else None) for m in fresh.messages.order_by("seq")
+        ],
+        "events": [(e.kind, e.note) for e in fresh.agent_events.all()],
+        "customer": str(fresh.customer.public_id),
+    }
 
 
 def pdf_layout(path: Path) -> str:

@@ -16,6 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.files.storage import FileSystemStorage
 from django.utils import translation
 
 from apps.agents.models import ConversationEvent, EventKind
@@ -35,29 +36,10 @@ from apps.conversations.caches import AnswerCache
 from apps.conversations.models import Conversation, Customer, Message, Role, SemanticCacheEntry
 from apps.conversations.tests.conftest import say
 from apps.orders.models import ReturnRequest
+from tests.support.services import free_port
 
 EMAIL = "wang.fang@example.com"
 PHONE = "13800138000"
-
-
-@pytest.fixture
-def redis_everywhere(settings: Any, redis_url: str) -> redis.Redis:
-    """The Django cache, the Channels layer and the Celery result backend on a real Redis."""
-    settings.REDIS_URL = redis_url
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url]},
-        }
-    }
-    settings.CELERY_RESULT_BACKEND = redis_url
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def _redis_keys(client: redis.Redis, token: str) -> list[bytes]:
@@ -293,3 +275,168 @@ def test_cached_questions_that_held_personal_data_are_found_and_erased(
     assert request.results["exact_cache"]["found"] == 1
     assert not SemanticCacheEntry.objects.filter(pk=entry.pk).exists()
     assert cache.get(exact_key) is None
+
+
+def _request_actions(request: DataSubjectRequest) -> list[tuple[str, str, str]]:
+    return [
+        (d["action"], d.get("store", ""), d.get("step", ""))
+        for d in AuditEvent.objects.filter(detail__request=str(request.public_id))
+        .order_by("id")
+        .values_list("detail", flat=True)
+    ]
+
+
+def _database_state(conv: Conversation) -> dict[str, Any]:
+    """The customer's rows as a user would notice them."""
+    return {
+        "customer": Customer.objects.filter(pk=conv.customer_id).exists(),
+        "conversation": list(
+            Conversation.objects.filter(pk=conv.pk).values("status", "state", "csat")
+        ),
+        "messages": list(
+            Message.objects.filter(conversation=conv)
+            .order_by("seq")
+            .values_list("pk", "text", "original_encrypted", "rating")
+        ),
+    }
+
+
+def test_an_unreachable_redis_fails_the_erasure_readably_and_a_run_after_fixing_it_completes(
+    chat_kb: Any,
+    officers: tuple[Any, Any],
+    redis_url: str,
+    settings: Any,
+    run_on_commit: Any,
+) -> None:
+    """Every store is searched before anything is erased: a store that cannot be searched
+    stops the request with nothing changed. Fixing the store's address and running the
+    request again finishes it."""
+    requester, approver = officers
+    conv = start(chat_kb, external_id="app-user-5")
+    answer = say(conv, "运费怎么算")[0]
+    conversation_services.message_rate(conv, answer.public_id, "up")
+    say(conv, f"请打 {PHONE} 联系我")
+    close(conv, csat=4)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    group = f"asgi:group:chat.{conv.public_id}"  # a socket's Channels group, as channels_redis
+    client.zadd(group, {"specific.test!1": 1})
+    before = _database_state(conv)
+    assert len(before["messages"]) == conv.last_seq and before["customer"]
+
+    request = services.data_subject_request_create(
+        user=requester, kind="erasure", identifier_kind="channel_id", identifier="app-user-5"
+    )
+    services.data_subject_request_approve(request, approver)
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with translation.override("zh-hans"):
+        run_on_commit(services.data_subject_request_queue, request, approver)
+        store_label = translation.gettext("Hot session state in Redis")
+
+    request.refresh_from_db()
+    assert request.status == RequestStatus.FAILED
+    # Readable and translated: names the store in the staff's language, not the exception.
+    assert store_label != "Hot session state in Redis" and store_label in request.error
+    assert "Error" not in request.error and "127.0.0.1" not in request.error
+    assert request.error_detail == "redis (search) redis.exceptions.ConnectionError"
+    # Nothing was erased: the database, the other Redis, the request's identifier.
+    assert _database_state(conv) == before
+    assert client.exists(group)
+    assert request.identifier_encrypted and request.results == {} and not request.report_file
+    assert _request_actions(request) == [
+        ("create", "", ""),
+        ("approve", "", ""),
+        ("execute", "", ""),
+        ("failed", "redis", "search"),
+    ]
+
+    # The address fixed, the same request runs again and completes.
+    settings.REDIS_URL = redis_url
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED, (request.error, request.error_detail)
+    assert (request.error, request.error_detail) == ("", "")
+    assert request.verification["ok"] is True
+    assert request.results["redis"]["removed"] == 1 and not client.exists(group)
+    assert request.results["messages"]["removed"] == len(before["messages"])
+    assert not Customer.objects.filter(pk=conv.customer_id).exists()
+    assert _request_actions(request)[-2:] == [("execute", "", ""), ("erasure_completed", "", "")]
+
+
+class ReadOnlyStorage(FileSystemStorage):
+    """A cold storage that has become read-only (a revoked write permission on the bucket)."""
+
+    def _save(self, name: str, content: Any) -> str:
+        raise PermissionError(f"{name}: the storage is read-only")
+
+    def delete(self, name: str) -> None:
+        raise PermissionError(f"{name}: the storage is read-only")
+
+
+def test_a_store_failing_mid_erasure_leaves_the_database_unchanged_and_a_rerun_finishes(
+    chat_kb: Any,
+    officers: tuple[Any, Any],
+    redis_url: str,
+    settings: Any,
+    compliance_storage: Path,
+    run_on_commit: Any,
+) -> None:
+    """Stores outside the database are erased one by one before the database (one
+    transaction): a failure among them keeps what was erased erased and the database as it
+    was; the run after the fix erases the rest, finding nothing twice."""
+    requester, approver = officers
+    old = start(chat_kb, external_id="app-user-8")
+    say(old, "运费怎么算")
+    close(old, days_ago=200)
+    assert retention.conversations_archive().conversations == 1
+    conv = start(chat_kb, external_id="app-user-8")
+    say(conv, "退款多久能到账？")
+    settings.REDIS_URL = redis_url
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    group = f"asgi:group:chat.{conv.public_id}"
+    client.zadd(group, {"specific.test!1": 1})
+    before = _database_state(conv)
+
+    request = services.data_subject_request_create(
+        user=requester, kind="erasure", identifier_kind="channel_id", identifier="app-user-8"
+    )
+    assert request.subject["archived_conversations"] == [str(old.public_id)]
+    services.data_subject_request_approve(request, approver)
+    # The archive can still be read (searched) but no longer written: its erasure fails after
+    # Redis (earlier in the order) was erased.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "cold": {
+            "BACKEND": f"{__name__}.ReadOnlyStorage",
+            "OPTIONS": {"location": str(compliance_storage / "archive")},
+        },
+    }
+    settings.COMPLIANCE = {**settings.COMPLIANCE, "ARCHIVE_STORAGE": "cold"}
+    run_on_commit(services.data_subject_request_queue, request, approver)
+
+    request.refresh_from_db()
+    assert request.status == RequestStatus.FAILED
+    assert request.error == (
+        "The erasure stopped: “Cold-storage archive (conversations)” could not be erased. The "
+        "stores erased before it stay erased; the customer's data in the database is "
+        "unchanged. Run it again once that store is reachable: it finishes the erasure."
+    )
+    assert request.error_detail == "archives (erase) builtins.PermissionError"
+    assert not client.exists(group)  # erased before the archive failed, and stays so
+    assert _database_state(conv) == before
+    archived = [r["conversation"]["public_id"] for _, r in retention.archive_records()]
+    assert archived == [str(old.public_id)]  # the batch as it was, still verified
+    assert _request_actions(request)[-1] == ("failed", "archives", "erase")
+
+    # Writable again: the run finishes the erasure.
+    settings.COMPLIANCE = {**settings.COMPLIANCE, "ARCHIVE_STORAGE": ""}
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED, (request.error, request.error_detail)
+    assert request.verification["ok"] is True
+    assert request.results["archives"]["removed"] == 1
+    assert request.results["redis"]["found"] == 0  # done by the first run
+    assert request.results["messages"]["removed"] == len(before["messages"])
+    assert list(retention.archive_records()) == []
+    assert not Customer.objects.filter(pk=conv.customer_id).exists()

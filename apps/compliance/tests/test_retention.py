@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from apps.agents.models import ConversationEvent, EventKind
 from apps.compliance import retention
 from apps.compliance.models import ArchiveBatch, RetentionHold
-from apps.compliance.tests.conftest import close, start
+from apps.compliance.tests.conftest import close, conversation_snapshot, start
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation, Message, Role
 from apps.conversations.tests.conftest import say
@@ -33,27 +33,6 @@ class CorruptingStorage(FileSystemStorage):
         from django.core.files.base import ContentFile
 
         return super()._save(name, ContentFile(data))
-
-
-def _snapshot(conversation: Conversation) -> dict[str, Any]:
-    """What a user would notice of a conversation: its fields and its messages'."""
-    conversation = Conversation.objects.get(public_id=conversation.public_id)
-    skip = {"id", "conversation_id", "reply_to_id", "customer_id"}
-    return {
-        "conversation": {
-            k: v for k, v in retention.model_fields(conversation).items() if k not in skip
-        },
-        "messages": [
-            {k: v for k, v in retention.model_fields(m).items() if k not in skip}
-            for m in conversation.messages.order_by("seq")
-        ],
-        "replies": [
-            (m.seq, m.reply_to.seq if m.reply_to else None)
-            for m in conversation.messages.order_by("seq")
-        ],
-        "events": [(e.kind, e.note) for e in conversation.agent_events.all()],
-        "customer": str(conversation.customer.public_id),
-    }
 
 
 def test_archive_verifies_then_deletes_and_restore_brings_it_back(
@@ -73,7 +52,7 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     close(recent, days_ago=10)
     still_open = start(chat_kb, external_id="u-3")
     say(still_open, "你好")
-    before = _snapshot(old)
+    before = conversation_snapshot(old)
     assert any(m["original_encrypted"] for m in before["messages"])
 
     out = StringIO()
@@ -101,7 +80,7 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     out = StringIO()
     call_command("retention_restore", str(old.public_id), stdout=out)
     assert "Restored conversation" in out.getvalue()
-    assert _snapshot(old) == before
+    assert conversation_snapshot(old) == before
     restored = Conversation.objects.get(public_id=old.public_id)
     assert ReturnRequest.objects.get(order__number="LM2026112002").conversation_id == restored.pk
     original = restored.messages.filter(role=Role.CUSTOMER, text__contains="尺码").get()
