@@ -1,6 +1,17 @@
-from django.contrib import admin
+from typing import Any
 
-from apps.orders.models import Order, ReturnRequest
+from django import forms
+from django.contrib import admin
+from django.db import models
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.orders.models import Order, OrderStatus, ReturnRequest
+
+# Links typed without a scheme are read as https (Django 6's default, asked for explicitly).
+URL_FIELDS: dict[Any, dict[str, Any]] = {
+    models.URLField: {"form_class": forms.URLField, "assume_scheme": "https"}
+}
 
 
 class ReturnInline(admin.TabularInline):
@@ -8,6 +19,7 @@ class ReturnInline(admin.TabularInline):
     extra = 0
     fields = ("number", "status", "reason", "photo_url", "created_at")
     readonly_fields = ("created_at",)
+    formfield_overrides = URL_FIELDS
 
 
 @admin.register(Order)
@@ -17,6 +29,12 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ("number", "item", "tracking_number")
     inlines = [ReturnInline]
 
+    def save_model(self, request: HttpRequest, obj: Order, form: Any, change: bool) -> None:
+        # An order marked delivered here gets its delivery time (returns are counted from it).
+        if obj.status == OrderStatus.DELIVERED and obj.delivered_at is None:
+            obj.delivered_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(ReturnRequest)
 class ReturnRequestAdmin(admin.ModelAdmin):
@@ -25,3 +43,4 @@ class ReturnRequestAdmin(admin.ModelAdmin):
     search_fields = ("number", "order__number", "reason")
     list_select_related = ("order",)
     raw_id_fields = ("order", "conversation")
+    formfield_overrides = URL_FIELDS

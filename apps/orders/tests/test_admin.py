@@ -119,5 +119,8 @@ def test_editing_an_orders_status_in_the_admin_saves_it(staff, demo_orders):
         order.tracking_number,
     )
     assert abs(saved.placed_at - order.placed_at) < timedelta(seconds=1)
+    # Marked delivered here, it gets a delivery time, so the customer can now ask to return it.
+    assert order.delivered_at is None and saved.delivered_at is not None
+    assert services.return_request_create(saved, reason="Too small").created
     listing = staff.get(reverse(ORDERS), {"status__exact": OrderStatus.DELIVERED})
     assert "LM2026112001" in listing.content.decode()
