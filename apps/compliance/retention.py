@@ -53,6 +53,7 @@ from apps.conversations.models import Conversation, ConversationStatus, Customer
 from apps.core.exceptions import NotFoundError, ServiceError
 from apps.knowledge.models import KnowledgeBase
 from apps.orders.models import ReturnRequest
+from apps.safety.models import ModerationFlag
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def model_fields(obj: models.Model) -> dict[str, Any]:
 
 def conversation_records(conversations: list[Conversation]) -> list[dict[str, Any]]:
     """One archive line per conversation (customer selected with it): the conversation with
-    everything that hangs off it. Three queries for them all, not three per conversation."""
+    everything that hangs off it (messages, agent events, moderation flags, return links). One
+    query per kind for them all, not one per conversation."""
     pks = [c.pk for c in conversations]
     messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for message in Message.objects.filter(conversation_id__in=pks).order_by("seq"):
@@ -112,6 +114,9 @@ def conversation_records(conversations: list[Conversation]) -> list[dict[str, An
     events: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for event in ConversationEvent.objects.filter(conversation_id__in=pks).order_by("pk"):
         events[event.conversation_id].append(model_fields(event))
+    flags: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for flag in ModerationFlag.objects.filter(conversation_id__in=pks).order_by("pk"):
+        flags[flag.conversation_id].append(model_fields(flag))
     returns: dict[int, list[str]] = defaultdict(list)
     for conversation_id, number in (
         ReturnRequest.objects.filter(conversation_id__in=pks)
@@ -126,6 +131,7 @@ def conversation_records(conversations: list[Conversation]) -> list[dict[str, An
             "conversation": model_fields(c),
             "messages": messages[c.pk],
             "events": events[c.pk],
+            "flags": flags[c.pk],
             "returns": returns[c.pk],
         }
         for c in conversations
@@ -586,6 +592,7 @@ def _restore_record(record: dict[str, Any]) -> Conversation:
         *(m.get("author_id") for m in record["messages"]),
         *(e.get("actor_id") for e in record["events"]),
         *(e.get("agent_id") for e in record["events"]),
+        *(f.get("reviewed_by_id") for f in record.get("flags", [])),
     )
 
     def user(value: Any) -> Any:
@@ -631,6 +638,21 @@ def _restore_record(record: dict[str, Any]) -> Conversation:
         _set_timestamps(event, values)
     if created_events and _timestamps(ConversationEvent):
         ConversationEvent.objects.bulk_update(created_events, _timestamps(ConversationEvent))
+    # Archives written before flags were kept have none.
+    flags = []
+    for values in record.get("flags", []):
+        fields = _field_values(ModerationFlag, values)
+        fields.update(
+            conversation_id=conversation.pk,
+            message_id=new_ids.get(values.get("message_id")),
+            reviewed_by_id=user(fields.get("reviewed_by_id")),
+        )
+        flags.append(ModerationFlag(**fields))
+    created_flags = ModerationFlag.objects.bulk_create(flags)
+    for flag, values in zip(created_flags, record.get("flags", []), strict=True):
+        _set_timestamps(flag, values)
+    if created_flags and _timestamps(ModerationFlag):
+        ModerationFlag.objects.bulk_update(created_flags, _timestamps(ModerationFlag))
     ReturnRequest.objects.filter(number__in=record["returns"], conversation__isnull=True).update(
         conversation=conversation
     )

@@ -119,6 +119,10 @@ def conversation_snapshot(which: Conversation) -> dict[str, Any]:
             (m.seq, m.reply_to.seq if m.reply_to else None) for m in fresh.messages.order_by("seq")
         ],
         "events": [(e.kind, e.note) for e in fresh.agent_events.all()],
+        "flags": [
+            (f.message.seq if f.message else None, f.direction, f.source, f.blocked, f.score)
+            for f in fresh.moderation_flags.order_by("pk")
+        ],
         "customer": str(fresh.customer.public_id),
     }
 

@@ -21,6 +21,7 @@ from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation, Message, Role
 from apps.conversations.tests.conftest import say
 from apps.orders.models import ReturnRequest
+from apps.safety.models import FlagDirection, FlagSource, ModerationFlag
 
 
 class CorruptingStorage(FileSystemStorage):
@@ -46,6 +47,15 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     answer = say(old, "运费怎么算")[0]
     conversation_services.message_rate(old, answer.public_id, "down")
     ConversationEvent.objects.create(conversation=old, kind=EventKind.CLOSED, note="已解决")
+    ModerationFlag.objects.create(
+        conversation=old,
+        message=old.messages.get(text__contains="尺码"),
+        direction=FlagDirection.INPUT,
+        source=FlagSource.CLASSIFIER,
+        blocked=False,
+        score=0.61,
+        categories=["insult"],
+    )
     close(old, days_ago=120, csat=4)
     recent = start(chat_kb, external_id="u-2")
     say(recent, "你好")
@@ -54,6 +64,7 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     say(still_open, "你好")
     before = conversation_snapshot(old)
     assert any(m["original_encrypted"] for m in before["messages"])
+    assert before["flags"] == [(5, "input", "classifier", False, 0.61)]
 
     out = StringIO()
     call_command("retention_archive", stdout=out)
@@ -62,6 +73,7 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     # Gone from the database, kept in the archive (only the old, closed one).
     assert not Conversation.objects.filter(public_id=old.public_id).exists()
     assert not Message.objects.filter(conversation_id=old.pk).exists()
+    assert not ModerationFlag.objects.filter(conversation_id=old.pk).exists()
     assert Conversation.objects.filter(pk__in=[recent.pk, still_open.pk]).count() == 2
     assert ReturnRequest.objects.get(order__number="LM2026112002").conversation_id is None
     batch = ArchiveBatch.objects.get()
@@ -76,7 +88,10 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     assert [m["text"] for m in record["messages"]] == [m["text"] for m in before["messages"]]
     assert "13800138000" not in lines[0]  # originals stay encrypted in the archive
 
-    # Restored: the same conversation, messages, replies, ratings, events and return link.
+    assert [f["categories"] for f in record["flags"]] == [["insult"]]
+
+    # Restored: the same conversation, messages, replies, ratings, events, moderation flags
+    # (on the same message) and return link.
     out = StringIO()
     call_command("retention_restore", str(old.public_id), stdout=out)
     assert "Restored conversation" in out.getvalue()
