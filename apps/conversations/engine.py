@@ -5,9 +5,11 @@ Order of the checks (each one records its outcome on the message):
 2. A prompt-injection attempt, or a message moderation blocks: a fixed, polite reply.
 3. Explicit request for a person ("转人工", "human", the button) or anger: hand off.
 4. An open form: the message fills, corrects or cancels it.
-5. Exact answer cache, then the semantic answer cache.
-6. Intent (NLU): hand-off intents, forms, fixed responses.
-7. Retrieval: answer from the best source with its citation, ask which one when the top
+5. One of the articles the last reply offered ("Which of these do you mean?", or the
+   suggestions with "not sure"), chosen by its title: answered from that article.
+6. Exact answer cache, then the semantic answer cache.
+7. Intent (NLU): hand-off intents, forms, fixed responses.
+8. Retrieval: answer from the best source with its citation, ask which one when the top
    sources are equally good, or say "not sure"; twice not sure in a row (or clearly out of
    scope) hands off.
 
@@ -27,6 +29,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -65,10 +68,34 @@ from apps.safety.services import moderation_flag_record
 
 logger = logging.getLogger(__name__)
 
+# A person, as customers name one: "an agent", "a real person", "your support team". Not when
+# the word names something else: "the agent fee", "human hair", "customer service hours".
+_PERSON = (
+    r"(?:(?:an?|the|your|some|one of your)\s+)?"
+    r"(?:(?:real|live|actual|human|proper|customer|support|service)\s+){0,2}"
+    r"(?:agent|person|human|staff|representative|rep|operator|manager|supervisor"
+    r"|customer (?:service|support|care)|support (?:team|staff)|team member)"
+    r"(?![\w'’-]|\s+(?:fees?|codes?|ids?|numbers?|commissions?|programm?e?s?|accounts?"
+    r"|licen[cs]es?|discounts?|prices?|hours?|times?|hair|resources|rights|error))"
+)
+_SOMEONE = r"(?:someone|somebody|anyone|anybody|a person)\b"
+# An explicit request for a person. Chinese: 转人工, 人工客服, 找人工, 转接客服, 跟真人说话; not
+# 真人照片 or 真人秀 (photos, shows), 人工智能 (the bot itself), 代理商 (resellers), nor 我要投诉 on
+# its own (a complaint, which the bot can still take). English: "connect me to an agent", "I
+# need a real person", "can I speak to someone", "representative".
 HUMAN_REQUEST_RE = re.compile(
-    r"转人工|人工客服|人工服务|找人工|要人工|真人|接人工|客服人员|人工$"
-    r"|\b(?:human|real person|live agent|live person|representative|operator)\b"
-    r"|\b(?:talk|speak|chat) (?:to|with) (?:an? )?(?:agent|person|someone|somebody|staff)\b",
+    r"转接?(?:人工|客服)|人工(?:客服|服务|坐席|台)|(?:找|要|接|叫|换)个?人工|客服人员|人工[\W_]*$"
+    r"|(?:跟|和|与)真人(?:说|聊|沟通|对话|交流)|(?:找|要|换|接|让|叫)个?真人"
+    r"|真人(?:客服|服务|回复|回答|聊|说话|沟通|对话)|^\W*真人\W*$"
+    rf"|\b(?:talk|speak|chat|get in touch)(?: directly)? (?:to|with) (?:{_PERSON}|{_SOMEONE})"
+    r"|\b(?:connect|put|transfer|pass|hand|send|forward)(?: me)?(?: (?:through|over|on))?"
+    rf" (?:to|with) (?:{_PERSON}|{_SOMEONE})"
+    rf"|\b(?:i|we) (?:need|want|would like|'d like|wanna) (?:to (?:have|get) )?{_PERSON}"
+    rf"|\b(?:can|could|may) (?:i|we) (?:have|get|see) {_PERSON}"
+    rf"|\b(?:get|give|find) me {_PERSON}"
+    r"|\b(?:real|live|actual) (?:person|human|people|agent)\b|\brepresentative\b"
+    r"|\bhuman\b(?![\w'’-]|\s+(?:hair|resources|rights|error|body|nature))"
+    r"|^\W*(?:please[\s,]+)?(?:an?\s+|the\s+)?operator(?:[\s,]+please)?\W*$",
     re.IGNORECASE,
 )
 # A how-to question ("how do I return an item?", "怎么退货") about what a form does.
@@ -79,6 +106,9 @@ HOW_TO_RE = re.compile(
 )
 # An answer longer than this is cut at a sentence end, with the source link for the rest.
 MAX_ANSWER_CHARS = 700
+# The confidence recorded on an answer to an article the customer chose from those offered:
+# they said which one they mean, so no search score applies.
+CHOSEN_CONFIDENCE = 1.0
 
 
 @dataclass
@@ -179,6 +209,71 @@ def extract_answer(source: knowledge_selectors.Source) -> str:
     return (cut[: end + 1] if end > MAX_ANSWER_CHARS // 3 else cut).rstrip() + " …"
 
 
+def choice_key(text: str) -> str:
+    """A title or message as choices are compared: case, white space and punctuation aside
+    ("下单后还能改地址吗？" is the choice "下单后还能改地址吗")."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+
+
+def _offer(state: dict[str, Any], sources: Iterable[knowledge_selectors.Source]) -> None:
+    """Remember the articles a reply offers as choices, for the customer's next message only
+    (`_decide` takes them out of the state before anything else)."""
+    state["offered"] = [
+        {"article_id": s.article_id, "title": s.title, "chunk_id": s.chunk_id} for s in sources
+    ]
+
+
+def _chosen(
+    kb_id: int, offered: list[dict[str, Any]], text: str
+) -> knowledge_selectors.Source | None:
+    """The offered article whose title the message is, as a source to answer from; None when
+    the message is none of them, or that article may no longer be shown (unpublished, out of
+    its validity window, or moved to another knowledge base since it was offered)."""
+    key = choice_key(text)
+    offer = next((o for o in offered if key and choice_key(str(o.get("title", ""))) == key), None)
+    if offer is None:
+        return None
+    article = knowledge_selectors.article_visible_get(int(offer["article_id"]))
+    if article is None or article.knowledge_base_id != kb_id:
+        return None
+    # The passage that matched when it was offered (a guide's section), while the article still
+    # has it; else the article's title, which `extract_answer` reads as "from the start".
+    chunk = article.chunks.filter(pk=int(offer.get("chunk_id") or 0), is_searchable=True).first()
+    return knowledge_selectors.Source(
+        article_id=article.pk,
+        title=article.title,
+        chunk_id=chunk.pk if chunk is not None else 0,
+        chunk_text=chunk.text if chunk is not None else article.title,
+        heading=chunk.heading if chunk is not None else article.title,
+        dense_score=0.0,
+        keyword_score=0.0,
+        fused_score=0.0,
+        dense_rank=None,
+        keyword_rank=None,
+        article=article,
+    )
+
+
+def _answer_chosen(
+    outcome: Outcome,
+    source: knowledge_selectors.Source,
+    generation: Generation,
+    conversation: Conversation,
+) -> Outcome | None:
+    """Answer with the chosen article's own text and its citation (no search, nothing cached:
+    the message is only a title). None when moderation withholds the text."""
+    text = extract_answer(source)
+    verdict = moderate(text, outcome.language, recurring=True)
+    if verdict.blocked:
+        _flag(conversation, generation, FlagDirection.OUTPUT, verdict)
+        return None
+    outcome.decision = Decision.ANSWER
+    outcome.replies.append(
+        Reply(text, Decision.ANSWER, [source_dict(source)], confidence=CHOSEN_CONFIDENCE)
+    )
+    return outcome
+
+
 def _handoff(outcome: Outcome, reason: str, state: dict[str, Any]) -> Outcome:
     outcome.decision = Decision.HANDOFF
     outcome.handoff_reason = reason
@@ -226,6 +321,8 @@ def _decide(
     conversation: Conversation, text: str, language: str, generation: Generation
 ) -> Outcome:
     state = dict(conversation.state or {})
+    # Choices offered by the last reply count for this message only, whatever it turns out to be.
+    offered = state.pop("offered", None) or []
     outcome = Outcome(decision=Decision.FALLBACK, language=language, state=state)
     timings = outcome.timings_ms
 
@@ -278,7 +375,7 @@ def _decide(
             )
         )
         return outcome
-    if HUMAN_REQUEST_RE.search(text):
+    if HUMAN_REQUEST_RE.search(normalize(text)):
         return _handoff(outcome, "customer_request", state)
     if is_angry(text):
         return _handoff(outcome, "anger", state)
@@ -295,6 +392,16 @@ def _decide(
         else:
             outcome.intent = intent.name
             return _form_step(outcome, step, state)
+
+    if offered:
+        # A choice the customer tapped (the widget sends its title) or typed: answered from that
+        # article without a search, whose score for a bare title can be low (two near-duplicate
+        # articles share it), so a choice never counts as "not sure".
+        chosen = _chosen(conversation.knowledge_base_id, offered, text)
+        if chosen is not None:
+            answered = _answer_chosen(outcome, chosen, generation, conversation)
+            if answered is not None:
+                return answered
 
     kb = conversation.knowledge_base
     # What the question is about, without the customer's personal data: a phone number only
@@ -372,6 +479,7 @@ def _decide(
     ):
         return _handoff(outcome, "out_of_scope", state)
     suggestions = [s for s in result.sources[:2] if s.fused_score > 0]
+    _offer(state, suggestions)
     outcome.decision = Decision.FALLBACK
     outcome.replies.append(
         Reply(
@@ -421,6 +529,7 @@ def _answer(
     ]
     if close and result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]:
         options = [top, *close]
+        _offer(outcome.state, options)
         outcome.decision = Decision.CLARIFY
         outcome.replies.append(
             Reply(

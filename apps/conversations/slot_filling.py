@@ -24,17 +24,84 @@ from apps.nlu.entities import Entity, extract_entities
 MAX_ATTEMPTS = 3
 ENTITY_KINDS = ("order_number", "phone", "email", "amount", "date")
 
-# A cancellation: said first, perhaps after a filler ("never mind", "no, cancel the return",
-# "算了"), or a phrase of its own ("I changed my mind", "我不想退了"). English words end at a word
-# boundary: a return reason such as "Stopped working" or "Quite small" cancels nothing.
-CANCEL_RE = re.compile(
-    r"^\s*(?:(?:no|oh|ah|actually|ok|okay|well|sorry|please|just)\b[\s,.!]*)*"
-    r"(?:cancel|never ?mind|forget (?:it|about it)|stop|quit)\b"
-    r"|^\s*(?:取消|算了|不用了|不要了|不办了|先不|退出|停止)"
-    r"|(?:不想|不要)(?:退|查|办)|不(?:退|查|办)了"
-    r"|\b(?:cancel (?:it|that|this)|i changed my mind)\b",
-    re.IGNORECASE,
+# Cancellations. A cancellation is short: a cancelling phrase ("never mind", "cancel the
+# return", "算了吧", "不用了，谢谢", "我不想退了"), perhaps after a filler ("no, …", "嗯，…") and
+# with a word of thanks, or ending a sentence that asks nothing ("尺码不对，算了不退了"). A
+# question or request that starts the same way ("取消订单怎么退款", "cancel my order") is not
+# one: it is the customer's next question. English words end at a word boundary: a return
+# reason such as "Stopped working", "Quite small" or "Cancelled my trip" cancels nothing.
+_FILLER_EN = r"(?:no|oh|ah|actually|ok|okay|well|sorry|please|just|hmm|um|wait)"
+_POLITE_EN = r"(?:please|thanks|thank you|then|now|for now)"
+_CANCEL_EN = (
+    r"(?:cancel|never ?mind|forget (?:it|about it|that)|stop|quit"
+    r"|(?:i(?:'ve| have)? )?changed my mind)"
+    r"(?: (?:it|that|this|everything|(?:the|my|this) (?:return|request|form)))?"
 )
+_PARTICLES_ZH = r"[吧了啦呀啊哈哦呢嘛]*"
+_CANCEL_ZH = (
+    r"(?:取消(?:这个|它|退货申请|退货|申请|查询|操作|办理)?|算了|不用了|不要了|不办了|退出|停止"
+    r"|先不[用要办查退]?了?|我?(?:不想|不要)再?[退查办][货款]?了?|不[退查办]了|我?改主意了)"
+)
+CANCEL_CLAUSE_RE = re.compile(
+    rf"(?:{_FILLER_EN} )*{_CANCEL_EN}(?: {_POLITE_EN})*"
+    rf"|(?:那就?|还是|好吧|嗯|哦|唉|哎|我要|我想|请|帮我|这个|这单)?我?"
+    rf"(?:{_CANCEL_ZH}{_PARTICLES_ZH})+(?:谢谢你?|谢了|多谢|麻烦了)?{_PARTICLES_ZH}"
+)
+# Said before or after the cancelling phrase without changing it.
+FILLER_CLAUSE_RE = re.compile(
+    rf"(?:{_FILLER_EN}|thanks|thank you|thx)(?: {_FILLER_EN}| thanks| thank you)*"
+    r"|(?:嗯|哦|好吧|好的|那|啊|哎|唉|谢谢你?|谢了|多谢|麻烦了)+"
+)
+# Phrases that end what was said before ("算了", "never mind"): a statement may follow in the
+# same breath ("算了吧我自己查").
+_CLOSING_RE = re.compile(
+    rf"^(?:{_FILLER_EN} )*(?:never ?mind|forget (?:it|about it))\b"
+    rf"|^(?:算了|不用了|不要了){_PARTICLES_ZH}"
+)
+# What makes the rest of a message a question or a request of its own.
+_ASKS_RE = re.compile(
+    r"[?？\d]|^(?:how|what|why|when|where|which|who|can|could|would|do|does|is|are|will)\b"
+    r"|\bi(?:'d| would)? (?:want|need|like)\b|怎么|怎样|如何|为什么|什么|哪|吗|能否|可以|多少|多久"
+    r"|请问|我[要想]|帮我"
+)
+# A message that starts like a cancellation (see `form_continue`).
+_STARTS_LIKE_CANCEL_RE = re.compile(
+    rf"^(?:{_FILLER_EN} )*(?:cancel|never ?mind|forget (?:it|about it))\b"
+    r"|^(?:取消(?!了)|算了|不用了|不要了|不办了)"
+)
+_CLAUSE_SPLIT_RE = re.compile(r"\s*[,.!?;:，。！？；：、~…]+\s*")
+
+
+def _clause(text: str) -> str:
+    """A clause as the patterns read it: lower case, and Chinese without spaces."""
+    text = text.strip().lower()
+    return re.sub(r"\s+", "", text) if CJK_RE.search(text) else text
+
+
+def is_cancellation(text: str) -> bool:
+    """Whether `text` cancels the open form (see `CANCEL_CLAUSE_RE`)."""
+    clauses = [_clause(c) for c in _CLAUSE_SPLIT_RE.split(normalize(text))]
+    said = [c for c in clauses if c and not FILLER_CLAUSE_RE.fullmatch(c)]
+    if not said:
+        return False
+    first, last = said[0], said[-1]
+    if CANCEL_CLAUSE_RE.fullmatch(first) or CANCEL_CLAUSE_RE.fullmatch(last):
+        rest = [c for c in said if not CANCEL_CLAUSE_RE.fullmatch(c)]
+    elif match := _CLOSING_RE.match(first):
+        rest = [first[match.end() :], *said[1:]]
+    else:
+        return False
+    rest = [c.strip() for c in rest if c.strip()]
+    # The question mark went with the split: "never mind, shipping cost?" asks something.
+    if rest and re.search(r"[?？]", text):
+        return False
+    return not any(_ASKS_RE.search(c) for c in rest)
+
+
+def starts_like_cancellation(text: str) -> bool:
+    return bool(_STARTS_LIKE_CANCEL_RE.match(_clause(normalize(text))))
+
+
 SKIP_RE = re.compile(
     r"^\s*(跳过|没有|没|不用|不需要|无|skip|no|none|nope|no photo|i don'?t have (?:one|it))\b"
     r"|^\s*(跳过|没有|无|不用)\s*$",
@@ -122,7 +189,7 @@ def _value_for(
     if not asked:
         return None
     cleaned = normalize(text)
-    return cleaned if len(cleaned) >= 2 and not CANCEL_RE.search(cleaned) else None
+    return cleaned if len(cleaned) >= 2 and not is_cancellation(cleaned) else None
 
 
 def _next_slot(intent_slots: list[dict[str, Any]], form: dict[str, Any]) -> dict[str, Any] | None:
@@ -195,9 +262,13 @@ def form_continue(
 ) -> FormStep | None:
     """One customer message while a form is open. None: the message is not about the form
     (a question of its own); the caller closes the form and handles it as a new message."""
-    if CANCEL_RE.search(normalize(text)):
+    if is_cancellation(text):
         return FormStep([_("OK, I've cancelled that.")], None, cancelled=True)
     found = extract_entities(text, language=language)
+    if not found and starts_like_cancellation(text):
+        # "取消订单怎么退款", "cancel my order": not a cancellation of the form but a question
+        # or request of its own, which the caller answers as a new message.
+        return None
     entities = entity_dicts(found)
     slots_by_name = {slot["name"]: slot for slot in intent.slots}
     asking = slots_by_name.get(form.get("asking") or "")

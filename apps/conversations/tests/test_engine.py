@@ -167,7 +167,8 @@ def test_anger_hands_off(conversation: Conversation) -> None:
     say(conversation, "你们这什么破服务，垃圾！我要投诉！")
     assert conversation.status == ConversationStatus.WAITING_AGENT
     assert conversation.handoff_reason == "anger"
-    assert "First question" in conversation.summary
+    # The summary speaks the conversation's language.
+    assert conversation.summary.startswith("首个问题：你们这什么破服务")
 
 
 def test_low_confidence_twice_in_a_row_hands_off(conversation: Conversation) -> None:
@@ -291,7 +292,7 @@ def test_long_conversations_get_a_summary(conversation: Conversation) -> None:
         say(conversation, f"运费怎么算 {n}")
     conversation.refresh_from_db()
     assert conversation.last_seq >= 20
-    assert conversation.summary.startswith("First question: 运费怎么算 0")
+    assert conversation.summary.startswith("首个问题：运费怎么算 0")
 
 
 def test_how_to_question_on_a_form_topic_is_answered_not_a_form(
@@ -336,3 +337,28 @@ def test_a_new_question_during_a_form_closes_it_and_is_answered(
     reply = say(conversation, "另外想问一下运费是怎么算的")[0]
     assert reply.decision == "answer" and reply.sources[0]["title"] == "运费怎么算？"
     assert "form" not in conversation.state
+
+
+def test_a_guide_picked_from_the_suggestions_answers_with_the_section_that_matched(
+    chat_kb: KnowledgeBase, run_on_commit: Any
+) -> None:
+    run_on_commit(
+        knowledge_services.article_create,
+        knowledge_base=chat_kb,
+        title="Sending a return parcel",
+        language="en",
+        kind="guide",
+        status="published",
+        body="## Packing\n\nUse the original box and put the packing slip inside.\n\n"
+        "## Labels\n\nPrint the prepaid return label and stick it over the old barcode.",
+    )
+    # A knowledge base that wants more confidence than search has: "not sure", with the guide
+    # among the suggestions.
+    run_on_commit(knowledge_services.knowledge_base_update, chat_kb, answer_threshold=0.99)
+    conversation = services.conversation_start(knowledge_base=chat_kb, locale="en")
+    [fallback] = say(conversation, "where do I stick the prepaid return label")
+    assert fallback.decision == "fallback" and "Sending a return parcel" in fallback.choices
+    [answer] = say(conversation, "Sending a return parcel")
+    assert answer.decision == "answer"
+    assert answer.text.startswith("Print the prepaid return label")  # not the guide's start
+    assert answer.sources[0]["title"] == "Sending a return parcel"
