@@ -107,6 +107,12 @@ SKIP_RE = re.compile(
     r"|^\s*(跳过|没有|无|不用)\s*$",
     re.IGNORECASE,
 )
+# A short "no" to an optional slot ("Would you like to add a photo?"): it skips that slot,
+# where the same words while a required slot is asked cancel the form.
+DECLINE_RE = re.compile(
+    r"(?:不用|不需要|不要|没有|没|无|跳过|不加|不用加|不上传)(?:了|啦|吧|的)?(?:谢谢)?"
+    r"|(?:no|nope|none|skip|no photo|no thanks?|no thank you|not needed)(?: thanks?| thank you)?",
+)
 URL_RE = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 QUESTION_RE = re.compile(
     r"[?？]\s*$|^(how|what|why|when|where|can|do|does|is|怎么|如何|为什么|什么|能否|可以)"
@@ -262,6 +268,14 @@ def form_continue(
 ) -> FormStep | None:
     """One customer message while a form is open. None: the message is not about the form
     (a question of its own); the caller closes the form and handles it as a new message."""
+    asked = next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+    if (
+        asked is not None
+        and not asked.get("required", True)
+        and DECLINE_RE.fullmatch(_clause(_CLAUSE_SPLIT_RE.sub(" ", normalize(text))).strip())
+    ):
+        form["skipped"].append(asked["name"])
+        return _advance(intent, form, language, context, [], [])
     if is_cancellation(text):
         return FormStep([_("OK, I've cancelled that.")], None, cancelled=True)
     found = extract_entities(text, language=language)

@@ -648,3 +648,29 @@ def test_a_request_to_cancel_an_order_in_a_return_form_is_answered(
     [reply] = say(conversation, "取消订单")
     assert reply.decision == "answer" and reply.sources[0]["title"] == "怎么取消订单？"
     assert "form" not in conversation.state
+
+
+@pytest.mark.parametrize("text", ["不用了", "不需要，谢谢", "没有"])
+def test_a_chinese_no_to_the_optional_photo_skips_it(chat_kb: KnowledgeBase, text: str) -> None:
+    # "不用了" while a required slot is asked cancels the form; asked whether to add a photo,
+    # it means "no photo", and the return is made.
+    conversation = chinese(chat_kb)
+    start_chinese_return(conversation)
+    say(conversation, "LM2026112002")
+    ask = say(conversation, "尺码太小了")[0]
+    assert ask.decision == "form" and "照片" in ask.text
+    [done] = say(conversation, text)
+    assert done.decision == "action"
+    request = ReturnRequest.objects.get()
+    assert request.reason == "尺码太小了" and request.photo_url == ""
+    assert request.number in done.text and "form" not in conversation.state
+
+
+@pytest.mark.parametrize("text", ["no thanks", "No, thank you.", "nope"])
+def test_an_english_no_to_the_optional_photo_skips_it(chat_kb: KnowledgeBase, text: str) -> None:
+    conversation = english(chat_kb)
+    start_return(conversation, reason="The zip broke on day one")
+    [done] = say(conversation, text)
+    assert done.decision == "action"
+    assert ReturnRequest.objects.get().reason == "The zip broke on day one"
+    assert "form" not in conversation.state
