@@ -100,6 +100,11 @@ def _conversations(subject: Subject) -> Any:
     )
 
 
+def _notes(lines: dict[str, str], details: dict[str, Any]) -> str:
+    """The notes (`lines`, each with a count `%(n)d`) whose count in `details` is not zero."""
+    return " ".join(line % {"n": details[key]} for key, line in lines.items() if details.get(key))
+
+
 def _messages(subject: Subject) -> Any:
     return Message.objects.filter(
         Q(pk__in=subject.message_pks) | Q(conversation__in=_conversations(subject))
@@ -197,9 +202,7 @@ class OriginalsStore(Store):
                 "could not be searched for the e-mail address or phone number."
             ),
         }
-        return " ".join(
-            line % {"n": details[key]} for key, line in lines.items() if details.get(key)
-        )
+        return _notes(lines, details)
 
     def erase(self, subject: Subject) -> int:
         return _messages(subject).exclude(original_encrypted="").update(original_encrypted="")
@@ -668,9 +671,7 @@ class ArchiveStore(Store):
                 "could not be searched."
             ),
         }
-        return " ".join(
-            line % {"n": details[key]} for key, line in lines.items() if details.get(key)
-        )
+        return _notes(lines, details)
 
     def erase(self, subject: Subject) -> int:
         storage = retention.archive_storage()

@@ -224,12 +224,17 @@ def _production_settings(var_dir: Path, **environment: str) -> subprocess.Comple
     )
 
 
+def _production_loaded(var_dir: Path, **environment: str) -> dict[str, Any]:
+    """The compliance storage settings production builds from `environment` (it must load)."""
+    loaded = _production_settings(var_dir, **environment)
+    assert loaded.returncode == 0, loaded.stderr
+    return json.loads(loaded.stdout.strip().splitlines()[-1])
+
+
 def test_production_settings_build_the_archive_storage_from_the_environment(
     tmp_path: Path,
 ) -> None:
-    default = _production_settings(tmp_path)
-    assert default.returncode == 0, default.stderr
-    loaded = json.loads(default.stdout.strip().splitlines()[-1])
+    loaded = _production_loaded(tmp_path)
     assert loaded["archive"] == "" and "compliance_archive" not in loaded["storages"]
 
     bad = _production_settings(
@@ -248,19 +253,15 @@ def test_production_settings_build_the_archive_storage_from_the_environment(
 def test_production_settings_build_the_reports_and_exports_storage_from_the_environment(
     tmp_path: Path,
 ) -> None:
-    default = _production_settings(tmp_path)
-    assert default.returncode == 0, default.stderr
-    loaded = json.loads(default.stdout.strip().splitlines()[-1])
+    loaded = _production_loaded(tmp_path)
     assert loaded["files"] == "" and "compliance_files" not in loaded["storages"]
 
     options = {"location": str(tmp_path / "private"), "file_permissions_mode": 0o600}
-    configured = _production_settings(
+    loaded = _production_loaded(
         tmp_path,
         COMPLIANCE_FILES_STORAGE_BACKEND="django.core.files.storage.FileSystemStorage",
         COMPLIANCE_FILES_STORAGE_OPTIONS=json.dumps(options),
     )
-    assert configured.returncode == 0, configured.stderr
-    loaded = json.loads(configured.stdout.strip().splitlines()[-1])
     assert loaded["files"] == "compliance_files"
     assert loaded["storages"]["compliance_files"] == {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
@@ -309,13 +310,11 @@ def test_reports_and_exports_on_s3_as_production_settings_configure_them(
     """Access exports written to, downloaded from and deleted from S3 (moto's in-process S3),
     the storage built by the production settings from the environment."""
     options = {"bucket_name": "cs-compliance", "region_name": "us-east-1", "default_acl": "private"}
-    loaded = _production_settings(
+    production = _production_loaded(
         tmp_path,
         COMPLIANCE_FILES_STORAGE_BACKEND="storages.backends.s3.S3Storage",
         COMPLIANCE_FILES_STORAGE_OPTIONS=json.dumps(options),
     )
-    assert loaded.returncode == 0, loaded.stderr
-    production = json.loads(loaded.stdout.strip().splitlines()[-1])
     requester, approver = officers
     conv = start(chat_kb, external_id="app-user-3")
     say(conv, "耳机左边没声音")
@@ -356,13 +355,11 @@ def s3_archive(settings: Any, tmp_path: Path) -> Iterator[Any]:
     """The archive on S3 as production settings configure it from the environment, against
     moto's in-process S3 (moto patches botocore: no request leaves the process)."""
     options = {"bucket_name": "cs-archive", "region_name": "us-east-1", "location": "archive"}
-    loaded = _production_settings(
+    production = _production_loaded(
         tmp_path,
         COMPLIANCE_ARCHIVE_STORAGE_BACKEND="storages.backends.s3.S3Storage",
         COMPLIANCE_ARCHIVE_STORAGE_OPTIONS=json.dumps(options),
     )
-    assert loaded.returncode == 0, loaded.stderr
-    production = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert production["archive"] == "compliance_archive"
     assert production["storages"]["compliance_archive"] == {
         "BACKEND": "storages.backends.s3.S3Storage",
