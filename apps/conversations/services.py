@@ -18,6 +18,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
@@ -338,6 +339,27 @@ def _queue_summary(conversation_id: int) -> None:
     transaction.on_commit(lambda: conversation_summarize_task.delay(conversation_id))
 
 
+# What each hand-off reason code means, for people (codes stay in the data).
+HANDOFF_REASONS = {
+    "customer_request": gettext_lazy("the customer asked for a person"),
+    "customer_button": gettext_lazy("the customer pressed “talk to a human”"),
+    "anger": gettext_lazy("the customer is upset"),
+    "low_confidence": gettext_lazy("the bot was unsure twice in a row"),
+    "out_of_scope": gettext_lazy("outside what the bot handles"),
+    "form_failed": gettext_lazy("a form could not be completed"),
+    "return_window": gettext_lazy("the return window has passed"),
+}
+
+
+def handoff_reason_label(code: str) -> str:
+    """A hand-off reason code in words, in the active language ("intent:x" names the intent
+    whose policy is to hand off); an unknown code as it is."""
+    if code.startswith("intent:"):
+        return _("the intent %(intent)s goes to a person") % {"intent": code[len("intent:") :]}
+    label = HANDOFF_REASONS.get(code)
+    return str(label) if label is not None else code
+
+
 def _hand_off(conversation: Conversation, reason: str, *, language: str) -> list[Message]:
     """Move a locked conversation to waiting_agent and tell the customer. The caller saves
     HANDOFF_FIELDS and SEQUENCE_FIELDS."""
@@ -450,7 +472,10 @@ def conversation_summary(conversation: Conversation, *, recent: int = 4) -> str:
                 % {"messages": " | ".join(text[:120] for text, _intent in tail)}
             )
         if conversation.handoff_reason:
-            lines.append(_("Handoff reason: %(reason)s") % {"reason": conversation.handoff_reason})
+            lines.append(
+                _("Handoff reason: %(reason)s")
+                % {"reason": handoff_reason_label(conversation.handoff_reason)}
+            )
     return "\n".join(lines)
 
 

@@ -6,8 +6,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.test import Client, override_settings
 
+from apps.conversations import services
 from apps.conversations.models import Conversation
 from apps.knowledge.models import KnowledgeBase
 from tests.support.translations import write_catalog
@@ -96,6 +98,7 @@ TEST_TRANSLATIONS = {
     "This conversation does not exist.": "会话不存在。",
     "First question: %(text)s": "首个问题：%(text)s",
     "Handoff reason: %(reason)s": "转人工原因：%(reason)s",
+    "the customer pressed “talk to a human”": "客户点击了“转人工”",
 }
 
 
@@ -130,4 +133,17 @@ def test_handoff_summary_labels_follow_the_conversation_not_the_request(
         assert handoff.json() == {"status": "waiting_agent"}
     summary = Conversation.objects.get().summary.splitlines()
     assert summary[0] == "首个问题：运费怎么算？"
-    assert summary[-1] == "转人工原因：customer_button"
+    assert summary[-1] == "转人工原因：客户点击了“转人工”"
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [
+        ("customer_button", "the customer pressed “talk to a human”"),
+        ("low_confidence", "the bot was unsure twice in a row"),
+        ("intent:human_agent", "the intent human_agent goes to a person"),
+        ("a_future_reason", "a_future_reason"),
+    ],
+)
+def test_handoff_reasons_in_words(code: str, label: str) -> None:
+    assert services.handoff_reason_label(code) == label
