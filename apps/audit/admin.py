@@ -198,7 +198,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
 
-    @admin.action(description=_("Revoke the selected keys"), permissions=["delete"])
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = sum(api_key_revoke(key, by=request.user) for key in queryset)
         self.message_user(request, _("%(n)d key(s) revoked.") % {"n": revoked})

@@ -400,3 +400,24 @@ def test_rates_parse() -> None:
     assert ratelimit.parse_rate("5/s") == ratelimit.Rate(5, 1)
     with pytest.raises(ValueError):
         ratelimit.parse_rate("lots")
+
+
+def test_revoking_in_the_admin_takes_the_change_permission_as_the_api_does(
+    client: Client, django_user_model: Any
+) -> None:
+    clerk = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_apikey"))
+    own = keys.api_key_create(name="mine", user=clerk, scopes=["chat"]).api_key
+    client.force_login(clerk)
+    listing = client.get("/admin/audit/apikey/")
+    assert listing.status_code == 200 and "mine" in listing.content.decode()
+    assert listing.context["action_form"] is None  # no action to offer a viewer
+
+    clerk.user_permissions.add(Permission.objects.get(codename="change_apikey"))
+    clerk = django_user_model.objects.get(pk=clerk.pk)  # permissions are cached per object
+    client.force_login(clerk)
+    listing = client.get("/admin/audit/apikey/")
+    assert "revoke" in dict(listing.context["action_form"].fields["action"].choices)
+    client.post("/admin/audit/apikey/", {"action": "revoke", "_selected_action": [own.pk]})
+    own.refresh_from_db()
+    assert own.revoked_at is not None
