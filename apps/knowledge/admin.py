@@ -14,12 +14,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 
 from apps.core.exceptions import ServiceError
@@ -54,6 +56,10 @@ MARKDOWN_TAGS = [
     "th",
     "td",
 ]
+
+
+# The live preview renders at most this much of a body being typed.
+PREVIEW_MAX_CHARS = 200_000
 
 
 def render_markdown(text: str) -> str:
@@ -375,6 +381,10 @@ class ArticleAdmin(SimpleHistoryAdmin):
     actions = ["publish", "archive", "reembed", "export_jsonl", "export_csv"]
     change_list_template = "admin/knowledge/article/change_list.html"
 
+    class Media:
+        # The preview follows the body as it is typed (rendered by `preview_view`).
+        js = ["knowledge/article_preview.js"]
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "category":
             kwargs["form_class"] = CategoryChoiceField
@@ -515,9 +525,29 @@ class ArticleAdmin(SimpleHistoryAdmin):
                 "import/",
                 self.admin_site.admin_view(self.import_view),
                 name="knowledge_article_import",
-            )
+            ),
+            path(
+                "preview/",
+                self.admin_site.admin_view(require_POST(self.preview_view)),
+                name="knowledge_article_preview",
+            ),
         ]
         return extra + super().get_urls()
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The Markdown body being edited, rendered and cleaned as the saved preview is."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            return JsonResponse({"error": gettext("You may not edit articles.")}, status=403)
+        body = request.POST.get("body", "")
+        if len(body) > PREVIEW_MAX_CHARS:
+            return JsonResponse(
+                {
+                    "error": gettext("The body is too long to preview (over %(n)d characters).")
+                    % {"n": PREVIEW_MAX_CHARS}
+                },
+                status=400,
+            )
+        return JsonResponse({"html": render_markdown(body)})
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
         """Bulk import: every row is checked first; any bad row means nothing is imported and

@@ -751,6 +751,32 @@ def test_article_page_previews_the_markdown_body_without_running_its_html(staff,
     assert "<img" not in preview and "onerror" not in preview
 
 
+def test_live_preview_renders_the_body_being_typed_as_the_saved_preview_does(staff):
+    url = reverse("admin:knowledge_article_preview")
+    typed = "## Returns\n\nWithin **7 days**.\n\n<script>alert(1)</script>"
+    response = staff.post(url, {"body": typed})
+    assert response.status_code == 200
+    html = response.json()["html"]
+    assert "<h2>Returns</h2>" in html and "<strong>7 days</strong>" in html
+    assert "<script" not in html and "&lt;script" not in html
+    # The change page loads the script that calls it.
+    assert "knowledge/article_preview.js" in page(staff.get(reverse("admin:knowledge_article_add")))
+
+    assert staff.get(url).status_code == 405
+    too_long = staff.post(url, {"body": "x" * 200_001})
+    assert too_long.status_code == 400 and "too long" in too_long.json()["error"]
+
+
+def test_live_preview_is_for_staff_who_may_edit_articles(client, django_user_model):
+    url = reverse("admin:knowledge_article_preview")
+    assert client.post(url, {"body": "# x"}).status_code == 302  # to the login page
+    reader = django_user_model.objects.create_user("reader", password="pw", is_staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename="view_article"))
+    client.force_login(reader)
+    refused = client.post(url, {"body": "# x"})
+    assert refused.status_code == 403 and "html" not in refused.json()
+
+
 def test_synonym_group_added_in_the_admin_changes_the_search_result(
     staff, published_kb, django_capture_on_commit_callbacks
 ):
