@@ -74,7 +74,10 @@ def test_invented_phone_number_is_never_sent_and_the_answer_is_regenerated(
     assert reply.generation_status == GenerationStatus.REGENERATED
     assert "555" not in reply.text
     first = reply.generation["attempts"][0]
-    assert "400-555-0199" in " ".join(first["rejected_while_streaming"])
+    # Caught while streaming (the usual case) or, once in a fresh-clone CI run, only by the
+    # check of the finished draft; either way it was the first draft that was turned away.
+    rejected = " ".join(first.get("rejected_while_streaming", [])) + first.get("draft", "")
+    assert "400-555-0199" in rejected, first
     # The second request carried the stricter instruction.
     assert "does not support" in last_prompt(llm) or "do not support" in last_prompt(llm)
 
