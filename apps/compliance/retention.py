@@ -255,10 +255,13 @@ def manifests(storage: Storage | None = None) -> list[Manifest]:
     return found
 
 
-def archive_records(storage: Storage | None = None) -> Iterator[tuple[Manifest, dict[str, Any]]]:
-    """Every archived conversation, each batch verified against its manifest as it is read."""
+def archive_records(
+    storage: Storage | None = None, listed: list[Manifest] | None = None
+) -> Iterator[tuple[Manifest, dict[str, Any]]]:
+    """Every archived conversation, each batch verified against its manifest as it is read
+    (`listed`: the manifests, when the caller has read them already)."""
     storage = storage or archive_storage()
-    for manifest in manifests(storage):
+    for manifest in manifests(storage) if listed is None else listed:
         for record in _verified_records(storage, manifest):
             yield manifest, record
 
@@ -298,9 +301,8 @@ def stored_records(storage: Storage | None = None) -> Iterator[tuple[str, dict[s
     is skipped here (logged); `stores.ArchiveStore` counts it as not searchable."""
     storage = storage or archive_storage()
     listed = manifests(storage)
-    for manifest in listed:
-        for record in _verified_records(storage, manifest):
-            yield manifest.file, record
+    for manifest, record in archive_records(storage, listed):
+        yield manifest.file, record
     for name in unreferenced_files(storage, listed):
         try:
             records = file_records(storage, name)
@@ -571,6 +573,28 @@ def _timestamps(model: type[models.Model]) -> list[str]:
     ]
 
 
+def _restore_rows(
+    model: type[models.Model],
+    rows: list[dict[str, Any]],
+    conversation: Conversation,
+    **links: Callable[[Any], Any],
+) -> None:
+    """Create the archived `rows` of `model` that hang off a restored conversation (agent
+    events, moderation flags), each foreign key named in `links` mapped from its archived value
+    to today's, with their archived times."""
+    objs = []
+    for values in rows:
+        fields = _field_values(model, values)
+        fields.update({name: link(fields.get(name)) for name, link in links.items()})
+        fields["conversation_id"] = conversation.pk
+        objs.append(model(**fields))
+    created = model._default_manager.bulk_create(objs)
+    for obj, values in zip(created, rows, strict=True):
+        _set_timestamps(obj, values)
+    if created and _timestamps(model):
+        model._default_manager.bulk_update(created, _timestamps(model))
+
+
 def _restore_record(record: dict[str, Any]) -> Conversation:
     conv_values = _field_values(Conversation, record["conversation"])
     if Conversation.objects.filter(public_id=conv_values["public_id"]).exists():
@@ -624,35 +648,15 @@ def _restore_record(record: dict[str, Any]) -> Conversation:
         message.reply_to_id = new_ids.get(values.get("reply_to_id"))
     Message.objects.bulk_update(created, ["reply_to_id", *_timestamps(Message)])
 
-    events = []
-    for values in record["events"]:
-        fields = _field_values(ConversationEvent, values)
-        fields.update(
-            conversation_id=conversation.pk,
-            actor_id=user(fields.get("actor_id")),
-            agent_id=user(fields.get("agent_id")),
-        )
-        events.append(ConversationEvent(**fields))
-    created_events = ConversationEvent.objects.bulk_create(events)
-    for event, values in zip(created_events, record["events"], strict=True):
-        _set_timestamps(event, values)
-    if created_events and _timestamps(ConversationEvent):
-        ConversationEvent.objects.bulk_update(created_events, _timestamps(ConversationEvent))
+    _restore_rows(ConversationEvent, record["events"], conversation, actor_id=user, agent_id=user)
     # Archives written before flags were kept have none.
-    flags = []
-    for values in record.get("flags", []):
-        fields = _field_values(ModerationFlag, values)
-        fields.update(
-            conversation_id=conversation.pk,
-            message_id=new_ids.get(values.get("message_id")),
-            reviewed_by_id=user(fields.get("reviewed_by_id")),
-        )
-        flags.append(ModerationFlag(**fields))
-    created_flags = ModerationFlag.objects.bulk_create(flags)
-    for flag, values in zip(created_flags, record.get("flags", []), strict=True):
-        _set_timestamps(flag, values)
-    if created_flags and _timestamps(ModerationFlag):
-        ModerationFlag.objects.bulk_update(created_flags, _timestamps(ModerationFlag))
+    _restore_rows(
+        ModerationFlag,
+        record.get("flags", []),
+        conversation,
+        message_id=new_ids.get,
+        reviewed_by_id=user,
+    )
     ReturnRequest.objects.filter(number__in=record["returns"], conversation__isnull=True).update(
         conversation=conversation
     )

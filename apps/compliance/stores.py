@@ -561,8 +561,6 @@ class RedisStateStore(Store):
 
     def export(self, subject: Subject) -> Any:
         """The keys' names (a Channels group holds only the names of the sockets in it)."""
-        if not _redis_urls():
-            return []
         names = {key.decode(errors="replace") for _client, key in self._matches(subject)}
         return [{"key": name} for name in sorted(names)]
 
@@ -581,15 +579,16 @@ class CeleryResultsStore(Store):
     def _backend_is_redis(self) -> bool:
         return self._backend().startswith(("redis://", "rediss://"))
 
-    def _matches(self, subject: Subject) -> list[tuple[redis.Redis, bytes]]:
+    def _matches(self, subject: Subject) -> list[tuple[redis.Redis, bytes, str]]:
+        """The results naming the subject: (client, key, the stored result)."""
         tokens = subject.tokens() | ({subject.value} if subject.value else set())
         client = redis.Redis.from_url(self._backend())
         matches = []
         for key in client.scan_iter(match="celery-task-meta-*", count=1000):
             stored = client.get(key) or b""
-            value = stored.decode(errors="replace") if isinstance(stored, bytes) else stored
+            value = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
             if any(token in value for token in tokens) or subject.mentioned_in(value):
-                matches.append((client, key))
+                matches.append((client, key, value))
         return matches
 
     def find(self, subject: Subject) -> Found:
@@ -610,16 +609,15 @@ class CeleryResultsStore(Store):
     def erase(self, subject: Subject) -> int:
         if not self._backend_is_redis():
             return 0
-        return sum(client.delete(key) for client, key in self._matches(subject))
+        return sum(client.delete(key) for client, key, _value in self._matches(subject))
 
     def export(self, subject: Subject) -> Any:
         if not self._backend_is_redis():
             return []
-        results = []
-        for client, key in self._matches(subject):
-            stored = client.get(key) or b""
-            value = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
-            results.append({"key": key.decode(errors="replace"), "value": value})
+        results = [
+            {"key": key.decode(errors="replace"), "value": value}
+            for _client, key, value in self._matches(subject)
+        ]
         return sorted(results, key=lambda r: r["key"])
 
 
@@ -636,15 +634,16 @@ class ArchiveStore(Store):
 
     def find(self, subject: Subject) -> Found:
         storage = retention.archive_storage()
+        listed = retention.manifests(storage)  # read once, for the batches and the leftovers
         batches: set[str] = set()
         count = 0
-        for manifest, record in retention.archive_records(storage):
+        for manifest, record in retention.archive_records(storage, listed):
             if record_matches(subject, record):
                 count += 1
                 batches.add(manifest.batch)
         details: dict[str, Any] = {"batches": len(batches)}
         leftovers, unreadable_files = 0, 0
-        for name in retention.unreferenced_files(storage):
+        for name in retention.unreferenced_files(storage, listed):
             try:
                 records = retention.file_records(storage, name)
             except retention.ArchiveVerificationError:

@@ -12,13 +12,16 @@ import redis
 from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
-from apps.compliance import retention
+from apps.agents.models import ConversationEvent, EventKind
+from apps.compliance import retention, services
+from apps.compliance.models import DataSubjectRequest
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation, ConversationStatus
 from apps.conversations.tests.conftest import (  # noqa: F401 (fixtures)
     _fresh_cache,
     chat_kb,
     conversation,
+    say,
 )
 
 
@@ -103,6 +106,35 @@ def start(kb: Any, *, external_id: str = "", channel: str = "api") -> Conversati
     return conversation_services.conversation_start(
         knowledge_base=kb, channel=channel, locale="zh-hans", external_id=external_id
     )
+
+
+def old_conversation(kb: Any, external_id: str) -> Conversation:
+    """A closed conversation past the retention period with a bit of everything: a return form
+    with a phone number (redacted, original encrypted), a rating, an agent's event."""
+    old = start(kb, external_id=external_id)
+    say(old, "我要退货")
+    say(old, "订单号 LM2026112002")
+    say(old, "尺码太小了，电话 13800138000")
+    say(old, "跳过")
+    answer = say(old, "运费怎么算")[0]
+    conversation_services.message_rate(old, answer.public_id, "down")
+    ConversationEvent.objects.create(conversation=old, kind=EventKind.CLOSED, note="已解决")
+    close(old, days_ago=120, csat=4)
+    return old
+
+
+def request_run(
+    officers: tuple[Any, Any], run_on_commit: Any, kind: str, identifier_kind: str, identifier: str
+) -> DataSubjectRequest:
+    """A request made by the first officer, approved and run by the second; as stored after."""
+    requester, approver = officers
+    request = services.data_subject_request_create(
+        user=requester, kind=kind, identifier_kind=identifier_kind, identifier=identifier
+    )
+    services.data_subject_request_approve(request, approver)
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    return request
 
 
 def conversation_snapshot(which: Conversation) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from django.utils import translation
 from apps.agents.models import ConversationEvent, EventKind
 from apps.compliance import retention, services, stores
 from apps.compliance.models import DataSubjectRequest, RequestStatus
-from apps.compliance.tests.conftest import close, pdf_text, squash, start
+from apps.compliance.tests.conftest import close, pdf_text, request_run, squash, start
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Message, Role
 from apps.conversations.tests.conftest import say
@@ -36,13 +36,7 @@ def test_every_store_is_exported_by_itself_or_with_another() -> None:
 
 
 def _access(officers: tuple[Any, Any], run_on_commit: Any, identifier: str) -> Any:
-    requester, approver = officers
-    request = services.data_subject_request_create(
-        user=requester, kind="access", identifier_kind="channel_id", identifier=identifier
-    )
-    services.data_subject_request_approve(request, approver)
-    run_on_commit(services.data_subject_request_queue, request, approver)
-    request.refresh_from_db()
+    request = request_run(officers, run_on_commit, "access", "channel_id", identifier)
     assert request.status == RequestStatus.COMPLETED, (request.error, request.error_detail)
     return request
 
@@ -175,13 +169,7 @@ def test_the_access_export_holds_what_every_store_holds(
         assert squash(line) in text, line
 
     # What the export showed is what an erasure removes.
-    requester, approver = officers
-    erasure = services.data_subject_request_create(
-        user=requester, kind="erasure", identifier_kind="channel_id", identifier="app-user-42"
-    )
-    services.data_subject_request_approve(erasure, approver)
-    run_on_commit(services.data_subject_request_queue, erasure, approver)
-    erasure.refresh_from_db()
+    erasure = request_run(officers, run_on_commit, "erasure", "channel_id", "app-user-42")
     assert erasure.status == RequestStatus.COMPLETED, erasure.error
     assert erasure.results["moderation_flags"] == {
         **erasure.results["moderation_flags"],

@@ -25,11 +25,16 @@ from django.core.files.storage import InMemoryStorage, Storage, storages
 from django.utils import timezone
 from moto import mock_aws
 
-from apps.agents.models import ConversationEvent, EventKind
 from apps.compliance import retention, selectors, services, stores
 from apps.compliance.models import ArchiveBatch, RequestStatus, RetentionHold
-from apps.compliance.tests.conftest import close, conversation_snapshot, pdf_layout, start
-from apps.conversations import services as conversation_services
+from apps.compliance.tests.conftest import (
+    close,
+    conversation_snapshot,
+    old_conversation,
+    pdf_layout,
+    request_run,
+    start,
+)
 from apps.conversations.models import Conversation, Customer, Message, Role
 from apps.conversations.tests.conftest import say
 from apps.core.exceptions import NotFoundError
@@ -70,26 +75,26 @@ def _archived_lines(storage: Storage) -> list[str]:
     return lines
 
 
-def _old_conversation(kb: Any, external_id: str) -> Conversation:
-    """A closed conversation past the retention period with a bit of everything: a return form
-    with a phone number (redacted, original encrypted), a rating, an agent's event."""
-    old = start(kb, external_id=external_id)
-    say(old, "我要退货")
-    say(old, "订单号 LM2026112002")
-    say(old, "尺码太小了，电话 13800138000")
-    say(old, "跳过")
-    answer = say(old, "运费怎么算")[0]
-    conversation_services.message_rate(old, answer.public_id, "down")
-    ConversationEvent.objects.create(conversation=old, kind=EventKind.CLOSED, note="已解决")
-    close(old, days_ago=120, csat=4)
-    return old
+def _archived_with_a_bystander(kb: Any) -> tuple[Conversation, Conversation, Conversation]:
+    """The customer's old conversation (their e-mail only in its encrypted original) and a
+    bystander's, archived in one batch; the customer's current conversation."""
+    old = start(kb, external_id="app-user-42")
+    say(old, f"我的邮箱是 {EMAIL}，帮我查一下退款")
+    close(old, days_ago=200)
+    bystander = start(kb, external_id="app-user-7")
+    say(bystander, "运费怎么算")
+    close(bystander, days_ago=200)
+    assert retention.conversations_archive().conversations == 2
+    current = start(kb, external_id="app-user-42")
+    say(current, "你好")
+    return old, bystander, current
 
 
 def test_archive_verify_delete_restore_round_trip_in_memory(
     chat_kb: Any, memory_storages: tuple[Storage, Storage]
 ) -> None:
     cold, _ = memory_storages
-    old = _old_conversation(chat_kb, "u-1")
+    old = old_conversation(chat_kb, "u-1")
     recent = start(chat_kb, external_id="u-2")
     say(recent, "你好")
     close(recent, days_ago=10)
@@ -146,16 +151,7 @@ def test_erasure_finds_and_removes_the_customer_in_an_in_memory_archive(
 ) -> None:
     cold, private = memory_storages
     requester, approver = officers
-    # The e-mail address is only in the archived conversation's encrypted original.
-    old = start(chat_kb, external_id="app-user-42")
-    say(old, f"我的邮箱是 {EMAIL}，帮我查一下退款")
-    close(old, days_ago=200)
-    bystander = start(chat_kb, external_id="app-user-7")
-    say(bystander, "运费怎么算")
-    close(bystander, days_ago=200)
-    assert retention.conversations_archive().conversations == 2
-    current = start(chat_kb, external_id="app-user-42")
-    say(current, "你好")
+    old, bystander, current = _archived_with_a_bystander(chat_kb)
     customer_id = str(current.customer.public_id)
     assert any(customer_id in line for line in _archived_lines(cold))
 
@@ -315,7 +311,7 @@ def test_reports_and_exports_on_s3_as_production_settings_configure_them(
         COMPLIANCE_FILES_STORAGE_BACKEND="storages.backends.s3.S3Storage",
         COMPLIANCE_FILES_STORAGE_OPTIONS=json.dumps(options),
     )
-    requester, approver = officers
+    approver = officers[1]
     conv = start(chat_kb, external_id="app-user-3")
     say(conv, "耳机左边没声音")
     with mock_aws():
@@ -326,12 +322,7 @@ def test_reports_and_exports_on_s3_as_production_settings_configure_them(
             "compliance_files": production["storages"]["compliance_files"],
         }
         settings.COMPLIANCE = {**settings.COMPLIANCE, "FILES_STORAGE": production["files"]}
-        request = services.data_subject_request_create(
-            user=requester, kind="access", identifier_kind="channel_id", identifier="app-user-3"
-        )
-        services.data_subject_request_approve(request, approver)
-        run_on_commit(services.data_subject_request_queue, request, approver)
-        request.refresh_from_db()
+        request = request_run(officers, run_on_commit, "access", "channel_id", "app-user-3")
         assert request.status == RequestStatus.COMPLETED, (request.error, request.error_detail)
 
         listed = client.list_objects_v2(Bucket="cs-compliance").get("Contents", [])
@@ -385,7 +376,7 @@ def _bucket(client: Any) -> dict[str, bytes]:
 
 
 def test_archive_and_restore_on_s3_through_django_storages(chat_kb: Any, s3_archive: Any) -> None:
-    old = _old_conversation(chat_kb, "u-1")
+    old = old_conversation(chat_kb, "u-1")
     before = conversation_snapshot(old)
 
     assert retention.conversations_archive().conversations == 1
@@ -450,32 +441,6 @@ def _files_holding(storage: Storage, *tokens: str) -> list[str]:
     ]
 
 
-def _archived_with_a_bystander(kb: Any) -> tuple[Conversation, Conversation, Conversation]:
-    """The customer's old conversation (their e-mail only in its encrypted original) and a
-    bystander's, archived in one batch; the customer's current conversation."""
-    old = start(kb, external_id="app-user-42")
-    say(old, f"我的邮箱是 {EMAIL}，帮我查一下退款")
-    close(old, days_ago=200)
-    bystander = start(kb, external_id="app-user-7")
-    say(bystander, "运费怎么算")
-    close(bystander, days_ago=200)
-    assert retention.conversations_archive().conversations == 2
-    current = start(kb, external_id="app-user-42")
-    say(current, "你好")
-    return old, bystander, current
-
-
-def _erasure(officers: tuple[Any, Any], run_on_commit: Any) -> Any:
-    requester, approver = officers
-    request = services.data_subject_request_create(
-        user=requester, kind="erasure", identifier_kind="email", identifier=EMAIL
-    )
-    services.data_subject_request_approve(request, approver)
-    run_on_commit(services.data_subject_request_queue, request, approver)
-    request.refresh_from_db()
-    return request
-
-
 def test_a_delete_failing_once_is_tried_again_and_leaves_no_leftover(
     chat_kb: Any,
     officers: tuple[Any, Any],
@@ -487,7 +452,7 @@ def test_a_delete_failing_once_is_tried_again_and_leaves_no_leftover(
     (first,) = retention.batch_files(flaky_cold)
     flaky_cold.failures = 1
 
-    request = _erasure(officers, run_on_commit)
+    request = request_run(officers, run_on_commit, "erasure", "email", EMAIL)
 
     # The old revision's delete failed once (as S3 fails: not an OSError) and was tried again.
     assert flaky_cold.failed == [first] and flaky_cold.failures == 0
@@ -514,7 +479,7 @@ def test_a_leftover_that_cannot_be_deleted_fails_the_verification_and_a_rerun_de
     # Every attempt fails: the rewrite's delete of the old revision, then the cleanup's.
     flaky_cold.failures = 2 * retention.DELETE_ATTEMPTS
 
-    request = _erasure(officers, run_on_commit)
+    request = request_run(officers, run_on_commit, "erasure", "email", EMAIL)
 
     assert flaky_cold.failed == [first] * (2 * retention.DELETE_ATTEMPTS)
     # The manifest points to the rewritten batch; the old file, still holding the customer,
@@ -566,8 +531,8 @@ def _erasure_again(request: Any, officers: tuple[Any, Any], run_on_commit: Any) 
 def test_a_restore_whose_old_file_stays_is_searched_and_the_next_restore_deletes_it(
     chat_kb: Any, flaky_cold: FlakyDeleteStorage
 ) -> None:
-    first_conv = _old_conversation(chat_kb, "u-1")
-    second_conv = _old_conversation(chat_kb, "u-2")
+    first_conv = old_conversation(chat_kb, "u-1")
+    second_conv = old_conversation(chat_kb, "u-2")
     assert retention.conversations_archive().conversations == 2
     (first,) = retention.batch_files(flaky_cold)
     flaky_cold.failures = 2 * retention.DELETE_ATTEMPTS
@@ -592,7 +557,7 @@ def test_leftovers_are_deleted_unless_they_may_be_the_only_copy(
     chat_kb: Any, memory_storages: tuple[Storage, Storage]
 ) -> None:
     cold, _ = memory_storages
-    kept_conv = _old_conversation(chat_kb, "u-1")
+    kept_conv = old_conversation(chat_kb, "u-1")
     assert retention.conversations_archive().conversations == 1
     batch = ArchiveBatch.objects.get()
     # A rewrite that stopped between deleting the old manifest and writing the new one: the

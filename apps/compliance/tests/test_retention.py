@@ -13,11 +13,9 @@ import pytest
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 
-from apps.agents.models import ConversationEvent, EventKind
 from apps.compliance import retention
 from apps.compliance.models import ArchiveBatch, RetentionHold
-from apps.compliance.tests.conftest import close, conversation_snapshot, start
-from apps.conversations import services as conversation_services
+from apps.compliance.tests.conftest import close, conversation_snapshot, old_conversation, start
 from apps.conversations.models import Conversation, Message, Role
 from apps.conversations.tests.conftest import say
 from apps.orders.models import ReturnRequest
@@ -39,14 +37,7 @@ class CorruptingStorage(FileSystemStorage):
 def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     chat_kb: Any, compliance_storage: Path
 ) -> None:
-    old = start(chat_kb, external_id="u-1")
-    say(old, "我要退货")
-    say(old, "订单号 LM2026112002")
-    say(old, "尺码太小了，电话 13800138000")
-    say(old, "跳过")
-    answer = say(old, "运费怎么算")[0]
-    conversation_services.message_rate(old, answer.public_id, "down")
-    ConversationEvent.objects.create(conversation=old, kind=EventKind.CLOSED, note="已解决")
+    old = old_conversation(chat_kb, "u-1")
     ModerationFlag.objects.create(
         conversation=old,
         message=old.messages.get(text__contains="尺码"),
@@ -56,7 +47,6 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
         score=0.61,
         categories=["insult"],
     )
-    close(old, days_ago=120, csat=4)
     recent = start(chat_kb, external_id="u-2")
     say(recent, "你好")
     close(recent, days_ago=10)
