@@ -233,8 +233,7 @@ def _server(workers: int) -> Iterator[str]:
         yield url.replace("http", "ws", 1)
     finally:
         if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+            real.stop(process)
         if redis_process is not None:
             real.stop(redis_process)
 

@@ -289,18 +289,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self.join(conversation)
         assert self.conversation is not None
-        message, _created = await db(
-            services.message_receive, self.conversation, text, client_id=str(client_id or "")
-        )
+        message, quick = await db(_receive, self.conversation, text, str(client_id or ""))
         await self.send_frame(
             {"type": "ack", "client_id": client_id, "message": message_frame(message)}
         )
         if message.processed_at is None:
-            # A question whose answer is in the exact cache is answered on the quick threads,
-            # not queued behind searches (still after this socket's earlier messages). The
-            # check reads the cache, not the database; should the answer be gone by then, the
-            # engine does the whole work there, which is only slower.
-            quick = engine.exact_answer_ready(message.conversation, message.original_text)
             self.spawn(self.process(message.pk, quick=quick))
 
     async def on_typing(self, frame: dict[str, Any]) -> None:
@@ -424,6 +417,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if client_id is not None:
             frame["client_id"] = client_id
         await self.send_frame(frame)
+
+
+def _receive(conversation: Conversation, text: str, client_id: str) -> tuple[Message, bool]:
+    """Store a customer's message (`services.message_receive`), and whether its answer is in
+    the exact cache: such a question is answered on the quick threads, not queued behind
+    searches (still after this socket's earlier messages). Checked here, not on the event loop:
+    the cache may be Redis, and the original text may have to be decrypted. Should the answer
+    be gone by the time it is processed, the engine does the whole work there, only slower."""
+    message, _created = services.message_receive(conversation, text, client_id=client_id)
+    quick = message.processed_at is None and engine.exact_answer_ready(
+        message.conversation, message.original_text
+    )
+    return message, quick
 
 
 def _messages_after(conversation: Conversation, seq: int) -> list[dict[str, Any]]:

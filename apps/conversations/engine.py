@@ -302,8 +302,8 @@ def _form_step(outcome: Outcome, step: slot_filling.FormStep, state: dict[str, A
 def exact_answer_ready(conversation: Conversation, text: str) -> bool:
     """Whether `decide` will most likely answer `text` from the exact cache: the bot has the
     conversation, no form is open, and the question is cached. Cheap (no embedding, no search,
-    no database: safe on the event loop); `decide` still runs every check first, so a wrong
-    guess here only costs a queue."""
+    no database: only cache reads); `decide` still runs every check first, so a wrong guess
+    here only costs a queue."""
     if conversation.status != ConversationStatus.BOT or (conversation.state or {}).get("form"):
         return False
     language = message_language(text, conversation.language)

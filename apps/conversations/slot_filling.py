@@ -182,7 +182,8 @@ def _value_for(
     slot: dict[str, Any], text: str, entities: list[Entity], *, asked: bool
 ) -> Any | None:
     """The slot's value found in `text`, or None. Free-text slots take the whole message, but
-    only when that slot was the one asked for."""
+    only when that slot was the one asked for (`form_continue`, which has already taken a
+    cancellation out)."""
     kind = slot.get("entity", "text")
     if kind in ENTITY_KINDS:
         for entity in entities:
@@ -195,7 +196,7 @@ def _value_for(
     if not asked:
         return None
     cleaned = normalize(text)
-    return cleaned if len(cleaned) >= 2 and not is_cancellation(cleaned) else None
+    return cleaned if len(cleaned) >= 2 else None
 
 
 def _next_slot(intent_slots: list[dict[str, Any]], form: dict[str, Any]) -> dict[str, Any] | None:

@@ -105,6 +105,14 @@ def conversation(chat_kb: KnowledgeBase) -> Conversation:
     return services.conversation_start(knowledge_base=chat_kb, locale="zh-hans")
 
 
+def english(kb: KnowledgeBase) -> Conversation:
+    return services.conversation_start(knowledge_base=kb, locale="en")
+
+
+def chinese(kb: KnowledgeBase) -> Conversation:
+    return services.conversation_start(knowledge_base=kb, locale="zh-hans")
+
+
 def say(conversation: Conversation, text: str) -> list[Any]:
     """A customer message through the same two steps the socket and the API take, with the
     on-commit work (events, summaries) run as a commit would run it."""

@@ -12,9 +12,9 @@ import redis
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.conversations import caches, engine, services
-from apps.conversations.models import Conversation, SemanticCacheEntry
-from apps.conversations.tests.conftest import say
+from apps.conversations import caches, engine
+from apps.conversations.models import SemanticCacheEntry
+from apps.conversations.tests.conftest import english, say
 from apps.knowledge import index_events
 from apps.knowledge import services as knowledge_services
 from apps.knowledge.models import Article, KnowledgeBase
@@ -47,10 +47,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 def refund_article(kb: KnowledgeBase) -> Article:
     return kb.articles.get(external_id="refund-time", language="en")
-
-
-def english(kb: KnowledgeBase) -> Conversation:
-    return services.conversation_start(knowledge_base=kb, locale="en")
 
 
 def test_an_answer_is_not_served_from_the_caches_after_its_article_expires(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -208,10 +209,6 @@ def test_a_repeated_question_is_answered_while_every_answering_thread_is_busy(
 ) -> None:
     """Under load the threads that embed and search are all taken; a message is still stored
     and acknowledged at once, and a question already in the exact cache is still answered."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from apps.conversations import consumers
 
     async def ask(text: str, *, answered: bool) -> dict[str, Any]:
         socket = connect(live_chat_kb)

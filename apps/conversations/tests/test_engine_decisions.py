@@ -15,10 +15,9 @@ from django.conf import settings
 from django.test import TestCase
 from django.urls import reverse
 
-from apps.conversations import services
 from apps.conversations.engine import HUMAN_REQUEST_RE
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
-from apps.conversations.tests.conftest import say
+from apps.conversations.tests.conftest import chinese, english, say
 from apps.core.text import CJK_RE
 from apps.knowledge import services as knowledge_services
 from apps.knowledge.models import KnowledgeBase
@@ -37,14 +36,6 @@ def last_customer_message(conversation: Conversation) -> Message:
     message = conversation.messages.filter(role=Role.CUSTOMER).order_by("seq").last()
     assert message is not None
     return message
-
-
-def english(kb: KnowledgeBase) -> Conversation:
-    return services.conversation_start(knowledge_base=kb, locale="en")
-
-
-def chinese(kb: KnowledgeBase) -> Conversation:
-    return services.conversation_start(knowledge_base=kb, locale="zh-hans")
 
 
 # --- Which of these do you mean? ---------------------------------------------------------
