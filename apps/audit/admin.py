@@ -15,14 +15,11 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.audit.keys import api_key_create, api_key_owner_check, api_key_revoke
+from apps.audit.keys import OTHER_USER_REFUSED, api_key_create, api_key_revoke
 from apps.audit.middleware import request_context
 from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.audit.selectors import api_keys_visible_to, audit_csv_lines
 from apps.audit.services import audit_record
-from apps.core.exceptions import ServiceError
-
-OTHER_USER_REFUSED = _("Only a superuser may make an API key that acts for another user.")
 
 
 def _csv_response(request: HttpRequest, events: QuerySet[AuditEvent], how: str) -> Any:
@@ -108,29 +105,10 @@ class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple
     )
-    # The user filling the form in, set by ApiKeyAdmin.get_form.
-    creator: Any = None
 
     class Meta:
         model = ApiKey
         fields = ("name", "user", "scopes", "rate_limit", "expires_at")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        user_field = self.fields.get("user")
-        creator = self.creator
-        if isinstance(user_field, forms.ModelChoiceField) and creator and not creator.is_superuser:
-            # Only themselves to choose from (and no list of every account to browse).
-            user_field.queryset = get_user_model().objects.filter(pk=creator.pk)
-            user_field.error_messages["invalid_choice"] = OTHER_USER_REFUSED
-
-    def clean_user(self) -> Any:
-        user = self.cleaned_data["user"]
-        try:
-            api_key_owner_check(user=user, created_by=self.creator)
-        except ServiceError as exc:
-            raise forms.ValidationError(exc.message, code=exc.code) from None
-        return user
 
 
 @admin.register(ApiKey)
@@ -163,11 +141,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # manages (and revokes) only their own unless a superuser.
         return api_keys_visible_to(request.user)
 
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"creator": request.user})
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        user = request.user
+        if db_field.name == "user" and user.is_authenticated and not user.is_superuser:
+            # Only themselves to choose from (and no list of every account to browse); the
+            # rule itself is api_key_owner_check's, which api_key_create applies as well.
+            kwargs["queryset"] = get_user_model().objects.filter(pk=user.pk)
+            kwargs["error_messages"] = {"invalid_choice": OTHER_USER_REFUSED}
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"user": request.user.pk, **super().get_changeform_initial_data(request)}

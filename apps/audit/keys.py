@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.audit.services import audit_record
@@ -28,6 +29,10 @@ PREFIX_LENGTH = 8
 # last_used_at is written at most this often per key (a busy key would otherwise write a row
 # on every request).
 LAST_USED_RESOLUTION_SECONDS = 60
+# Said by api_key_owner_check, and by the admin's form when a non-superuser names someone else.
+OTHER_USER_REFUSED = gettext_lazy(
+    "Only a superuser may make an API key that acts for another user."
+)
 
 
 def key_hash(key: str) -> str:
@@ -49,10 +54,7 @@ def api_key_owner_check(*, user: Any, created_by: Any) -> None:
 
     if created_by is None or created_by.is_superuser or created_by.pk == user.pk:
         return
-    raise ServiceError(
-        _("Only a superuser may make an API key that acts for another user."),
-        code="forbidden",
-    )
+    raise ServiceError(str(OTHER_USER_REFUSED), code="forbidden")
 
 
 def api_key_create(

@@ -134,19 +134,7 @@ class ArticleAdminForm(forms.ModelForm):
 
 
 class KnowledgeBaseAdminForm(forms.ModelForm):
-    class Meta:
-        model = KnowledgeBase
-        fields = [
-            "name",
-            "description",
-            "languages",
-            "embedding_backend",
-            "embedding_model",
-            "top_k",
-            "answer_threshold",
-            "dense_weight",
-            "keyword_weight",
-        ]
+    """No Meta: KnowledgeBaseAdmin makes the form for its model with its fieldsets' fields."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

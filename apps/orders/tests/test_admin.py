@@ -7,11 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.core.management.commands.load_demo import GROUP_PERMISSIONS
 from apps.knowledge.tests.test_admin import form_data
 from apps.orders import services
 from apps.orders.models import Order, OrderStatus, ReturnRequest
@@ -20,22 +18,6 @@ pytestmark = pytest.mark.django_db
 
 ORDERS = "admin:orders_order_changelist"
 RETURNS = "admin:orders_returnrequest_changelist"
-
-
-@pytest.fixture
-def staff(client: Any, django_user_model: Any) -> Any:
-    """Logged in with exactly the demo "Support staff" group's permissions."""
-    group = Group.objects.create(name="Support staff")
-    for app_label, models in GROUP_PERMISSIONS["Support staff"].items():
-        group.permissions.add(
-            *Permission.objects.filter(
-                content_type__app_label=app_label, content_type__model__in=models
-            )
-        )
-    user = django_user_model.objects.create_user("support", password="pw", is_staff=True)
-    user.groups.add(group)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
