@@ -252,10 +252,12 @@ def _dense_candidates(
     limit: int,
     keyword_articles: list[int],
 ) -> list[tuple[int, int, float]]:
-    """(chunk id, article id, cosine): the `limit` nearest chunks (pgvector HNSW), then, for
-    each of `keyword_articles` none of those belongs to, its best chunk by exact cosine (a
-    handful of articles: no index needed), so that articles found by keywords alone are fused
-    fairly. One statement, one round trip."""
+    """(chunk id, article id, cosine), one row per article: the articles of the `limit`
+    nearest chunks (pgvector HNSW) and `keyword_articles`, each with its best chunk by exact
+    cosine. The index only picks the articles: an approximate scan may reach an article through
+    a chunk other than its best (a guide's first section instead of the one asked about), and
+    articles found by keywords alone are fused fairly. A handful of articles' chunks: no index
+    needed. One statement, one round trip."""
     now = timezone.now()
     if dims in INDEXED_DIMENSIONS:
         # Same expression and predicate as the partial HNSW index, so the planner can use it.
@@ -266,17 +268,15 @@ def _dense_candidates(
     # Only fixed fragments and an integer from INDEXED_DIMENSIONS are formatted in; values are
     # parameters.
     sql = (
-        f"WITH nearest AS (SELECT id, article_id, 1 - {distance} AS similarity "  # noqa: S608
-        f"FROM knowledge_chunk WHERE {visible} ORDER BY {distance} LIMIT %s) "
-        "SELECT id, article_id, similarity FROM nearest UNION ALL "
-        "(SELECT DISTINCT ON (article_id) id, article_id, 1 - (embedding <=> %s::vector) "
-        f"FROM knowledge_chunk WHERE {visible} AND article_id = ANY(%s) "
-        "AND article_id NOT IN (SELECT article_id FROM nearest) "
-        "ORDER BY article_id, embedding <=> %s::vector)"
+        f"WITH nearest AS (SELECT article_id FROM knowledge_chunk "  # noqa: S608
+        f"WHERE {visible} ORDER BY {distance} LIMIT %s) "
+        "SELECT DISTINCT ON (article_id) id, article_id, 1 - (embedding <=> %s::vector) "
+        f"FROM knowledge_chunk WHERE {visible} "
+        "AND article_id IN (SELECT article_id FROM nearest UNION SELECT unnest(%s::bigint[])) "
+        "ORDER BY article_id, embedding <=> %s::vector"
     )
     visible_params: list[Any] = [kb.pk, now, now, dims, embedder]
     params: list[Any] = [
-        literal,
         *visible_params,
         literal,
         limit,
