@@ -86,7 +86,12 @@ def pack_sentences(text: str, max_tokens: int = MAX_CHUNK_TOKENS) -> list[str]:
     """Group sentences into pieces under the limit; one sentence of overlap between pieces."""
     sentences: list[str] = []
     for paragraph in text.split("\n"):
-        sentences.extend(split_sentences(paragraph))
+        parts = split_sentences(paragraph)
+        if parts:
+            # A line keeps its line break (list items, labels, table rows): joined straight on,
+            # Chinese items would run together ("每单1.2倍积分¥20生日券").
+            parts[-1] += "\n"
+        sentences.extend(parts)
     pieces: list[str] = []
     current: list[str] = []
     size = 0
@@ -106,10 +111,10 @@ def pack_sentences(text: str, max_tokens: int = MAX_CHUNK_TOKENS) -> list[str]:
 def _join(sentences: list[str]) -> str:
     out = ""
     for sentence in sentences:
-        if out and not (CJK_RE.search(out[-1]) or CJK_RE.search(sentence[0])):
+        if out and out[-1] != "\n" and not (CJK_RE.search(out[-1]) or CJK_RE.search(sentence[0])):
             out += " "
         out += sentence
-    return out
+    return out.strip()
 
 
 def article_chunks(

@@ -39,8 +39,10 @@ from apps.knowledge.embeddings import EmbeddingError, get_embedder, resolve_back
 from apps.knowledge.models import (
     INDEXED_DIMENSIONS,
     Article,
+    ArticleKind,
     ArticleStatus,
     Chunk,
+    ChunkKind,
     KnowledgeBase,
     SynonymGroup,
 )
@@ -115,6 +117,10 @@ class Source:
     keyword_rank: int | None
     url: str = ""
     article: Article | None = field(default=None, repr=False)
+    # The article's body passage closest to the query (a guide's section), when the chunk
+    # shown above is a question or title: what an answer should quote.
+    passage_chunk_id: int | None = None
+    passage_text: str = ""
 
 
 @dataclass
@@ -251,13 +257,13 @@ def _dense_candidates(
     embedder: str,
     limit: int,
     keyword_articles: list[int],
-) -> list[tuple[int, int, float]]:
-    """(chunk id, article id, cosine), one row per article: the articles of the `limit`
-    nearest chunks (pgvector HNSW) and `keyword_articles`, each with its best chunk by exact
-    cosine. The index only picks the articles: an approximate scan may reach an article through
-    a chunk other than its best (a guide's first section instead of the one asked about), and
-    articles found by keywords alone are fused fairly. A handful of articles' chunks: no index
-    needed. One statement, one round trip."""
+) -> list[tuple[int, int, str, float]]:
+    """(chunk id, article id, chunk kind, cosine): the articles of the `limit` nearest chunks
+    (pgvector HNSW) and `keyword_articles`, each with its best question chunk and its best body
+    chunk by exact cosine. The index only picks the articles: an approximate scan may reach an
+    article through a chunk other than its best (a guide's first section instead of the one
+    asked about), and articles found by keywords alone are fused fairly. A handful of articles'
+    chunks: no index needed. One statement, one round trip."""
     now = timezone.now()
     if dims in INDEXED_DIMENSIONS:
         # Same expression and predicate as the partial HNSW index, so the planner can use it.
@@ -270,10 +276,11 @@ def _dense_candidates(
     sql = (
         f"WITH nearest AS (SELECT article_id FROM knowledge_chunk "  # noqa: S608
         f"WHERE {visible} ORDER BY {distance} LIMIT %s) "
-        "SELECT DISTINCT ON (article_id) id, article_id, 1 - (embedding <=> %s::vector) "
+        "SELECT DISTINCT ON (article_id, kind) id, article_id, kind, "
+        "1 - (embedding <=> %s::vector) "
         f"FROM knowledge_chunk WHERE {visible} "
         "AND article_id IN (SELECT article_id FROM nearest UNION SELECT unnest(%s::bigint[])) "
-        "ORDER BY article_id, embedding <=> %s::vector"
+        "ORDER BY article_id, kind, embedding <=> %s::vector"
     )
     visible_params: list[Any] = [kb.pk, now, now, dims, embedder]
     params: list[Any] = [
@@ -292,7 +299,9 @@ def _dense_candidates(
             [str(HNSW_EF_SEARCH)],
         )
         cursor.execute(sql, params)
-        return [(chunk_id, article_id, float(sim)) for chunk_id, article_id, sim in cursor]
+        return [
+            (chunk_id, article_id, kind, float(sim)) for chunk_id, article_id, kind, sim in cursor
+        ]
 
 
 @dataclass
@@ -452,6 +461,56 @@ def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
     return vector, (time.perf_counter() - started) * 1000
 
 
+def _section_scores(terms: Counter[str], sections: list[Chunk]) -> list[float]:
+    """BM25 of each section (its own heading and text) for the query terms, with the document
+    frequencies of this one article."""
+    counts = [
+        Counter(keyword_terms(" ".join([*c.heading.split(" > ")[1:], c.text]))) for c in sections
+    ]
+    n = len(sections)
+    idf = {
+        term: math.log(1 + (n - df + 0.5) / (df + 0.5))
+        for term in terms
+        if (df := sum(1 for c in counts if term in c))
+    }
+    return [
+        sum(w * c[term] / (c[term] + 1.2) for term, w in idf.items() if c[term]) for c in counts
+    ]
+
+
+def _choose_passages(
+    sources: list[Source], terms: Counter[str], dense_choice: dict[int, int]
+) -> None:
+    """Set `passage_*` on guide sources: the body chunk whose section shares the most
+    telling query terms (BM25 within the article, so words every section has weigh nothing;
+    the section's own heading counts, not the title), the chunk nearest by cosine on a tie or
+    when no section shares a term. Within one article the models' similarities differ by
+    hundredths (e5 rates a guide's sections 0.89-0.91 against "金卡会员有什么权益"); the words
+    tell the benefits section from the one on where to see your tier."""
+    guides = [s for s in sources if s.article is not None and s.article.kind == ArticleKind.GUIDE]
+    if not guides:
+        return
+    by_article: dict[int, list[Chunk]] = {}
+    for chunk in (
+        Chunk.objects.filter(article_id__in=[s.article_id for s in guides], kind=ChunkKind.BODY)
+        .only("id", "article_id", "heading", "text", "position")
+        .order_by("position")
+    ):
+        by_article.setdefault(chunk.article_id, []).append(chunk)
+    for source in guides:
+        sections = by_article.get(source.article_id)
+        if not sections:
+            continue
+        scores = _section_scores(terms, sections)
+        nearest = dense_choice.get(source.article_id)
+        best = max(
+            range(len(sections)),
+            key=lambda i: (round(scores[i], 6), sections[i].pk == nearest, -i),
+        )
+        source.passage_chunk_id = sections[best].pk
+        source.passage_text = sections[best].text
+
+
 def search(
     kb: KnowledgeBase | int, query: str, *, top_k: int | None = None, language: str | None = None
 ) -> SearchResult:
@@ -474,7 +533,7 @@ def search(
                 terms[expanded] = 1
                 weights[expanded] = 0.8  # a synonym counts a little less than the word typed
 
-    dense_rows: list[tuple[int, int, float]] = []
+    dense_rows: list[tuple[int, int, str, float]] = []
     warnings: list[str] = []
     # The query is embedded on a worker thread (the model runs in C without the GIL, or waits
     # on an HTTP endpoint) while this thread runs the keyword search in PostgreSQL.
@@ -506,9 +565,12 @@ def search(
         )
         timings["dense"] = (time.perf_counter() - t1) * 1000
     dense_best: dict[int, tuple[int, float]] = {}
-    for chunk_id, article_id, similarity in dense_rows:
+    body_best: dict[int, int] = {}
+    for chunk_id, article_id, kind, similarity in dense_rows:
         if article_id not in dense_best or similarity > dense_best[article_id][1]:
             dense_best[article_id] = (chunk_id, similarity)
+        if kind == ChunkKind.BODY:
+            body_best[article_id] = chunk_id
     dense_rank = {
         a: i for i, a in enumerate(sorted(dense_best, key=lambda a: -dense_best[a][1]), start=1)
     }
@@ -555,6 +617,12 @@ def search(
                 article=article,
             )
         )
+    # A guide found through its title or a question: which of its sections to quote.
+    _choose_passages(
+        [s for s, c in zip(sources, chunk_ids, strict=True) if chunks[c].kind != ChunkKind.BODY],
+        terms,
+        body_best,
+    )
 
     conf = 0.0
     features: dict[str, float] = {}

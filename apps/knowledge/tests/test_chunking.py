@@ -57,3 +57,13 @@ def test_faq_answer_stays_one_chunk_with_its_question_however_long():
     assert drafts[1].embedding_text().startswith("How do refunds work?\nDetails")
     assert "Sentence 199" in drafts[1].text
     assert drafts[0].is_question and not drafts[1].is_question
+
+
+def test_a_guides_list_items_keep_their_line_breaks():
+    body = (
+        "## 各等级权益\n\n**金卡会员**\n- 每单1.5倍积分\n- ¥50生日券\n\n"
+        "## Steps\n- Open My Orders\n- Tap Pay now"
+    )
+    texts = [d.text for d in article_chunks("会员权益", body, []) if d.kind == "body"]
+    # Run together, Chinese items would read "金卡会员每单1.5倍积分¥50生日券".
+    assert texts == ["金卡会员\n每单1.5倍积分\n¥50生日券", "Open My Orders\nTap Pay now"]
