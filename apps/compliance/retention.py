@@ -4,7 +4,11 @@ Cold storage is any Django storage (`COMPLIANCE["ARCHIVE_STORAGE"]` names an ent
 e.g. S3 through django-storages; by default a folder, `COMPLIANCE["ARCHIVE_DIR"]`). Layout:
 
     batches/<batch>.r<revision>.jsonl.gz   one conversation per line (gzip, JSON Lines)
-    manifests/<batch>.json                 counts, ids and SHA-256 of the file, the record of truth
+    manifests/<batch>.r<revision>.json     counts, ids and SHA-256 of the file, the record of truth
+
+A batch's manifest is the one of its highest revision. Archives written before revisions were in
+the manifest's name have `manifests/<batch>.json`, read as older than any revision named (only
+a rewrite, later, writes those).
 
 A line holds the customer, the conversation, its messages (encrypted originals stay encrypted)
 and agent events as their database fields, and the numbers of the returns it opened.
@@ -13,10 +17,14 @@ Nothing leaves the database before its archive is read back from the storage and
 the file's SHA-256 and the content's, the number of lines and messages, and each line's
 conversation id, in order. A batch is rewritten (a new revision, verified the same way, then the
 manifest swapped and the old file deleted) when a conversation is restored or a data subject's
-records are erased from it.
+records are erased from it. The Storage API cannot rename, so the swap never overwrites: the new
+revision's manifest is saved beside the old one and read back, and only then is the old one
+deleted. A failure at any point leaves the batch a manifest pointing at a file that is there.
+An older revision's manifest whose deletion failed is a leftover too: readers pass over it, and
+the cleanup deletes it.
 
-A batch file no manifest refers to is a leftover: an old revision whose deletion failed, a new
-one whose manifest was never swapped in, an archive run that rolled back. It may still hold a
+A batch file no batch's manifest refers to is a leftover: an old revision whose deletion failed,
+a new one whose manifest was never swapped in, an archive run that rolled back. It may still hold a
 data subject's records, so the search reads every file under `batches/`, not only the
 manifests' (`stored_records`), and restores, erasures and the daily archive run delete the
 leftovers under the archive lock (`leftovers_delete`).
@@ -28,6 +36,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -162,8 +171,48 @@ class Manifest:
         return dict(self.__dict__)
 
 
-def _manifest_name(batch: str) -> str:
-    return f"{MANIFESTS}/{batch}.json"
+def _manifest_name(batch: str, revision: int) -> str:
+    return f"{MANIFESTS}/{batch}.r{revision}.json"
+
+
+# "<batch>.r<revision>.json", or "<batch>.json" as archives written before revisions were in the
+# name have it (batch names hold no dot).
+_MANIFEST_FILE = re.compile(r"(?P<batch>[^.]+?)(?:\.r(?P<revision>[1-9][0-9]*))?\.json")
+
+
+def _manifest_names(storage: Storage) -> dict[str, list[str]]:
+    """Each batch's manifests in the storage, by batch, oldest revision first: the last is the
+    batch's manifest, any other an older revision whose deletion failed (a leftover). A manifest
+    named without its revision counts as older than any named with one."""
+    try:
+        _, names = storage.listdir(MANIFESTS)
+    except FileNotFoundError:
+        return {}
+    revisions: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for name in names:
+        match = _MANIFEST_FILE.fullmatch(name)
+        if match:
+            revision = int(match["revision"] or 0)
+            revisions[match["batch"]].append((revision, f"{MANIFESTS}/{name}"))
+    return {batch: [name for _, name in sorted(revisions[batch])] for batch in sorted(revisions)}
+
+
+def _read_manifest(storage: Storage, name: str) -> Manifest:
+    """The manifest stored as `name` (one of `_manifest_names`); ArchiveVerificationError if it
+    is not a manifest, or not the batch's and revision its name says."""
+    match = _MANIFEST_FILE.fullmatch(name.rpartition("/")[2])
+    assert match is not None, name
+    try:
+        manifest = Manifest(**json.loads(_read(storage, name)))
+    except (ValueError, TypeError) as exc:  # not JSON, not UTF-8, other keys
+        raise ArchiveVerificationError(f"{name}: not a manifest ({exc})") from exc
+    if manifest.batch != match["batch"] or (
+        match["revision"] and manifest.revision != int(match["revision"])
+    ):
+        raise ArchiveVerificationError(
+            f"{name}: holds the manifest of {manifest.batch} revision {manifest.revision}"
+        )
+    return manifest
 
 
 def _read(storage: Storage, name: str) -> bytes:
@@ -231,28 +280,42 @@ def _verified_records(storage: Storage, manifest: Manifest) -> Iterator[dict[str
     yield from records
 
 
-def _write_manifest(storage: Storage, manifest: Manifest) -> None:
-    name = _manifest_name(manifest.batch)
+def _write_manifest(
+    storage: Storage, manifest: Manifest, superseded: list[str] | None = None
+) -> None:
+    """Save a batch's manifest under its revision's own name and read it back; only then delete
+    the `superseded` manifests (the batch's earlier revisions, by name).
+
+    Until the new one is verified the earlier ones stay as they are, so no failure leaves the
+    batch without a manifest. A new one that fails is deleted again (the storage may have kept
+    it, or part of it), which makes the previous revision the batch's manifest again; its file
+    is still there, the caller deletes it only after this returns. An earlier one that cannot be
+    deleted is an older revision: readers pass over it and `leftovers_delete` deletes it."""
+    name = _manifest_name(manifest.batch, manifest.revision)
     data = json.dumps(manifest.as_dict(), indent=1, sort_keys=True).encode()
-    if storage.exists(name):
-        storage.delete(name)
-    saved = storage.save(name, ContentFile(data))
-    if saved != name or _read(storage, saved) != data:
-        raise ArchiveVerificationError(f"{name}: the manifest read back differs")
+    saved = None
+    try:
+        saved = storage.save(name, ContentFile(data))
+        if saved != name or _read(storage, saved) != data:
+            raise ArchiveVerificationError(f"{name}: the manifest read back differs")
+    except BaseException:
+        # Should this fail too, what stays is either the whole new manifest (its file was
+        # verified and is there) or a damaged one, which readers report rather than pass over.
+        _delete_retrying(storage, saved or name)
+        raise
+    for old in superseded or []:
+        _delete_retrying(storage, old)
+
+
+def _current_manifests(storage: Storage, names: dict[str, list[str]]) -> list[Manifest]:
+    return [_read_manifest(storage, batch_names[-1]) for batch_names in names.values()]
 
 
 def manifests(storage: Storage | None = None) -> list[Manifest]:
-    """Every batch's manifest, read from the storage (not from the database's index)."""
+    """Every batch's manifest (its highest revision), read from the storage (not from the
+    database's index)."""
     storage = storage or archive_storage()
-    try:
-        _, names = storage.listdir(MANIFESTS)
-    except FileNotFoundError:
-        return []
-    found = []
-    for name in sorted(names):
-        if name.endswith(".json"):
-            found.append(Manifest(**json.loads(_read(storage, f"{MANIFESTS}/{name}"))))
-    return found
+    return _current_manifests(storage, _manifest_names(storage))
 
 
 def archive_records(
@@ -386,9 +449,10 @@ def conversations_archive(
             except BaseException:
                 # The database keeps the conversations (the transaction rolls back); the files
                 # go, so they are not archived twice (a file left behind is a leftover, deleted
-                # by the next cleanup).
-                for name in (manifest.file, _manifest_name(manifest.batch)):
-                    _delete_retrying(storage, name)
+                # by the next cleanup). The manifest first: one left pointing at a deleted file
+                # would make the archive unreadable.
+                if _delete_retrying(storage, _manifest_name(manifest.batch, manifest.revision)):
+                    _delete_retrying(storage, manifest.file)
                 raise
         run.batches.append(manifest.batch)
         run.conversations += manifest.conversations
@@ -447,23 +511,27 @@ class Leftovers:
 def leftovers_delete(
     storage: Storage | None = None, *, matches: Callable[[dict[str, Any]], bool] | None = None
 ) -> Leftovers:
-    """Delete the batch files no manifest refers to, under the archive lock. `matches` counts
-    the records it selects in the files deleted (an erasure's count of what it removed).
+    """Delete the manifests of older revisions and the batch files no batch's manifest refers
+    to, under the archive lock. `matches` counts the records it selects in the files deleted (an
+    erasure's count of what it removed).
 
-    Deleted: another revision of a batch that has a manifest (superseded, or a rewrite that
-    stopped before swapping its manifest), and a file of a batch neither a manifest nor the
-    index knows (an archive run rolled back, an emptied batch). Kept: a file of a batch the
-    index lists but whose manifest is missing (a rewrite that stopped between deleting the old
-    manifest and writing the new one); it may be the only copy of other customers'
-    conversations, so it waits for a person, and the search still reads it."""
+    Deleted: a manifest of a batch's older revision (its deletion failed when the batch was
+    rewritten; readers pass over it), another revision of a batch that has a manifest
+    (superseded, or a rewrite that stopped before swapping its manifest), and a file of a batch
+    neither a manifest nor the index knows (an archive run rolled back, an emptied batch). Kept:
+    a file of a batch the index lists but whose manifest is missing (left by earlier versions,
+    which deleted the old manifest before writing the new one, when the write failed); it may be
+    the only copy of other customers' conversations, so it waits for a person, and the search
+    still reads it."""
     storage = storage or archive_storage()
     result = Leftovers()
     with transaction.atomic():
         _lock_archive()
-        listed = manifests(storage)
+        names = _manifest_names(storage)
+        listed = _current_manifests(storage, names)
+        for name in (name for batch_names in names.values() for name in batch_names[:-1]):
+            (result.deleted if _delete_retrying(storage, name) else result.failed).append(name)
         leftovers = unreferenced_files(storage, listed)
-        if not leftovers:
-            return result
         with_manifest = {m.batch for m in listed}
         indexed = set(
             ArchiveBatch.objects.filter(name__in={_batch_of(n) for n in leftovers}).values_list(
@@ -492,7 +560,7 @@ def leftovers_delete(
             else:
                 result.failed.append(name)
     if result.deleted:
-        logger.info("deleted %d leftover archive files", len(result.deleted))
+        logger.info("deleted %d leftover archive files and manifests", len(result.deleted))
     return result
 
 
@@ -514,28 +582,38 @@ def batch_rewrite(
     manifest: Manifest, drop: Callable[[dict[str, Any]], bool], storage: Storage | None = None
 ) -> int:
     """Rewrite a batch without the records `drop` selects; returns how many were dropped. The
-    new revision is verified before the manifest points to it and the old file is deleted; an
-    emptied batch disappears with its manifest. An old file that could not be deleted is a
-    leftover: callers run `leftovers_delete` afterwards."""
+    new revision is verified, then its manifest written and verified, before the old manifest
+    and file are deleted; an emptied batch disappears with its manifests. An old file or
+    manifest that could not be deleted is a leftover: callers run `leftovers_delete`
+    afterwards."""
     storage = storage or archive_storage()
     with transaction.atomic():
         _lock_archive()
-        # Read again under the lock: another rewrite may have replaced the file meanwhile.
-        current = Manifest(**json.loads(_read(storage, _manifest_name(manifest.batch))))
+        # Read again under the lock: another rewrite may have replaced the file meanwhile, or
+        # emptied the batch.
+        names = _manifest_names(storage).get(manifest.batch)
+        if not names:
+            return 0
+        current = _read_manifest(storage, names[-1])
         records = list(_verified_records(storage, current))
         kept = [r for r in records if not drop(r)]
         dropped = len(records) - len(kept)
         if not dropped:
             return 0
         if not kept:
-            storage.delete(_manifest_name(current.batch))
+            # Older revisions' manifests first, the batch's own last: deleted before one of
+            # them, it would make that one (and its file, if still there) the batch again. Each
+            # failure stops here, with the manifest pointing at its file. The file after the
+            # manifests: without them it is a leftover, which the cleanup deletes.
+            for name in names:
+                storage.delete(name)
             _delete_retrying(storage, current.file)
             ArchiveBatch.objects.filter(name=current.batch).delete()
             return dropped
         rewritten = _write_verified(
             storage, current.batch, current.revision + 1, current.created_at, kept
         )
-        _write_manifest(storage, rewritten)
+        _write_manifest(storage, rewritten, superseded=names)
         _delete_retrying(storage, current.file)
         _index(rewritten)
     return dropped

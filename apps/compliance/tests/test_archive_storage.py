@@ -24,6 +24,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage, Storage, storages
 from django.utils import timezone
 from moto import mock_aws
+from storages.backends.s3 import S3Storage
 
 from apps.compliance import retention, selectors, services, stores
 from apps.compliance.models import ArchiveBatch, RequestStatus, RetentionHold
@@ -106,8 +107,8 @@ def test_archive_verify_delete_restore_round_trip_in_memory(
     assert Conversation.objects.filter(pk=recent.pk).exists()
     # In the storage: one batch file and its manifest, the content as the manifest says.
     batch = ArchiveBatch.objects.get()
-    assert cold.listdir(retention.MANIFESTS) == ([], [f"{batch.name}.json"])
-    with cold.open(f"{retention.MANIFESTS}/{batch.name}.json", "rb") as handle:
+    assert cold.listdir(retention.MANIFESTS) == ([], [f"{batch.name}.r1.json"])
+    with cold.open(f"{retention.MANIFESTS}/{batch.name}.r1.json", "rb") as handle:
         manifest = json.loads(handle.read())
     with cold.open(manifest["file"], "rb") as handle:
         compressed = handle.read()
@@ -375,6 +376,118 @@ def _bucket(client: Any) -> dict[str, bytes]:
     }
 
 
+class ManifestPutFailsS3Storage(S3Storage):
+    """S3 whose PutObject of a manifest fails while `failing` is set, after S3 stored the object
+    (the answer lost on the way back: the caller cannot tell whether it was written)."""
+
+    failing = False
+
+    def _save(self, name: str, content: Any) -> str:
+        saved: str = super()._save(name, content)
+        if self.failing and name.startswith(f"{retention.MANIFESTS}/"):
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "InternalError",
+                        "Message": "We encountered an internal error.",
+                    }
+                },
+                "PutObject",
+            )
+        return saved
+
+
+def test_a_manifest_put_that_fails_on_s3_leaves_the_batch_its_manifest_and_file(
+    chat_kb: Any, s3_archive: Any, settings: Any
+) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "compliance_archive": {
+            **settings.STORAGES["compliance_archive"],
+            "BACKEND": f"{__name__}.ManifestPutFailsS3Storage",
+        },
+    }
+    cold = storages["compliance_archive"]
+    assert isinstance(cold, ManifestPutFailsS3Storage)
+    old, bystander, _ = _archived_with_a_bystander(chat_kb)
+    batch = ArchiveBatch.objects.get()
+    before = _bucket(s3_archive)  # the batch's manifest and file
+    assert len(before) == 2 and f"archive/{batch.data_file}" in before
+    subject = selectors.subject_resolve("email", EMAIL)
+
+    cold.failing = True
+    with pytest.raises(ClientError):
+        stores.ArchiveStore().erase(subject)
+
+    # The manifest and the file as they were (the new manifest deleted again); the new
+    # revision's file is a leftover.
+    after = _bucket(s3_archive)
+    assert {key: after.get(key) for key in before} == before
+    (new_file,) = set(after) - set(before)
+    assert new_file.startswith(f"archive/{retention.BATCHES}/{batch.name}.r2")
+    assert ArchiveBatch.objects.get().data_file == batch.data_file
+    # Still searchable and restorable.
+    found = stores.ArchiveStore().find(subject)
+    assert (found.count, found.searchable, found.details) == (1, True, {"batches": 1})
+    cold.failing = False
+    retention.conversation_restore(old.public_id)
+    assert Conversation.objects.filter(public_id=old.public_id).exists()
+    assert set(_bucket(s3_archive)) == {
+        f"archive/{retention.MANIFESTS}/{batch.name}.r2.json",
+        f"archive/{retention.BATCHES}/{batch.name}.r2.jsonl.gz",
+    }
+    assert [r["conversation"]["public_id"] for _, r in retention.archive_records()] == [
+        str(bystander.public_id)
+    ]
+
+
+def test_manifests_named_as_earlier_versions_wrote_them_are_still_read_on_s3(
+    chat_kb: Any, s3_archive: Any
+) -> None:
+    first = old_conversation(chat_kb, "u-1")
+    second = old_conversation(chat_kb, "u-2")
+    assert retention.conversations_archive().conversations == 2
+    batch = ArchiveBatch.objects.get()
+    both = [str(first.public_id), str(second.public_id)]
+    # The manifest as earlier versions stored it, "manifests/<batch>.json" (moved with boto3).
+    revision_key = f"archive/{retention.MANIFESTS}/{batch.name}.r1.json"
+    old_key = f"archive/{retention.MANIFESTS}/{batch.name}.json"
+    body = s3_archive.get_object(Bucket="cs-archive", Key=revision_key)["Body"].read()
+    s3_archive.put_object(Bucket="cs-archive", Key=old_key, Body=body)
+    s3_archive.delete_object(Bucket="cs-archive", Key=revision_key)
+
+    (manifest,) = retention.manifests()
+    assert (manifest.batch, manifest.revision, manifest.conversation_ids) == (batch.name, 1, both)
+    assert [r["conversation"]["public_id"] for _, r in retention.archive_records()] == both
+    assert retention.unreferenced_files() == []
+    cleanup = retention.leftovers_delete()
+    assert (cleanup.deleted, cleanup.kept, cleanup.failed) == ([], [], [])
+    subject = selectors.subject_resolve("channel_id", "u-2")
+    assert subject.archived_conversation_ids == {str(second.public_id)}
+
+    # Rewritten, the batch's next revision has its manifest under its own name, and the
+    # old-named one goes.
+    retention.conversation_restore(first.public_id)
+    assert Conversation.objects.filter(public_id=first.public_id).exists()
+    rewritten = {
+        f"archive/{retention.MANIFESTS}/{batch.name}.r2.json",
+        f"archive/{retention.BATCHES}/{batch.name}.r2.jsonl.gz",
+    }
+    assert set(_bucket(s3_archive)) == rewritten
+
+    # An old-named manifest beside a later revision's (its deletion failed) is an older
+    # revision: passed over, and deleted by the cleanup.
+    s3_archive.put_object(Bucket="cs-archive", Key=old_key, Body=body)
+    (manifest,) = retention.manifests()
+    assert (manifest.revision, manifest.conversation_ids) == (2, [str(second.public_id)])
+    assert [r["conversation"]["public_id"] for _, r in retention.archive_records()] == [
+        str(second.public_id)
+    ]
+    cleanup = retention.leftovers_delete()
+    assert (cleanup.deleted, cleanup.failed) == ([f"{retention.MANIFESTS}/{batch.name}.json"], [])
+    assert set(_bucket(s3_archive)) == rewritten
+
+
 def test_archive_and_restore_on_s3_through_django_storages(chat_kb: Any, s3_archive: Any) -> None:
     old = old_conversation(chat_kb, "u-1")
     before = conversation_snapshot(old)
@@ -384,7 +497,7 @@ def test_archive_and_restore_on_s3_through_django_storages(chat_kb: Any, s3_arch
     # What the bucket holds, read with boto3 (not through the platform's code).
     objects = _bucket(s3_archive)
     batch = ArchiveBatch.objects.get()
-    manifest_key = f"archive/{retention.MANIFESTS}/{batch.name}.json"
+    manifest_key = f"archive/{retention.MANIFESTS}/{batch.name}.r1.json"
     data_key = f"archive/{batch.data_file}"
     assert set(objects) == {manifest_key, data_key}
     assert (
@@ -403,17 +516,18 @@ def test_archive_and_restore_on_s3_through_django_storages(chat_kb: Any, s3_arch
 
 
 class FlakyDeleteStorage(InMemoryStorage):
-    """An in-memory cold storage whose deletes of batch files fail `failures` times before
-    they work again, with the error S3 gives through django-storages (botocore's ClientError,
-    not an OSError)."""
+    """An in-memory cold storage whose deletes of the names starting with `failing` (batch
+    files unless told) fail `failures` times before they work again, with the error S3 gives
+    through django-storages (botocore's ClientError, not an OSError)."""
 
     def __init__(self, failures: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.failures = failures
+        self.failing = f"{retention.BATCHES}/"
         self.failed: list[str] = []
 
     def delete(self, name: str) -> None:
-        if name.startswith(f"{retention.BATCHES}/") and self.failures > 0:
+        if name.startswith(self.failing) and self.failures > 0:
             self.failures -= 1
             self.failed.append(name)
             raise ClientError(
@@ -560,9 +674,10 @@ def test_leftovers_are_deleted_unless_they_may_be_the_only_copy(
     kept_conv = old_conversation(chat_kb, "u-1")
     assert retention.conversations_archive().conversations == 1
     batch = ArchiveBatch.objects.get()
-    # A rewrite that stopped between deleting the old manifest and writing the new one: the
-    # index still lists the batch, its file is the only copy of the conversation.
-    cold.delete(f"{retention.MANIFESTS}/{batch.name}.json")
+    # A rewrite by an earlier version that stopped between deleting the old manifest and
+    # writing the new one: the index still lists the batch, its file is the only copy of the
+    # conversation.
+    cold.delete(f"{retention.MANIFESTS}/{batch.name}.r1.json")
     # An archive run that rolled back (no manifest, no index row), and a damaged one.
     with cold.open(batch.data_file, "rb") as handle:
         data = handle.read()
@@ -585,3 +700,53 @@ def test_leftovers_are_deleted_unless_they_may_be_the_only_copy(
     assert retention.batch_files(cold) == [batch.data_file]
     found = stores.ArchiveStore().find(subject)
     assert (found.count, found.searchable, found.details["leftover_files"]) == (1, True, 1)
+
+
+def test_an_older_manifest_left_behind_is_passed_over_and_deleted_by_the_cleanup(
+    chat_kb: Any, flaky_cold: FlakyDeleteStorage
+) -> None:
+    first_conv = old_conversation(chat_kb, "u-1")
+    second_conv = old_conversation(chat_kb, "u-2")
+    assert retention.conversations_archive().conversations == 2
+    batch = ArchiveBatch.objects.get().name
+    (first,) = retention.batch_files(flaky_cold)
+    old_manifest = f"{retention.MANIFESTS}/{batch}.r1.json"
+    # Every delete fails while the restore runs: the rewrite's of the old manifest and file,
+    # then the cleanup's.
+    flaky_cold.failing = ""
+    flaky_cold.failures = 4 * retention.DELETE_ATTEMPTS
+
+    retention.conversation_restore(first_conv.public_id)
+
+    assert flaky_cold.failures == 0
+    assert flaky_cold.listdir(retention.MANIFESTS) == ([], [f"{batch}.r1.json", f"{batch}.r2.json"])
+    # The old manifest, pointing at the old file (both conversations), is no second copy of the
+    # batch: readers take revision 2, and the old file is a leftover.
+    (current,) = retention.manifests(flaky_cold)
+    assert (current.revision, current.conversation_ids) == (2, [str(second_conv.public_id)])
+    assert [
+        (m.revision, r["conversation"]["public_id"])
+        for m, r in retention.archive_records(flaky_cold)
+    ] == [(2, str(second_conv.public_id))]
+    assert retention.unreferenced_files(flaky_cold) == [first]
+    customer = str(Conversation.objects.get(public_id=first_conv.public_id).customer.public_id)
+    subject = selectors.subject_resolve("pseudonym", customer)
+    found = stores.ArchiveStore().find(subject)
+    assert (found.count, found.details) == (1, {"batches": 0, "leftover_files": 1})
+
+    # Emptying the batch deletes the older manifest before the batch's own: when that fails,
+    # revision 2 stays the batch's manifest (revision 1 does not come back).
+    flaky_cold.failing, flaky_cold.failures = old_manifest, 1
+    with pytest.raises(ClientError):
+        retention.conversation_restore(second_conv.public_id)
+    assert retention.manifests(flaky_cold) == [current]
+
+    cleanup = retention.leftovers_delete(flaky_cold)
+    assert (cleanup.deleted, cleanup.kept, cleanup.failed) == ([old_manifest, first], [], [])
+    assert flaky_cold.listdir(retention.MANIFESTS) == ([], [f"{batch}.r2.json"])
+    assert retention.batch_files(flaky_cold) == [current.file]
+
+    retention.conversation_restore(second_conv.public_id)
+    assert retention.manifests(flaky_cold) == [] and retention.batch_files(flaky_cold) == []
+    assert flaky_cold.listdir(retention.MANIFESTS) == ([], [])
+    assert not ArchiveBatch.objects.exists()

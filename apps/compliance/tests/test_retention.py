@@ -3,17 +3,20 @@ deleting, restore one; a corrupt write deletes nothing."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import os
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.files.storage import FileSystemStorage
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, storages
 from django.core.management import CommandError, call_command
 
-from apps.compliance import retention
+from apps.compliance import retention, selectors
 from apps.compliance.models import ArchiveBatch, RetentionHold
 from apps.compliance.tests.conftest import close, conversation_snapshot, old_conversation, start
 from apps.conversations.models import Conversation, Message, Role
@@ -25,13 +28,11 @@ from apps.safety.models import FlagDirection, FlagSource, ModerationFlag
 class CorruptingStorage(FileSystemStorage):
     """A storage whose writes silently lose the last bytes (a truncated upload)."""
 
-    def _save(self, name: str, content: Any) -> str:
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         data = content.read()
-        if name.endswith(".gz"):
+        if name and name.endswith(".gz"):
             data = data[:-7]
-        from django.core.files.base import ContentFile
-
-        return super()._save(name, ContentFile(data))
+        return super().save(name, ContentFile(data), max_length)
 
 
 def test_archive_verifies_then_deletes_and_restore_brings_it_back(
@@ -67,7 +68,7 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     assert Conversation.objects.filter(pk__in=[recent.pk, still_open.pk]).count() == 2
     assert ReturnRequest.objects.get(order__number="LM2026112002").conversation_id is None
     batch = ArchiveBatch.objects.get()
-    manifest_path = compliance_storage / "archive" / "manifests" / f"{batch.name}.json"
+    manifest_path = compliance_storage / "archive" / "manifests" / f"{batch.name}.r1.json"
     manifest = json.loads(manifest_path.read_text())
     data = (compliance_storage / "archive" / manifest["file"]).read_bytes()
     lines = gzip.decompress(data).decode().splitlines()
@@ -168,3 +169,72 @@ def test_the_beat_task_archives_with_the_configured_retention(chat_kb: Any, sett
     assert retention_archive_task() == 1
     assert not Conversation.objects.filter(pk=conversation.pk).exists()
     assert "compliance-retention-archive" in settings.CELERY_BEAT_SCHEDULE
+
+
+class DiskFullStorage(FileSystemStorage):
+    """A folder on a disk that is full while `full` is set: writing a manifest stops halfway
+    with ENOSPC, the part written left on disk (FileSystemStorage does not remove it)."""
+
+    full = False
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        if not (self.full and name and name.startswith(f"{retention.MANIFESTS}/")):
+            return super().save(name, content, max_length)
+        data = content.read()
+        path = Path(self.path(name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+
+
+def test_a_full_disk_while_the_new_manifest_is_written_leaves_the_batch_as_it_was(
+    chat_kb: Any, settings: Any, compliance_storage: Path
+) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "cold": {
+            "BACKEND": f"{__name__}.DiskFullStorage",
+            "OPTIONS": {"location": str(compliance_storage / "cold")},
+        },
+    }
+    settings.COMPLIANCE = {**settings.COMPLIANCE, "ARCHIVE_STORAGE": "cold"}
+    cold = storages["cold"]
+    assert isinstance(cold, DiskFullStorage)
+    first = old_conversation(chat_kb, "u-1")
+    second = old_conversation(chat_kb, "u-2")
+    second_before = conversation_snapshot(second)
+    assert retention.conversations_archive().conversations == 2
+    (before,) = retention.manifests()
+    both = [str(first.public_id), str(second.public_id)]
+    assert before.conversation_ids == both
+
+    cold.full = True
+    with pytest.raises(OSError, match="No space left"):
+        retention.conversation_restore(first.public_id)
+
+    # Restored (committed before the archive is touched) and still archived: never in neither.
+    assert Conversation.objects.filter(public_id=first.public_id).exists()
+    # The batch's manifest and file as they were; the half-written manifest is gone again, the
+    # new revision's file is a leftover.
+    assert retention.manifests() == [before]
+    assert cold.listdir(retention.MANIFESTS) == ([], [f"{before.batch}.r1.json"])
+    assert [r["conversation"]["public_id"] for _, r in retention.archive_records()] == both
+    assert ArchiveBatch.objects.get().data_file == before.file
+    (new_file,) = retention.unreferenced_files()
+    assert new_file.startswith(f"{retention.BATCHES}/{before.batch}.r2")
+    # Still searchable, and the cleanup deletes only the new revision's file.
+    subject = selectors.subject_resolve("channel_id", "u-2")
+    assert subject.archived_conversation_ids == {str(second.public_id)}
+    cleanup = retention.leftovers_delete()
+    assert (cleanup.deleted, cleanup.kept, cleanup.failed) == ([new_file], [], [])
+    assert retention.batch_files() == [before.file]
+
+    # With room on the disk again, both restores finish.
+    cold.full = False
+    retention.conversation_restore(second.public_id)
+    assert conversation_snapshot(second) == second_before
+    (after,) = retention.manifests()
+    assert (after.revision, after.conversation_ids) == (2, [str(first.public_id)])
+    retention.conversation_restore(first.public_id)
+    assert retention.manifests() == [] and retention.batch_files() == []
+    assert not ArchiveBatch.objects.exists()
