@@ -4,7 +4,9 @@ Order of the checks (each one records its outcome on the message):
 1. Conversation with a person (waiting or live): the bot stays quiet.
 2. A prompt-injection attempt, or a message moderation blocks: a fixed, polite reply.
 3. Explicit request for a person ("转人工", "human", the button) or anger: hand off.
-4. An open form: the message fills, corrects or cancels it.
+4. An open form: the message fills, corrects or cancels it. A question asked instead of a
+   free-text value (the reason for a return) goes through the steps below with the form kept,
+   and the value is asked for again after the answer.
 5. One of the articles the last reply offered ("Which of these do you mean?", or the
    suggestions with "not sure"), chosen by its title: answered from that article.
 6. Exact answer cache, then the semantic answer cache.
@@ -79,22 +81,45 @@ _PERSON = (
     r"|licen[cs]es?|discounts?|prices?|hours?|times?|hair|resources|rights|error))"
 )
 _SOMEONE = r"(?:someone|somebody|anyone|anybody|a person)\b"
-# An explicit request for a person. Chinese: 转人工, 人工客服, 找人工, 转接客服, 跟真人说话; not
-# 真人照片 or 真人秀 (photos, shows), 人工智能 (the bot itself), 代理商 (resellers), nor 我要投诉 on
-# its own (a complaint, which the bot can still take). English: "connect me to an agent", "I
-# need a real person", "can I speak to someone", "representative".
+# What a person named in a message would do about the delivery rather than for the customer: "a
+# person to sign for the parcel", "someone to collect it", "a real person who can receive it",
+# "does a real person have to be home". A question about delivery, not a request to talk to one
+# ("I need someone to talk to", "a person to help me" name no errand and still ask for one).
+_ERRAND = (
+    r"\s+(?:(?:who|that)\s+)?"
+    r"(?:(?:to|can|could|will|would|must|should|may|has\s+to|have\s+to|needs?\s+to)\s+)?"
+    r"(?:sign|collect|pick|receive|accept|deliver|drop|bring|carry|install|assemble"
+    r"|be\s+(?:at\s+)?(?:home|there|present|in|around)|at\s+(?:home|the\s+(?:door|address))"
+    r"|take\s+(?:in\s+)?(?:the\s+|my\s+)?(?:delivery|parcel|package|it|them)"
+    r"|for\s+(?:the\s+|my\s+)?(?:delivery|parcel|package|signature|collection))\b"
+)
+# The same in Chinese, after 真人 or 人工: 签收, 签字, 代收, 取件, 在家 ("需要真人签收吗").
+_ERRAND_ZH = (
+    r"(?:来|去|帮我|帮忙|替我|代我|亲自)?"
+    r"(?:签|代收|收货|收件|收快递|取件|取货|领取|在家|到场|在场)"
+)
+# An explicit request for a person. Chinese: 转人工, 人工客服, 找人工, 转接客服, 跟真人说话, 找个真
+# 人, 我需要一个真人; not 真人照片 or 真人秀 (photos, shows), 人工智能 (the bot itself), 代理商
+# (resellers), 需要真人签收吗 (an errand, see `_ERRAND_ZH`), nor 我要投诉 on its own (a
+# complaint, which the bot can still take). English: "connect me to an agent", "I need a real
+# person", "I need someone to talk to", "can I speak to someone", "representative"; not a
+# person for an errand (`_ERRAND`).
 HUMAN_REQUEST_RE = re.compile(
-    r"转接?(?:人工|客服)|人工(?:客服|服务|坐席|台)|(?:找|要|接|叫|换)个?人工|客服人员|人工[\W_]*$"
-    r"|(?:跟|和|与)真人(?:说|聊|沟通|对话|交流)|(?:找|要|换|接|让|叫)个?真人"
+    r"转接?(?:人工|客服)|人工(?:客服|服务|坐席|台)|人工[\W_]*$|客服人员"
+    rf"|(?:找|要|接|叫|换)(?:一?个)?人工(?!{_ERRAND_ZH})"
+    r"|(?:跟|和|与)真人(?:说|聊|沟通|对话|交流)"
+    rf"|(?:找|要|换|接|让|叫)(?:一?个)?真人(?!{_ERRAND_ZH})"
     r"|真人(?:客服|服务|回复|回答|聊|说话|沟通|对话)|^\W*真人\W*$"
     rf"|\b(?:talk|speak|chat|get in touch)(?: directly)? (?:to|with) (?:{_PERSON}|{_SOMEONE})"
     r"|\b(?:connect|put|transfer|pass|hand|send|forward)(?: me)?(?: (?:through|over|on))?"
     rf" (?:to|with) (?:{_PERSON}|{_SOMEONE})"
-    rf"|\b(?:i|we) (?:need|want|would like|'d like|wanna) (?:to (?:have|get) )?{_PERSON}"
-    rf"|\b(?:can|could|may) (?:i|we) (?:have|get|see) {_PERSON}"
-    rf"|\b(?:get|give|find) me {_PERSON}"
-    r"|\b(?:real|live|actual) (?:person|human|people|agent)\b|\brepresentative\b"
-    r"|\bhuman\b(?![\w'’-]|\s+(?:hair|resources|rights|error|body|nature))"
+    r"|\b(?:i|we)(?: (?:really |just )?(?:need|want|wanna)| would like|['’]d like)"
+    rf" (?:to (?:have|get) )?(?:{_PERSON}|{_SOMEONE})(?!{_ERRAND})"
+    rf"|\b(?:can|could|may) (?:i|we) (?:have|get|see) {_PERSON}(?!{_ERRAND})"
+    rf"|\b(?:get|give|find) me (?:{_PERSON}|{_SOMEONE})(?!{_ERRAND})"
+    rf"|\b(?:real|live|actual) (?:person|human|people|agent)\b(?!{_ERRAND})"
+    r"|\brepresentative\b"
+    rf"|\bhuman\b(?![\w'’-]|\s+(?:hair|resources|rights|error|body|nature)|{_ERRAND})"
     r"|^\W*(?:please[\s,]+)?(?:an?\s+|the\s+)?operator(?:[\s,]+please)?\W*$",
     re.IGNORECASE,
 )
@@ -223,14 +248,19 @@ def _offer(state: dict[str, Any], sources: Iterable[knowledge_selectors.Source])
     ]
 
 
+def _offered_choice(offered: list[dict[str, Any]], text: str) -> dict[str, Any] | None:
+    """The offer whose title the message is, if any."""
+    key = choice_key(text)
+    return next((o for o in offered if key and choice_key(str(o.get("title", ""))) == key), None)
+
+
 def _chosen(
     kb_id: int, offered: list[dict[str, Any]], text: str
 ) -> knowledge_selectors.Source | None:
     """The offered article whose title the message is, as a source to answer from; None when
     the message is none of them, or that article may no longer be shown (unpublished, out of
     its validity window, or moved to another knowledge base since it was offered)."""
-    key = choice_key(text)
-    offer = next((o for o in offered if key and choice_key(str(o.get("title", ""))) == key), None)
+    offer = _offered_choice(offered, text)
     if offer is None:
         return None
     article = knowledge_selectors.article_visible_get(int(offer["article_id"]))
@@ -324,7 +354,6 @@ def _decide(
     # Choices offered by the last reply count for this message only, whatever it turns out to be.
     offered = state.pop("offered", None) or []
     outcome = Outcome(decision=Decision.FALLBACK, language=language, state=state)
-    timings = outcome.timings_ms
 
     if conversation.status in (ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT):
         outcome.decision = Decision.AGENT_WAIT
@@ -384,15 +413,47 @@ def _decide(
     form = state.get("form")
     if form:
         intent = nlu_selectors.intent_get(form["intent"])
-        step = slot_filling.form_continue(intent, form, text, language, context) if intent else None
+        step = None
+        if intent is not None and _offered_choice(offered, text) is not None:
+            # A suggestion tapped after a "not sure" to a question asked aside (no other reply
+            # offers any while a form is open): the article is wanted, not taken for the value.
+            step = slot_filling.form_aside(intent, form, language)
+        if intent is not None and step is None:
+            step = slot_filling.form_continue(intent, form, text, language, context)
         if intent is None or step is None:
             # The intent is gone, or the customer moved on to something else: the form closes
             # and the message is handled as a new one.
             state.pop("form", None)
+        elif step.aside:
+            # A question asked while the form waits for a value ("how long does a refund take?"
+            # where the reason is asked): handled as a new message, with the form kept, and the
+            # value asked for again after the answer, unless the answer ended the form (a
+            # hand-off).
+            state["form"] = step.state
+            answered = _respond(
+                outcome, conversation, text, offered, previous_streak, generation, context
+            )
+            if state.get("form") is step.state and answered.decision != Decision.HANDOFF:
+                answered.replies.append(Reply("\n".join(step.replies), Decision.FORM))
+            return answered
         else:
             outcome.intent = intent.name
             return _form_step(outcome, step, state)
+    return _respond(outcome, conversation, text, offered, previous_streak, generation, context)
 
+
+def _respond(
+    outcome: Outcome,
+    conversation: Conversation,
+    text: str,
+    offered: list[dict[str, Any]],
+    previous_streak: int,
+    generation: Generation,
+    context: ActionContext,
+) -> Outcome:
+    """A message no open form takes: a choice among the articles offered, the answer caches,
+    the intents, then search ("not sure" when nothing answers)."""
+    state, language, timings = outcome.state, outcome.language, outcome.timings_ms
     if offered:
         # A choice the customer tapped (the widget sends its title) or typed: answered from that
         # article without a search, whose score for a bare title can be low (two near-duplicate
@@ -449,7 +510,10 @@ def _decide(
                 )
                 if answered is not None:
                     return answered
-        if intent.slots:
+        # A question asked aside while a form waits ("how do I start a return?" where the
+        # reason is asked) does not start another form over it, which would lose the values
+        # given so far: it is searched like any question.
+        if intent.slots and not state.get("form"):
             return _form_step(
                 outcome, slot_filling.form_start(intent, text, language, context), state
             )

@@ -118,6 +118,94 @@ QUESTION_RE = re.compile(
     r"[?？]\s*$|^(how|what|why|when|where|can|do|does|is|怎么|如何|为什么|什么|能否|可以)"
 )
 
+# A question asked where a free-text value (a return's reason) is expected, and answered
+# instead of stored: "how long does a refund take?", "why is my refund late?", "退款多久到账？".
+# A question mark alone is no question ("Too small?" is a reason typed by habit); it takes a
+# question word that asks (how long, when will, can I, 多久, 怎么, 吗), and a message that also
+# says what is wrong with the item is a reason however it is put ("is it ok if the reason is
+# that it's too small?", "为什么质量这么差？", "尺码偏小能退吗").
+_LEAD_EN = (
+    r"^(?:(?:and|but|so|also|ok|okay|well|oh|hi|hello|hey|sorry|actually|btw|by the way"
+    r"|quick question|one question|first|wait|um|hmm|please)[\s,:]+)*"
+)
+_WH_EN = r"(?:how|what|when|where|why|which|who)"
+_AUX_EN = r"(?:can|could|may|will|would|should|shall|do|does|did|is|are|am|was|were|has|have)"
+# Asks on its own: "how long …", "when will …", "what's …", "can I …", "do you …", "is it
+# possible …", "I'd like to know when …".
+_ASKS_EN_RE = re.compile(
+    rf"{_LEAD_EN}(?:{_WH_EN}(?:['’]s|\s+(?:long|much|many|soon|often|about|{_AUX_EN})(?:n['’]t)?)\b"
+    r"|(?:can|could|may|will|would|should|shall|do|does|did|am)(?:n['’]t)?\s+(?:i|you|we)\b"
+    r"|is\s+(?:it|there)\s+(?:possible|ok|okay|alright|a\s+way|any)\b"
+    r"|(?:i(?:['’]d| would)?\s+(?:like|want|need)\s+to\s+know|(?:can\s+you\s+)?tell\s+me"
+    r"|i(?:['’]m| am)\s+wondering|i\s+wonder|any\s+idea|do\s+you\s+know)"
+    rf"\s+(?:{_WH_EN}|if|whether)\b)",
+    re.IGNORECASE,
+)
+# Shaped like a question ("is it refundable", "when"): asks only with a question mark after it.
+_QUESTION_SHAPE_EN_RE = re.compile(
+    rf"{_LEAD_EN}(?:{_WH_EN}\b|{_AUX_EN}(?:n['’]t)?\s+(?:i|you|we|it|they|there|this|that|the|my"
+    r"|your|a|an|any)\b)",
+    re.IGNORECASE,
+)
+# Chinese asks with a particle (吗 anywhere, 呢 or 么 ending the clause) or a question word
+# (多久, 什么时候, 怎么, 能不能, 请问); not 不怎么 ("not very"), 没什么 or 不为什么 ("no reason").
+_ASKS_ZH_RE = re.compile(
+    r"吗|(?:(?<![什怎这那多])么|呢)[啊呀哈]?\W*$"
+    r"|多久|多长时间|多少|几天|几个?工作日|什么时候|何时|(?<![不没])(?:为什么|为啥|什么)"
+    r"|(?<!不)(?:怎么|怎样|咋)|如何|哪|谁|能不能|能否|可不可以|是不是|有没有|会不会|要不要|需不需要"
+    r"|请问|想问|问一下|问下|想知道"
+)
+# Says what is wrong with the item (then the message is a reason, whatever else it asks).
+_ITEM_PROBLEM_RE = re.compile(
+    r"\b(?:broken|broke|breaks|damaged?|defective|faulty|cracked|cracks?|scratch(?:ed|es)?"
+    r"|torn|ripped|holes?|stain(?:ed|s)?|dirty|leak(?:s|ing|ed|y)?|dent(?:ed|s)?|faded"
+    r"|smell(?:s|y)?|stinks?|fake|counterfeit|expired|mou?ldy|rust(?:y|ed)?|uncomfortable"
+    r"|itchy|ugly|flimsy|noisy|small|big|large|tight|loose|(?<!takes )(?<!taking )(?<!took )"
+    r"(?<!take )(?<!been )too\s+(?:short|long|narrow|wide|heavy|thin|thick|loud|dark|bright)"
+    r"|(?:doesn['’]t|does\s+not|didn['’]t|did\s+not|won['’]t|will\s+not|can['’]t|cannot"
+    r"|isn['’]t|is\s+not|wasn['’]t|was\s+not)\s+(?:\w+\s+)?(?:fit|work(?:s|ing)?|match"
+    r"|charge|turn\s+on|switch\s+on|start|close|zip|look\s+like|as\s+described)"
+    r"|stopped\s+working|not\s+working|no\s+longer\s+works"
+    r"|wrong\s+(?:item|size|colou?r|product|model|one|thing|style|pair|version|shade)"
+    r"|sent\s+(?:me\s+)?the\s+wrong|ordered\s+the\s+wrong|by\s+mistake|mistakenly"
+    r"|not\s+as\s+(?:described|pictured|shown|advertised|expected)"
+    r"|not\s+what\s+i\s+(?:ordered|expected|wanted)|different\s+(?:from|than|to)|nothing\s+like"
+    r"|looks?\s+different|quality|cheaply\s+made"
+    r"|missing\s+(?:parts?|pieces?|items?|buttons?|accessor(?:y|ies)|screws?|cables?|chargers?)"
+    r"|(?:parts?|pieces?|something|one)\s+(?:is\s+|was\s+|are\s+|were\s+)?missing"
+    r"|(?:don['’]t|didn['’]t|do\s+not|did\s+not)\s+(?:really\s+)?(?:like|love|want|need)"
+    r"\s+(?:it|them|this|that|the)|dislike|changed\s+my\s+mind|no\s+longer\s+(?:need|want)"
+    r"|disappointed|(?:not\s+|un)happy\s+with)\b"
+    r"|坏|破|碎|裂|烂|损|瑕疵|划痕|划伤|污渍|脏|旧|漏[水气电油液了]|断[了掉裂开]|掉色|掉漆|褪色"
+    r"|色差|起球|开线|脱线|变形|生锈|发霉|异味|臭|质量|做工|材质|面料"
+    r"|[太偏有点些这么很好]+[大小紧松薄厚重硬软]|[太偏有点些]+[长短]|[大小紧松]了|不合[适身脚]"
+    r"|穿不[上下进]|尺[码寸]不|码数不|不符|(?:和|跟|与)描述|货不对板|不对版|发错|错发|少发|漏发"
+    r"|缺(?!货)|少了|假货|假的|过期|不喜欢|不想要|不满意|不好用|不好看|不舒服|不能用|用不了"
+    r"|没法用|不能穿|不亮|没反应|开不了机|充不[进上]电|不工作|故障|失灵|(?<!我)有[点些]?问题"
+    r"|出了?问题|毛病|颜色不对|买错|拍错|多拍|重复(?:购买|下单)",
+    re.IGNORECASE,
+)
+_QUESTION_CLAUSE_RE = re.compile(r"[^,.!?;:，。！？；：、~…]+[,.!?;:，。！？；：、~…]*")
+
+
+def is_question_aside(text: str) -> bool:
+    """Whether `text`, typed where a free-text value is asked for, is plainly a question of its
+    own rather than the value (see `_ASKS_EN_RE`): each clause is read on its own, so "ok, and
+    how long does the refund take?" asks."""
+    text = normalize(text)
+    if _ITEM_PROBLEM_RE.search(text):
+        return False
+    for match in _QUESTION_CLAUSE_RE.finditer(text):
+        clause = _clause(match.group(0))
+        if CJK_RE.search(clause):
+            if _ASKS_ZH_RE.search(clause):
+                return True
+        elif _ASKS_EN_RE.match(clause) or (
+            re.search(r"[?？]\s*$", clause) and _QUESTION_SHAPE_EN_RE.match(clause)
+        ):
+            return True
+    return False
+
 
 def is_substantial(text: str) -> bool:
     """A sentence rather than a fragment: 4+ English words or 5+ Han characters."""
@@ -135,6 +223,10 @@ class FormStep:
     action_result: ActionResult | None = None
     cancelled: bool = False
     handoff_reason: str = ""
+    # The message is a question asked while the form waits for a value (`is_question_aside`):
+    # the caller answers it as a new message, keeps the form (`state`) and then sends `replies`,
+    # the value's prompt again.
+    aside: bool = False
 
 
 def entity_dicts(entities: list[Entity]) -> list[dict[str, Any]]:
@@ -176,6 +268,10 @@ def _invalid(slot: dict[str, Any]) -> str:
     if slot.get("entity") == "photo":
         return _('Please send a link to the photo, or say "skip".')
     return _("Sorry, I couldn't read a %(slot)s in that.") % {"slot": _slot_label(slot)}
+
+
+def _is_free_text(slot: dict[str, Any]) -> bool:
+    return slot.get("entity", "text") not in (*ENTITY_KINDS, "photo")
 
 
 def _value_for(
@@ -264,6 +360,16 @@ def form_start(intent: Any, text: str, language: str, context: ActionContext) ->
     return _advance(intent, form, language, context, [], entity_dicts(found))
 
 
+def form_aside(intent: Any, form: dict[str, Any], language: str) -> FormStep | None:
+    """The open form kept while a message that is not about it (one of the suggestions the
+    last reply offered) is answered, and its value asked for again; None when it asks for no
+    value."""
+    asked = next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+    if asked is None:
+        return None
+    return FormStep([_prompt(asked, language)], form, aside=True)
+
+
 def form_continue(
     intent: Any, form: dict[str, Any], text: str, language: str, context: ActionContext
 ) -> FormStep | None:
@@ -311,6 +417,11 @@ def form_continue(
         ):
             form["skipped"].append(asking["name"])
             return _advance(intent, form, language, context, replies, entities)
+        if value is not None and _is_free_text(asking) and is_question_aside(text):
+            # Not the reason but a question about something else ("how long does a refund
+            # take?"): answered, and the reason asked for again, with nothing counted as a
+            # failed attempt.
+            return FormStep([_prompt(asking, language)], form, entities=entities, aside=True)
         if value is not None:
             form["slots"][asking["name"]] = value
             return _advance(intent, form, language, context, replies, entities)
