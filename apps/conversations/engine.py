@@ -126,6 +126,7 @@ HUMAN_REQUEST_RE = re.compile(
 # A how-to question ("how do I return an item?", "怎么退货") about what a form does.
 HOW_TO_RE = re.compile(
     r"^\s*(?:how (?:do|can|should) (?:i|we|you)|how to|what is the (?:process|policy)|can i)\b"
+    r"|\bwhat (?:do|should|can) (?:i|we) do\b"
     r"|怎么|如何|怎样|流程|规定|政策",
     re.IGNORECASE,
 )
@@ -218,8 +219,12 @@ def extract_answer(source: knowledge_selectors.Source) -> str:
     article = source.article
     if article is not None and article.kind == "faq":
         body = article.body
+    elif source.passage_text:
+        # The guide matched on its title or an alternative question: the section search chose
+        # for the question's words ("金卡会员有什么权益" quotes the benefits, not the intro).
+        body = source.passage_text
     elif article is not None and source.chunk_text in (article.title, *article.questions):
-        # The guide matched on its title or an alternative question: answer with its start.
+        # The same without a chosen section (an offered title): answer with its start.
         first = article.chunks.filter(kind="body").order_by("position").first()
         body = first.text if first is not None else article.body
     else:
@@ -244,7 +249,13 @@ def _offer(state: dict[str, Any], sources: Iterable[knowledge_selectors.Source])
     """Remember the articles a reply offers as choices, for the customer's next message only
     (`_decide` takes them out of the state before anything else)."""
     state["offered"] = [
-        {"article_id": s.article_id, "title": s.title, "chunk_id": s.chunk_id} for s in sources
+        {
+            "article_id": s.article_id,
+            "title": s.title,
+            # The section a guide would be quoted from, when search chose one.
+            "chunk_id": s.passage_chunk_id or s.chunk_id,
+        }
+        for s in sources
     ]
 
 
@@ -548,6 +559,11 @@ def _respond(
     outcome.replies.append(
         Reply(
             _(
+                "I'm not sure I understood. Did you mean one of these? You can also say it "
+                "another way, or ask for a person."
+            )
+            if suggestions
+            else _(
                 "I'm not sure I understood. Could you say it another way? You can also ask for "
                 "a person."
             ),

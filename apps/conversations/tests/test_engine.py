@@ -362,3 +362,46 @@ def test_a_guide_picked_from_the_suggestions_answers_with_the_section_that_match
     assert answer.decision == "answer"
     assert answer.text.startswith("Print the prepaid return label")  # not the guide's start
     assert answer.sources[0]["title"] == "Sending a return parcel"
+
+
+def test_what_should_i_do_on_a_form_topic_is_answered_not_a_form(
+    conversation: Conversation,
+) -> None:
+    Intent.objects.filter(name="return_request").update(keywords=["cancel an order"])
+    cache.clear()
+    reply = say(conversation, "I need to cancel an order, what should I do?")[0]
+    assert reply.decision == "answer"
+    assert reply.sources[0]["title"] == "How do I cancel an order?"
+
+
+def test_a_guide_asked_about_through_its_question_answers_with_the_section_it_asks_about(
+    chat_kb: KnowledgeBase, run_on_commit: Any
+) -> None:
+    run_on_commit(
+        knowledge_services.article_create,
+        knowledge_base=chat_kb,
+        title="会员等级与权益",
+        language="zh",
+        kind="guide",
+        status="published",
+        body="每个账号都是会员，等级越高权益越多。\n\n## 查看等级\n\n"
+        "进入我的 > 会员中心查看当前等级。\n\n## 各等级权益\n\n"
+        "**金卡会员**\n- 每单1.5倍积分\n- ¥50生日券",
+        questions=["金卡会员有什么权益"],
+    )
+    run_on_commit(knowledge_services.knowledge_base_update, chat_kb, answer_threshold=0.0)
+    conversation = services.conversation_start(knowledge_base=chat_kb, locale="zh-hans")
+    [answer] = say(conversation, "金卡会员有什么权益")
+    assert answer.decision == "answer"
+    assert answer.sources[0]["title"] == "会员等级与权益"
+    assert answer.text == "金卡会员\n每单1.5倍积分\n¥50生日券"  # not the guide's start
+
+
+def test_not_sure_with_suggestions_asks_which_one_is_meant(
+    chat_kb: KnowledgeBase, run_on_commit: Any
+) -> None:
+    run_on_commit(knowledge_services.knowledge_base_update, chat_kb, answer_threshold=0.99)
+    conversation = services.conversation_start(knowledge_base=chat_kb, locale="en")
+    [fallback] = say(conversation, "how much does shipping cost")
+    assert fallback.decision == "fallback" and len(fallback.choices) > 1
+    assert "Did you mean one of these?" in fallback.text
