@@ -67,14 +67,6 @@
       channel: "Channel: {value}",
       locale: "Locale: {value}",
       handoffReason: "Handoff: {value}",
-      reason_customer_request: "asked for a person",
-      reason_customer_button: "pressed “talk to a human”",
-      reason_anger: "customer upset",
-      reason_low_confidence: "bot unsure twice",
-      reason_out_of_scope: "outside the bot's scope",
-      reason_form_failed: "form not completed",
-      reason_return_window: "return window passed",
-      reason_intent: "intent {value}",
       withAgent: "Agent: {value}",
       resolution: "Resolution: {value}",
       csat: "Rating: {value} / 5",
@@ -149,14 +141,6 @@
       channel: "渠道：{value}",
       locale: "区域：{value}",
       handoffReason: "转人工原因：{value}",
-      reason_customer_request: "客户要求人工",
-      reason_customer_button: "客户点击了“转人工”",
-      reason_anger: "客户情绪激动",
-      reason_low_confidence: "机器人连续两次不确定",
-      reason_out_of_scope: "超出机器人服务范围",
-      reason_form_failed: "表单未能完成",
-      reason_return_window: "已过退货期限",
-      reason_intent: "意图 {value}",
       withAgent: "客服：{value}",
       resolution: "处理结果：{value}",
       csat: "评分：{value} / 5",
@@ -937,7 +921,7 @@
     var meta = [t("status_" + c.status)];
     if (c.agent_name) meta.push(t("withAgent", { value: c.agent_name }));
     if (c.language) meta.push(t("language", { value: c.language }));
-    if (c.handoff_reason) meta.push(t("handoffReason", { value: reasonLabel(c.handoff_reason) }));
+    if (c.handoff_reason) meta.push(t("handoffReason", { value: reasonLabel(c) }));
     var customer = c.customer || {};
     if (customer.channel) meta.push(t("channel", { value: customer.channel }));
     if (customer.locale) meta.push(t("locale", { value: customer.locale }));
@@ -949,11 +933,10 @@
     dom.summary.hidden = !c.summary;
   }
 
-  // Hand-off reasons arrive as codes ("low_confidence", "intent:human_agent").
-  function reasonLabel(code) {
-    if (code.indexOf("intent:") === 0) return t("reason_intent", { value: code.slice(7) });
-    var key = "reason_" + code;
-    return T[key] || STRINGS.en[key] ? t(key) : code;
+  // A hand-off reason in words: the server words it in the console's language (the code,
+  // "low_confidence" or "intent:human_agent", stays in the data and in the badge's title).
+  function reasonLabel(item) {
+    return item.handoff_reason_label || item.handoff_reason;
   }
 
   function resolutionLabel(code) {
@@ -1081,7 +1064,7 @@
         negative ? el("span", { class: "badge mood-negative", title: t("negativeLabel"), text: t("negative") }) : null,
         el("span", { class: "timer", role: "timer" }),
       ]),
-      item.handoff_reason ? el("div", { class: "row" }, [el("span", { class: "badge reason", title: item.handoff_reason, text: reasonLabel(item.handoff_reason) })]) : null,
+      item.handoff_reason ? el("div", { class: "row" }, [el("span", { class: "badge reason", title: item.handoff_reason, text: reasonLabel(item) })]) : null,
       item.summary ? el("div", { class: "line summary", title: item.summary, text: firstLine(item.summary) }) : null,
       item.last_message ? el("div", { class: "line last", title: item.last_message, text: "“" + firstLine(item.last_message) + "”" }) : null,
       el("span", { class: "sr-only sla-note" }),

@@ -247,11 +247,12 @@ def test_supervisor_previews_claims_uses_suggestions_and_macros_then_reassigns(
     item = page.locator("#queue-list .queue-item")
     expect(item).to_have_count(1)
     expect(item.locator(".mood-negative")).to_have_text("Upset")
-    expect(item.locator(".badge.reason")).to_have_text("customer upset")
+    # The reason in the server's words (handoff_reason_label), its code in the title.
+    expect(item.locator(".badge.reason")).to_have_text("the customer is upset")
     expect(item.locator(".badge.reason")).to_have_attribute("title", "anger")
     item.get_by_role("button", name="View").click()
     expect(page.locator("#conversation-meta")).to_contain_text("Waiting for an agent")
-    expect(page.locator("#conversation-meta")).to_contain_text("Handoff: customer upset")
+    expect(page.locator("#conversation-meta")).to_contain_text("Handoff: the customer is upset")
     composer = page.get_by_role("textbox", name="Reply to the customer")
     expect(composer).to_be_disabled()
     # Suggestions come with the opening, for the customer's last message.

@@ -34,6 +34,7 @@ from apps.conversations.consumers import (
 )
 from apps.conversations.models import Conversation, Message
 from apps.conversations.serializers import message_frame
+from apps.conversations.services import handoff_reason_label
 from apps.core.exceptions import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def _staff_message(message: Message) -> dict[str, Any]:
         "confidence": message.confidence,
         "entities": message.entities,
         "handoff_reason": message.handoff_reason,
+        "handoff_reason_label": handoff_reason_label(message.handoff_reason),
         "generation_status": message.generation_status,
         "grounding_score": message.grounding_score,
         "author": _user_name(message.author) if message.author_id else None,
@@ -70,6 +72,7 @@ def conversation_state(conversation: Conversation) -> dict[str, Any]:
             "language": conversation.language,
             "intent": conversation.intent,
             "handoff_reason": conversation.handoff_reason,
+            "handoff_reason_label": handoff_reason_label(conversation.handoff_reason),
             "summary": conversation.summary,
             "agent_id": conversation.assigned_agent_id,
             "agent_name": _user_name(conversation.assigned_agent),
@@ -107,6 +110,18 @@ def conversation_state(conversation: Conversation) -> dict[str, Any]:
 
 def _queue_frame() -> dict[str, Any]:
     return {"type": "queue", "items": [asdict(item) for item in selectors.waiting_conversations()]}
+
+
+def _queue_labelled(frame: dict[str, Any]) -> dict[str, Any]:
+    """The queue frame with each hand-off reason in words, in the active language. Added per
+    console, after the read: one read of the queue serves consoles in every language."""
+    return {
+        **frame,
+        "items": [
+            {**item, "handoff_reason_label": handoff_reason_label(item["handoff_reason"])}
+            for item in frame["items"]
+        ],
+    }
 
 
 class SharedQueue:
@@ -418,7 +433,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     ) -> None:
         which = which or {"queue", "mine", "agents"}
         if "queue" in which:
-            await self.send_frame(await _shared_queue.frame(changed_at or time.monotonic()))
+            queue = await _shared_queue.frame(changed_at or time.monotonic())
+            # Not always inside receive's override: on connect and after a notice as well.
+            with translation.override(self._language()):
+                queue = _queue_labelled(queue)
+            await self.send_frame(queue)
         if "mine" in which:
             mine = await db(_mine_frame, self.user)
             self.mine = {item["id"] for item in mine["items"]}

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.audit.keys import OTHER_USER_REFUSED, api_key_create, api_key_revoke
-from apps.audit.middleware import request_context
+from apps.audit.middleware import request_context, request_id_of
 from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.audit.selectors import api_keys_visible_to, audit_csv_lines
 from apps.audit.services import audit_record
@@ -168,6 +168,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             expires_at=obj.expires_at,
             rate_limit=obj.rate_limit,
             created_by=request.user,
+            request_id=request_id_of(request),
         )
         obj.pk = created.api_key.pk
         obj.prefix = created.api_key.prefix
@@ -181,5 +182,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        revoked = sum(api_key_revoke(key, by=request.user) for key in queryset)
+        request_id = request_id_of(request)
+        revoked = sum(
+            api_key_revoke(key, by=request.user, request_id=request_id) for key in queryset
+        )
         self.message_user(request, _("%(n)d key(s) revoked.") % {"n": revoked})

@@ -65,8 +65,10 @@ def api_key_create(
     expires_at: datetime | None = None,
     rate_limit: int | None = None,
     created_by: Any = None,
+    request_id: str = "",
 ) -> CreatedKey:
-    """Make a key for `user` (see api_key_owner_check for who may), audited."""
+    """Make a key for `user` (see api_key_owner_check for who may), audited; `request_id` ties
+    the audit row to the request that asked (the admin's)."""
     # Here, not at the top: DRF imports this module (through the authentication class) while
     # apps.core.exceptions is still importing DRF.
     from apps.core.exceptions import ServiceError
@@ -99,6 +101,7 @@ def api_key_create(
         audit_record(
             AuditEvent.Kind.SECURITY,
             actor=created_by,
+            request_id=request_id,
             detail={
                 "reason": "api_key_created",
                 "key": prefix,
@@ -111,7 +114,7 @@ def api_key_create(
 
 def api_key_revoke(api_key: ApiKey, *, by: Any = None, request_id: str = "") -> bool:
     """Revoke the key at once; False when it already was. `request_id` ties the audit row to
-    the request that asked (the admin API's)."""
+    the request that asked (the admin's or the admin API's)."""
     revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )

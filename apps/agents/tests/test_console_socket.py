@@ -221,3 +221,56 @@ def test_supervisor_sees_agents_and_reassigns(
     async_to_sync(scenario)()
     conversation.refresh_from_db()
     assert conversation.assigned_agent_id == bob.pk
+
+
+def test_handoff_reasons_come_in_words_in_the_consoles_language(
+    live_chat_kb: Any, make_agent: Any, manual: None
+) -> None:
+    """The queue, an opened conversation and its hand-off message carry the reason's code and,
+    as `handoff_reason_label`, the server's words for it in the console's language (the one
+    source of these words: the summaries use them too)."""
+    from apps.conversations import services as chat_services
+
+    reasons = {"low_confidence": "zh-hans", "intent:track_order": "en"}
+    for reason, locale in reasons.items():
+        conversation = chat_services.conversation_start(knowledge_base=live_chat_kb, locale=locale)
+        chat_services.conversation_hand_off(conversation, reason)
+    words = {
+        b"en-US,en;q=0.9": {
+            "low_confidence": "the bot was unsure twice in a row",
+            "intent:track_order": "the intent track_order goes to a person",
+        },
+        b"zh-CN,zh;q=0.9": {
+            "low_confidence": "机器人连续两次没有把握",
+            "intent:track_order": "意图 track_order 需转人工处理",
+        },
+    }
+    sockets = {
+        language: WebsocketCommunicator(
+            application,
+            "/ws/console/",
+            [*session_cookie(make_agent(f"agent{n}")), (b"accept-language", language)],
+        )
+        for n, language in enumerate(words)
+    }
+
+    async def scenario() -> None:
+        for language, socket in sockets.items():
+            assert (await socket.connect())[0]
+            queue = await until(socket, queue_with(2))
+            labels = {i["handoff_reason"]: i["handoff_reason_label"] for i in queue["items"]}
+            assert labels == words[language]
+            for item in queue["items"]:
+                await socket.send_json_to({"type": "open", "conversation_id": item["id"]})
+                state = await until(socket, lambda f: f["type"] == "conversation")
+                shown = state["conversation"]
+                assert shown["id"] == item["id"]
+                assert shown["handoff_reason_label"] == words[language][shown["handoff_reason"]]
+                notice = next(m for m in state["messages"] if m["handoff_reason"])
+                assert notice["handoff_reason_label"] == shown["handoff_reason_label"]
+                assert all(
+                    m["handoff_reason_label"] == "" for m in state["messages"] if m != notice
+                )
+            await socket.disconnect()
+
+    async_to_sync(scenario)()

@@ -180,6 +180,29 @@ def test_key_admin_shows_the_key_once_and_revokes(client: Client, admin_user: An
         keys.api_key_check(key)
 
 
+def test_key_admin_ties_its_audit_rows_to_the_request(client: Client, admin_user: Any) -> None:
+    """As the admin API's revocation does: the security row of a key made or revoked in the
+    admin carries the id of the request that did it (the one in its X-Request-ID header)."""
+    client.force_login(admin_user)
+    created = client.post(
+        "/admin/audit/apikey/add/",
+        {"name": "crm", "user": admin_user.pk, "scopes": ["chat"], "rate_limit": ""},
+    )
+    assert created.status_code == 302 and created["X-Request-ID"]
+    api_key = ApiKey.objects.get(name="crm")
+    made = AuditEvent.objects.get(kind=AuditEvent.Kind.SECURITY, detail__reason="api_key_created")
+    assert made.detail["key"] == api_key.prefix and made.actor == admin_user.username
+    assert made.request_id == created["X-Request-ID"]
+
+    revoked = client.post(
+        "/admin/audit/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}
+    )
+    assert revoked.status_code == 302 and revoked["X-Request-ID"] != created["X-Request-ID"]
+    gone = AuditEvent.objects.get(kind=AuditEvent.Kind.SECURITY, detail__reason="api_key_revoked")
+    assert gone.detail["key"] == api_key.prefix and gone.actor == admin_user.username
+    assert gone.request_id == revoked["X-Request-ID"]
+
+
 @pytest.fixture
 def key_clerk(django_user_model: Any) -> Any:
     """A staff member who may manage API keys, but is no superuser."""
