@@ -8,7 +8,7 @@ from django.utils import timezone, translation
 
 from apps.knowledge import selectors, services
 from apps.knowledge.importing import ImportFileError, parse_files
-from apps.knowledge.models import Article
+from apps.knowledge.models import Article, Chunk
 from tests.support.translations import write_catalog
 
 pytestmark = pytest.mark.django_db
@@ -140,9 +140,17 @@ def test_demo_knowledge_base_loads_once_and_answers_both_languages(
     assert first.created >= 72
     assert set(kb.articles.values_list("language", flat=True)) == {"zh", "en"}
     assert not kb.articles.exclude(embedding_status="ready").exists()
+    # A guide cut by older chunking code (its list items ran together) is cut again by a
+    # second load; the others are left alone.
+    guide = kb.articles.get(external_id="membership-tiers", language="zh")
+    old = guide.chunks.get(text__startswith="银卡会员")
+    Chunk.objects.filter(pk=old.pk).update(text=old.text.replace("\n", ""))
+    assert services.articles_rechunk_needed(kb) == [guide]
     with django_capture_on_commit_callbacks(execute=True):
         _, second = services.demo_knowledge_base_load()
     assert (second.created, second.updated) == (0, 0)
+    assert guide.chunks.filter(text__startswith="银卡会员\n每单1.2倍积分").exists()
+    assert services.articles_rechunk_needed(kb) == []
     cases = {
         "退款到银行卡要多久": "refund-timing",
         "我忘了登录密码": "reset-password",
