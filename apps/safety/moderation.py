@@ -124,7 +124,7 @@ def moderate(
     language = language if language in ("zh", "en") else detect_language(text)
     hits = lexicon().match(text, language)
     threshold = threshold_for(language)
-    if any(hit.action == TermAction.BLOCK for hit in hits):
+    if any(hit.action == TermAction.BLOCK for hit in hits) or not readable(text):
         return verdict_from(hits, None, threshold)
     texts = [text]
     if each_sentence:
@@ -143,6 +143,13 @@ def moderate(
     return verdict_from(hits, float(score), threshold)
 
 
+def readable(text: str) -> bool:
+    """Whether the classifier has anything to read: a letter, a Han character or a digit. A
+    bare "?" or "..." scored as an insult (the Chinese head read "？" at 0.69): such messages
+    are left to the lexicon, which can still hold a rude emoji."""
+    return any(ch.isalnum() for ch in text)
+
+
 def _score(texts: list[str], language: str) -> float:
     return float(classifier.shipped_model().score_many(texts, language, _query_embed).max())
 
@@ -157,6 +164,10 @@ def moderate_many(texts: Sequence[str], languages: Sequence[str]) -> list[Verdic
         if rows:
             scores[rows] = model.score_many([texts[i] for i in rows], language)
     return [
-        verdict_from(terms.match(text, language), float(score), threshold_for(language))
+        verdict_from(
+            terms.match(text, language),
+            float(score) if readable(text) else None,
+            threshold_for(language),
+        )
         for text, language, score in zip(texts, languages, scores, strict=True)
     ]

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 
 from apps.safety import classifier
 from apps.safety.models import ModerationTerm
-from apps.safety.moderation import moderate
+from apps.safety.moderation import moderate, moderate_many
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,30 @@ CLEAN = [
     ("女性和男性在工作中应该同工同酬。", "zh"),
     ("How long does a refund take?", "en"),
     ("My package arrived damaged, can I get a replacement?", "en"),
+]
+
+# Support conversations: a complaint about a thing is not an offence (COLD and Davidson hold
+# none, so their heads alone blocked these; apps/safety/data/README.md draws the line), an
+# insult or threat at the agent still is. None of them is a line of the training file.
+COMPLAINTS = [
+    ("东西坏了", "zh"),
+    ("质量太差了", "zh"),
+    ("不喜欢", "zh"),
+    ("为什么拉链坏了？", "zh"),
+    ("你们服务太差了", "zh"),
+    ("这个破烤箱用了两次就不热了", "zh"),
+    ("I hate this jacket", "en"),
+    ("worst delivery ever", "en"),
+    ("the blender I got is broken", "en"),
+    ("this vacuum is useless and your delivery was a joke", "en"),
+]
+INSULTS_AT_STAFF = [
+    ("你这个蠢猪客服，赶紧给我滚", "zh"),
+    ("你们客服都是一群没脑子的废物", "zh"),
+    ("再不退款我就去你们公司打死你", "zh"),
+    ("you brainless moron, read what I wrote", "en"),
+    ("you pathetic clown, can't you read", "en"),
+    ("you worthless scumbag, just do your job", "en"),
 ]
 
 
@@ -217,3 +241,32 @@ def test_evaluate_names_a_missing_file_or_column(tmp_path: Path) -> None:
     _write_csv(path, [{"text": "hello", "label": "0"}])
     with pytest.raises(CommandError, match="no column TEXT"):
         _evaluate("--data", str(path), "--text-col", "TEXT", "--label-col", "label")
+
+
+@pytest.mark.parametrize(("text", "language"), COMPLAINTS)
+def test_complaints_about_products_and_service_pass(text: str, language: str) -> None:
+    verdict = moderate(text)
+    assert not verdict.blocked, verdict
+
+
+@pytest.mark.parametrize(("text", "language"), INSULTS_AT_STAFF)
+def test_insults_and_threats_at_staff_are_blocked_by_the_classifier(
+    text: str, language: str
+) -> None:
+    ModerationTerm.objects.all().delete()  # no lexicon term helps
+    verdict = moderate(text)
+    assert verdict.blocked and verdict.source == "classifier", verdict
+
+
+@pytest.mark.parametrize("text", ["？", "?", "...", "？？？", "。。。", "!!"])
+def test_messages_without_a_letter_or_digit_are_not_scored(text: str) -> None:
+    # The Chinese head read a bare "？" as an insult (0.69): there is nothing in it to read.
+    for language in ("zh", "en"):
+        verdict = moderate(text, language)
+        assert not verdict.blocked and verdict.score is None, verdict
+    assert [v.score for v in moderate_many([text, "你好"], ["zh", "zh"])][0] is None
+
+
+def test_a_lexicon_term_without_letters_still_blocks() -> None:
+    ModerationTerm.objects.create(term="🖕", language="any", action="block", category="insult")
+    assert moderate("🖕", "en").blocked

@@ -237,7 +237,8 @@ def test_staff_review_flags_in_the_admin(
 
 def test_staff_edit_the_lexicon_in_the_admin(chat_kb: KnowledgeBase, admin_client: Any) -> None:
     conversation = services.conversation_start(knowledge_base=chat_kb, locale="en")
-    assert not moderate("you absolute numpty").blocked
+    # A word the classifier does not know as an insult; the term makes it one.
+    assert not moderate("where is my parcel, numpty").blocked
     response = admin_client.post(
         "/admin/safety/moderationterm/add/",
         {
@@ -249,4 +250,4 @@ def test_staff_edit_the_lexicon_in_the_admin(chat_kb: KnowledgeBase, admin_clien
         },
     )
     assert response.status_code == 302
-    assert say(conversation, "you absolute numpty")[0].decision == Decision.GUARD
+    assert say(conversation, "where is my parcel, numpty")[0].decision == Decision.GUARD

@@ -3,7 +3,8 @@
     python manage.py moderation_train --cold ../shared/data/cold/train.csv \\
         --cold-dev ../shared/data/cold/dev.csv --davidson ../shared/data/davidson/train.csv
 
-The data stays where it is; only `apps/safety/artifacts/moderation.npz` (or `--out`) is
+The public data stays where it is (the project's own support messages, `--support`, are in
+`apps/safety/data/`); only `apps/safety/artifacts/moderation.npz` (or `--out`) is
 written. See `apps.safety.training` for what is trained on what, and docs/benchmarks.md for
 the numbers.
 """
@@ -22,7 +23,10 @@ from apps.safety import classifier, training
 
 
 class Command(BaseCommand):
-    help = "Train the moderation classifier (COLD for Chinese, Davidson for English)."
+    help = (
+        "Train the moderation classifier (COLD for Chinese, Davidson for English, and the "
+        "project's support messages for both)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--cold", required=True, help="COLD train.csv (TEXT, label)")
@@ -31,6 +35,24 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--davidson", required=True, help="Davidson train.csv (row_index, class, tweet)"
+        )
+        parser.add_argument(
+            "--support",
+            default=str(training.SUPPORT_PATH),
+            help="the project's support messages (text, label, language), trained on by both "
+            "heads (default: apps/safety/data/support_train.csv)",
+        )
+        parser.add_argument(
+            "--no-support",
+            action="store_true",
+            help="train on the public data alone, without the support messages",
+        )
+        parser.add_argument(
+            "--support-share",
+            type=float,
+            default=training.SUPPORT_SHARE,
+            help="what the safe support messages weigh together, as a share of each "
+            f"language's public safe texts (default {training.SUPPORT_SHARE:g})",
         )
         parser.add_argument("--out", default=str(classifier.ARTIFACT_PATH))
         parser.add_argument(
@@ -57,6 +79,8 @@ class Command(BaseCommand):
                 options["davidson"],
                 cache=Path(options["cache"]) if options["cache"] else None,
                 embed_limit=options["embed_limit"] or None,
+                support=None if options["no_support"] else options["support"],
+                support_share=options["support_share"],
                 log=log,
             )
         except DataFileError as exc:
