@@ -12,6 +12,11 @@ from pathlib import Path
 CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 LATIN_WORD_RE = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 WHITESPACE_RE = re.compile(r"\s+")
+# What says nothing about a message's language: links, e-mail addresses and codes with digits
+# (order numbers, tracking numbers), whose Latin letters would outweigh a short Chinese message.
+NOT_LANGUAGE_RE = re.compile(
+    r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?<![A-Za-z])[A-Za-z_-]*\d[A-Za-z0-9_-]*"
+)
 
 # English number words up to ninety, by value; compounds ("twenty-five") are built from them.
 EN_NUMBER_WORDS: dict[str, int] = {
@@ -185,10 +190,14 @@ def cjk_ratio(text: str) -> float:
 
 
 def detect_language(text: str, default: str = "en") -> str:
-    """'zh' when a fifth or more of the letters are Han characters, else 'en'."""
+    """'zh' when a fifth or more of the letters are Han characters, else 'en'. Links, e-mail
+    addresses and codes with digits are not counted ("照片在这 https://…" is Chinese)."""
     if not text.strip():
         return default
-    return "zh" if cjk_ratio(text) >= 0.2 else "en"
+    words = NOT_LANGUAGE_RE.sub(" ", text)
+    if not any(ch.isalpha() for ch in words):
+        words = text
+    return "zh" if cjk_ratio(words) >= 0.2 else "en"
 
 
 def _jieba():  # type: ignore[no-untyped-def]

@@ -12,6 +12,12 @@ from apps.core.text import detect_language, keyword_terms, normalize, split_sent
         ("order ZX12345 没收到", "zh"),
         ("", "en"),
         ("12345", "en"),
+        # Links, e-mail addresses and codes carry no language.
+        ("照片在这 https://img.example.com/uploads/photo-a.jpg", "zh"),
+        ("发到 customer.service@example.com 可以吗", "zh"),
+        ("LM2026111804 地址填错了", "zh"),
+        ("see https://example.com/zh/帮助", "en"),
+        ("https://example.com/a", "en"),
     ],
 )
 def test_detect_language(text, language):
