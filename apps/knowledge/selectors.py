@@ -21,6 +21,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -96,6 +97,14 @@ CONFIDENCE_COEFFICIENTS: dict[tuple[str, str], dict[str, float]] = {
     },
 }
 
+
+# Choosing a guide's section (`_choose_passages`): what a pair of adjacent Han characters the
+# query shares with a section weighs, in terms, and what being the nearest section by cosine
+# adds to a section's BM25, per embedding backend: MiniLM's similarities between a guide's
+# sections differ enough to tell them apart, e5's (0.86-0.87 for every section) do not.
+PHRASE_WEIGHT = 2.0
+NEAREST_SECTION_WEIGHT = {"sentence-transformers": 0.5}
+HAN_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 
 # The least confidence of a result whose title or question is the query itself (see search).
 EXACT_QUESTION_CONFIDENCE = 0.95
@@ -472,16 +481,24 @@ def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
     return vector, (time.perf_counter() - started) * 1000
 
 
-def _section_scores(terms: Counter[str], sections: list[Chunk]) -> list[float]:
+def _section_scores(
+    terms: Counter[str], sections: list[Chunk], phrases: Sequence[str] = ()
+) -> list[float]:
     """BM25 of each section (its own heading and text) for the query terms, with the document
-    frequencies of this one article."""
-    counts = [
-        Counter(keyword_terms(" ".join([*c.heading.split(" > ")[1:], c.text]))) for c in sections
-    ]
+    frequencies of this one article. `phrases` (the query's pairs of adjacent Han characters)
+    count twice a term: Chinese terms are single characters, and "美国" in one section says
+    more than "美" and "国" scattered in another ("国际回寄" beside "能寄到美国吗")."""
+    texts = [" ".join([*c.heading.split(" > ")[1:], c.text]) for c in sections]
+    counts = [Counter(keyword_terms(text)) for text in texts]
+    for text, count in zip(texts, counts, strict=True):
+        for phrase in phrases:
+            if occurrences := text.count(phrase):
+                count[f"phrase:{phrase}"] = occurrences
+    weights = dict.fromkeys(terms, 1.0) | {f"phrase:{p}": PHRASE_WEIGHT for p in phrases}
     n = len(sections)
     idf = {
-        term: math.log(1 + (n - df + 0.5) / (df + 0.5))
-        for term in terms
+        term: weight * math.log(1 + (n - df + 0.5) / (df + 0.5))
+        for term, weight in weights.items()
         if (df := sum(1 for c in counts if term in c))
     }
     return [
@@ -489,15 +506,29 @@ def _section_scores(terms: Counter[str], sections: list[Chunk]) -> list[float]:
     ]
 
 
+def han_pairs(query: str) -> list[str]:
+    """The query's pairs of adjacent Han characters, each once."""
+    runs = HAN_RUN_RE.findall(normalize(query))
+    return list(dict.fromkeys(run[i : i + 2] for run in runs for i in range(len(run) - 1)))
+
+
 def _choose_passages(
-    sources: list[Source], terms: Counter[str], dense_choice: dict[int, int]
+    sources: list[Source],
+    terms: Counter[str],
+    dense_choice: dict[int, int],
+    *,
+    phrases: Sequence[str] = (),
+    nearest_weight: float = 0.0,
 ) -> None:
     """Set `passage_*` on guide sources: the body chunk whose section shares the most
     telling query terms (BM25 within the article, so words every section has weigh nothing;
     the section's own heading counts, not the title), the chunk nearest by cosine on a tie or
     when no section shares a term. Within one article the models' similarities differ by
     hundredths (e5 rates a guide's sections 0.89-0.91 against "金卡会员有什么权益"); the words
-    tell the benefits section from the one on where to see your tier."""
+    tell the benefits section from the one on where to see your tier. Where the model's
+    similarities do say something (MiniLM: 0.65 for the tier table against 0.60 for "Go to Me >
+    Membership" asked "what are the perks of gold membership"), the nearest section gets
+    `nearest_weight` on top of its BM25."""
     guides = [s for s in sources if s.article is not None and s.article.kind == ArticleKind.GUIDE]
     if not guides:
         return
@@ -512,11 +543,15 @@ def _choose_passages(
         sections = by_article.get(source.article_id)
         if not sections:
             continue
-        scores = _section_scores(terms, sections)
+        scores = _section_scores(terms, sections, phrases)
         nearest = dense_choice.get(source.article_id)
         best = max(
             range(len(sections)),
-            key=lambda i: (round(scores[i], 6), sections[i].pk == nearest, -i),
+            key=lambda i: (
+                round(scores[i] + (nearest_weight if sections[i].pk == nearest else 0.0), 6),
+                sections[i].pk == nearest,
+                -i,
+            ),
         )
         source.passage_chunk_id = sections[best].pk
         source.passage_text = sections[best].text
@@ -639,6 +674,8 @@ def search(
         [s for s, c in zip(sources, chunk_ids, strict=True) if chunks[c].kind != ChunkKind.BODY],
         terms,
         body_best,
+        phrases=han_pairs(query) if language == "zh" else (),
+        nearest_weight=NEAREST_SECTION_WEIGHT.get(backend, 0.0),
     )
 
     conf = 0.0

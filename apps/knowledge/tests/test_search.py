@@ -278,3 +278,39 @@ def test_a_question_staff_wrote_word_for_word_is_confident_among_close_siblings(
     # Not the words staff wrote: the fitted model decides, and here it is not sure.
     reworded = selectors.search(kb, "发票要怎样才能开出来")
     assert reworded.confidence < selectors.EXACT_QUESTION_CONFIDENCE
+
+
+def test_han_pairs_are_adjacent_characters_of_each_run():
+    assert selectors.han_pairs("能寄到美国吗？ 订单LM123要多久") == [
+        "能寄",
+        "寄到",
+        "到美",
+        "美国",
+        "国吗",
+        "订单",
+        "要多",
+        "多久",
+    ]
+    assert selectors.han_pairs("where is my order") == []
+
+
+def test_a_section_holding_the_words_together_beats_one_with_them_scattered(kb, run_on_commit):
+    # "能寄到美国吗": the returns-from-abroad section has 寄 and 国 more often (国际, 回寄), the
+    # opening paragraph lists 美国. Character BM25 alone quoted the returns.
+    demo = next(
+        row
+        for row in map(json.loads, DEMO_ARTICLES.read_text(encoding="utf-8").splitlines())
+        if row["key"] == "international-shipping" and row["language"] == "zh"
+    )
+    run_on_commit(
+        services.article_create,
+        knowledge_base=kb,
+        title=demo["title"],
+        language="zh",
+        kind="guide",
+        status="published",
+        body=demo["body"],
+        questions=["能寄到美国吗"],
+    )
+    top = selectors.search(kb, "能寄到美国吗").sources[0]
+    assert "美国" in top.passage_text and "回寄" not in top.passage_text
