@@ -127,7 +127,7 @@ class Decision(models.TextChoices):
     FALLBACK = "fallback", _("Not sure")
     HANDOFF = "handoff", _("Handed off")
     AGENT_WAIT = "agent_wait", _("Left for the agent")
-    GUARD = "guard", _("Refused: prompt injection")
+    GUARD = "guard", _("Refused (prompt injection or moderation)")
 
 
 class Rating(models.TextChoices):
