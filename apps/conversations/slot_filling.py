@@ -10,6 +10,7 @@ The open form lives in the conversation's dialogue state:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from apps.nlu.entities import Entity, extract_entities
 
 # A customer who fails to give a valid value this many times in a row is passed to a person.
 MAX_ATTEMPTS = 3
+# A customer who says this many times that they do not know the order number is passed to one.
+MAX_NOT_KNOWN = 2
 ENTITY_KINDS = ("order_number", "phone", "email", "amount", "date")
 
 # Cancellations. A cancellation is short: a cancelling phrase ("never mind", "cancel the
@@ -147,13 +150,14 @@ _QUESTION_SHAPE_EN_RE = re.compile(
     r"|your|a|an|any)\b)",
     re.IGNORECASE,
 )
-# Chinese asks with a particle (吗 anywhere, 呢 or 么 ending the clause) or a question word
-# (多久, 什么时候, 怎么, 能不能, 请问); not 不怎么 ("not very"), 没什么 or 不为什么 ("no reason").
+# Chinese asks with a particle (吗 or 呢 anywhere, 么 ending the clause) or a question word
+# (多久, 什么时候, 怎么, 能不能, 可以, 请问); not 不怎么 ("not very"), 没什么 or 不为什么 ("no
+# reason"), 还可以 ("it's all right") or 呢子 (woollen cloth).
 _ASKS_ZH_RE = re.compile(
-    r"吗|(?:(?<![什怎这那多])么|呢)[啊呀哈]?\W*$"
-    r"|多久|多长时间|多少|几天|几个?工作日|什么时候|何时|(?<![不没])(?:为什么|为啥|什么)"
-    r"|(?<!不)(?:怎么|怎样|咋)|如何|哪|谁|能不能|能否|可不可以|是不是|有没有|会不会|要不要|需不需要"
-    r"|请问|想问|问一下|问下|想知道"
+    r"吗|呢(?![子绒料])|(?<![什怎这那多])么[啊呀哈]?\W*$"
+    r"|多久|多长时间|多少|几天|几个?工作日|什么时候|啥时候?|何时|(?<![不没])(?:为什么|为啥|什么)"
+    r"|(?<!不)(?:怎么|怎样|咋)|如何|哪|谁|能不能|能否|是否|可不可以|(?<![还也都就不])可以"
+    r"|是不是|有没有|会不会|要不要|需不需要|请问|想问|问一下|问下|想知道"
 )
 # Says what is wrong with the item (then the message is a reason, whatever else it asks).
 _ITEM_PROBLEM_RE = re.compile(
@@ -188,23 +192,131 @@ _ITEM_PROBLEM_RE = re.compile(
 _QUESTION_CLAUSE_RE = re.compile(r"[^,.!?;:，。！？；：、~…]+[,.!?;:，。！？；：、~…]*")
 
 
+def _asks_en(clause: str) -> bool:
+    return bool(
+        _ASKS_EN_RE.match(clause)
+        or (re.search(r"[?？]\s*$", clause) and _QUESTION_SHAPE_EN_RE.match(clause))
+    )
+
+
+def _asks(text: str) -> bool:
+    """Whether some clause of `text` asks something (see `_ASKS_EN_RE`, `_ASKS_ZH_RE`). A clause
+    that mixes the languages asks in either: "refund 多久到账", "how long 退款", "我的 order
+    什么时候到"."""
+    for match in _QUESTION_CLAUSE_RE.finditer(normalize(text)):
+        raw = match.group(0).strip().lower()
+        if not CJK_RE.search(raw):
+            if _asks_en(raw):
+                return True
+            continue
+        if _ASKS_ZH_RE.search(_clause(raw)):
+            return True
+        # The English words between the Chinese ones, each run read as a clause of its own,
+        # with the clause's question mark.
+        mark = "?" if re.search(r"[?？]\s*$", raw) else ""
+        for run in re.split(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+", raw):
+            run = run.strip(" ,.!?;:，。！？；：、~…")
+            if LATIN_WORD_RE.search(run) and _asks_en(run + mark):
+                return True
+    return False
+
+
 def is_question_aside(text: str) -> bool:
     """Whether `text`, typed where a free-text value is asked for, is plainly a question of its
-    own rather than the value (see `_ASKS_EN_RE`): each clause is read on its own, so "ok, and
-    how long does the refund take?" asks."""
-    text = normalize(text)
-    if _ITEM_PROBLEM_RE.search(text):
+    own rather than the value (see `_asks`): each clause is read on its own, so "ok, and how
+    long does the refund take?" asks; a message that says what is wrong with the item is the
+    value however it is put."""
+    return not _ITEM_PROBLEM_RE.search(normalize(text)) and _asks(text)
+
+
+# "I don't know the order number" where it is asked for (each clause said must be one of these,
+# perhaps among fillers): the customer is told where to find it, not that it is invalid.
+_ORDER_REF_EN = (
+    r"(?:(?:the|my|an?|this|that)\s+)?(?:order\s*(?:number|num|no\.?|id|#)|number|one|it)"
+)
+_NOT_KNOWN_EN_RE = re.compile(
+    r"(?:(?:sorry|um|uh|hmm|oh|well|but|honestly|actually|no|ok|okay)\s+)*"
+    r"(?:(?:i\s+)?(?:really\s+|just\s+)?(?:don['’]?t|do\s+not|didn['’]?t|did\s+not)\s+"
+    r"(?:know|remember|recall|have|keep|get|see)"
+    r"|(?:i\s+)?(?:can['’]?t|cannot|couldn['’]?t|could\s+not)\s+(?:find|remember|recall|locate|see)"
+    r"|(?:i\s+)?(?:forgot|lost|have\s+no\s+idea\s+(?:of|about|what))"
+    r"|(?:i\s+)?(?:have\s+)?no\s+idea|(?:i(?:['’]m|\s+am)\s+)?not\s+sure|dunno|idk)"
+    rf"(?:\s+(?:what|which)(?:\s+{_ORDER_REF_EN})?(?:\s+(?:is|it\s+is|was))?"
+    rf"|\s+{_ORDER_REF_EN})?(?:\s+(?:sorry|either|unfortunately|anymore|now))*"
+    rf"|(?:so\s+|and\s+|but\s+)?(?:where|how)\s+(?:do|can|could|would|should|will)\s+i"
+    r"\s+(?:find|get|see|look\s+(?:up|for)|check|locate)"
+    rf"(?:\s+{_ORDER_REF_EN})?(?:\s+(?:then|now))?"
+    rf"|(?:so\s+|and\s+|but\s+)?(?:where|what)(?:['’]s|\s+is)\s+{_ORDER_REF_EN}",
+    re.IGNORECASE,
+)
+_ORDER_REF_ZH = r"(?:我的|那个|这个|订单的)?(?:订单号码?|订单编号|单号|订单|号码|编号|它)?"
+_NOT_KNOWN_ZH_RE = re.compile(
+    r"(?:嗯|啊|呃|额|哦|唉|哎|可是|但是|不过)*我?(?:也|真的?|确实|实在|完全)?"
+    r"(?:不知道|不晓得|不清楚|不记得|记不[得清住]|忘了|忘记了?|找不到|查不到|没有|没)"
+    rf"{_ORDER_REF_ZH}(?:是多少|是什么|在哪[里儿]?)?(?:了|啊|呀|诶|欸|耶|呢|哦)*"
+    rf"|{_ORDER_REF_ZH}(?:要|应该|该|能|可以)?(?:在哪[里儿]?|哪里|去哪[里儿]?|怎么|如何|从哪[里儿]?)"
+    rf"(?:能|可以|才能|去)?(?:看|找|查)(?:到|看|得到)?{_ORDER_REF_ZH}(?:呢|啊|呀|哦)*"
+    rf"|我?的?(?:订单号码?|单号|订单编号)(?:是)?(?:多少|什么|在哪[里儿]?)(?:来着)?(?:呢|啊|呀)*",
+)
+
+
+def is_order_number_unknown(text: str) -> bool:
+    """Whether `text`, typed where the order number is asked for, says the customer does not
+    know it or asks where to find it ("I don't know the order number", "where do I find it",
+    "我不知道订单号", "忘了订单号", "订单号在哪看")."""
+    clauses = [_clause(c) for c in _CLAUSE_SPLIT_RE.split(normalize(text))]
+    said = [c for c in clauses if c and not FILLER_CLAUSE_RE.fullmatch(c)]
+    if not said:
         return False
-    for match in _QUESTION_CLAUSE_RE.finditer(text):
-        clause = _clause(match.group(0))
-        if CJK_RE.search(clause):
-            if _ASKS_ZH_RE.search(clause):
-                return True
-        elif _ASKS_EN_RE.match(clause) or (
-            re.search(r"[?？]\s*$", clause) and _QUESTION_SHAPE_EN_RE.match(clause)
-        ):
-            return True
-    return False
+    unknown = [c for c in said if _NOT_KNOWN_EN_RE.fullmatch(c) or _NOT_KNOWN_ZH_RE.fullmatch(c)]
+    # What else is said asks nothing: "不知道订单号，退款多久到账？" is a question.
+    rest = [c for c in said if c not in unknown]
+    return bool(unknown) and not any(_asks(c) for c in rest)
+
+
+# A reason stated in the message that opens a form ("I want to return order LM2026112002
+# because the zipper is broken", "我要退货，拉链坏了"): what follows "because", "since", "as" or
+# "因为", or else the clauses that say what is wrong with the item. A message with only an
+# order number or a request states none.
+_BECAUSE_RE = re.compile(
+    r"\b(?:because(?:\s+of)?|cause|cos|coz|(?:since|as)(?=\s+(?:it|its|it['’]s|they|they['’]re"
+    r"|the|my|this|that|these|those|i|i['’]ve|i['’]m|there|one|both)\b))\s+"
+    r"|因为|由于|原因是|理由是|原因[:：]",
+    re.IGNORECASE,
+)
+_REASON_ZH_RE = re.compile(r"尺码|尺寸|码数|不合适|坏了|破了")
+_CONDITIONAL_RE = re.compile(r"\b(?:if|in case|whether)\b|如果|要是|假如|万一")
+# Free-text slots a stated reason fills.
+_REASON_SLOTS = frozenset(["reason"])
+
+
+def stated_reason(text: str, entities: list[Entity]) -> str | None:
+    """The reason `text` gives, without the order number it may also give; None when it gives
+    none (see `_BECAUSE_RE`)."""
+    cleaned = normalize(text)
+    numbers = [normalize(e.text) for e in entities if e.kind == "order_number"]
+    strip = " ,.!?;:，。！？；：、~…-"
+    if match := _BECAUSE_RE.search(cleaned):
+        reason = cleaned[match.end() :]
+        for number in numbers:
+            reason = reason.replace(number, " ")
+        reason = re.sub(r"\s+", " ", reason).strip(strip)
+        return reason if len(reason) >= 2 else None
+    # An order number ends a clause: "我要退货 LM2026112002 尺码太小了" says "尺码太小了".
+    for number in numbers:
+        cleaned = cleaned.replace(number, ",")
+    clauses = [c.strip(strip) for c in _CLAUSE_SPLIT_RE.split(cleaned)]
+    said = [
+        c
+        for c in clauses
+        if c
+        and (_ITEM_PROBLEM_RE.search(c) or _REASON_ZH_RE.search(c))
+        and not _CONDITIONAL_RE.search(c.lower())
+    ]
+    if not said:
+        return None
+    joiner = "，" if CJK_RE.search(cleaned) else ", "
+    return joiner.join(said)
 
 
 def is_substantial(text: str) -> bool:
@@ -234,6 +346,28 @@ def entity_dicts(entities: list[Entity]) -> list[dict[str, Any]]:
         {"kind": e.kind, "value": e.value, "text": e.text, "start": e.start, "end": e.end}
         for e in entities
     ]
+
+
+# Checks a form runs on the values it has so far, before it asks for the next one, by the name of
+# the intent's action (`slot_check`).
+SlotCheck = Callable[[dict[str, Any], ActionContext], ActionResult | None]
+_slot_checks: dict[str, SlotCheck] = {}
+
+
+def slot_check(action: str) -> Callable[[SlotCheck], SlotCheck]:
+    """Decorator: `@slot_check("return_request_create")` registers a check of the values given
+    so far to the form of every intent whose action is that one. It runs each time the form is
+    about to ask for another value and returns None to go on, or what to tell the customer
+    instead: the form then ends there as if the action had answered (an order that cannot be
+    returned is refused before the reason is asked for), except that a result with
+    `data["found"] is False` asks for the order number again. The action itself still applies
+    its rules when it runs; the check only tells the customer sooner."""
+
+    def decorate(function: SlotCheck) -> SlotCheck:
+        _slot_checks[action] = function
+        return function
+
+    return decorate
 
 
 def _slot_label(slot: dict[str, Any]) -> str:
@@ -285,6 +419,12 @@ def _value_for(
         for entity in entities:
             if entity.kind == kind:
                 return entity.value
+        if kind == "order_number" and asked:
+            # Only the digits, where the order number is asked for ("2026112001"): the lookup
+            # finds the order without its letters.
+            digits = re.sub(r"[\s#-]+", "", normalize(text))
+            if re.fullmatch(r"\d{8,14}", digits):
+                return digits
         return None
     if kind == "photo":
         match = URL_RE.search(text)
@@ -310,11 +450,16 @@ def _advance(
     replies: list[str],
     entities: list[dict[str, Any]],
 ) -> FormStep:
-    """Ask for the next missing slot, or run the action when none is missing."""
+    """Ask for the next missing slot (when the values so far pass the action's `slot_check`),
+    or run the action when none is missing."""
     slot = _next_slot(intent.slots, form)
     if slot is not None:
-        form["asking"] = slot["name"]
-        return FormStep([*replies, _prompt(slot, language)], form, entities=entities)
+        check = _slot_checks.get(intent.action or "")
+        result = check(dict(form["slots"]), context) if check is not None else None
+        if result is None:
+            form["asking"] = slot["name"]
+            return FormStep([*replies, _prompt(slot, language)], form, entities=entities)
+        return _acted(result, form, replies, entities)
     function = actions.get(intent.action) if intent.action else None
     if function is None:
         values = ", ".join(f"{k}: {v}" for k, v in form["slots"].items())
@@ -322,7 +467,17 @@ def _advance(
             "values": values
         }
         return FormStep([*replies, text], None, decision="action", entities=entities)
-    result = function.function(dict(form["slots"]), context)
+    return _acted(function.function(dict(form["slots"]), context), form, replies, entities)
+
+
+def _acted(
+    result: ActionResult,
+    form: dict[str, Any],
+    replies: list[str],
+    entities: list[dict[str, Any]],
+) -> FormStep:
+    """The form after its action (or its check) answered: closed, or asking for the order
+    number again when that number was not found."""
     if result.data.get("found") is False and "order_number" in form["slots"]:
         # A number that is well-formed but unknown: ask for it again rather than give up.
         form["slots"].pop("order_number")
@@ -343,6 +498,26 @@ def _advance(
     )
 
 
+def _order_number_unknown(
+    asking: dict[str, Any], form: dict[str, Any], language: str, entities: list[dict[str, Any]]
+) -> FormStep:
+    """The customer does not know the order number: where to find it, and the number asked for
+    again; the second time, a person (who can find the order from the account) takes over."""
+    form["not_known"] = form.get("not_known", 0) + 1
+    if form["not_known"] >= MAX_NOT_KNOWN:
+        return FormStep(
+            [_("No problem: a colleague can look the order up from your account.")],
+            None,
+            entities=entities,
+            handoff_reason="form_failed",
+        )
+    where = _(
+        "You can find the order number in the order confirmation e-mail, or under My Orders in "
+        "your account. It starts with LM, for example LM2026112001."
+    )
+    return FormStep([where, _prompt(asking, language)], form, entities=entities)
+
+
 def form_start(intent: Any, text: str, language: str, context: ActionContext) -> FormStep:
     """Open the intent's form, taking any values the first message already gives."""
     found = extract_entities(text, language=language)
@@ -355,6 +530,8 @@ def form_start(intent: Any, text: str, language: str, context: ActionContext) ->
     }
     for slot in intent.slots:
         value = _value_for(slot, text, found, asked=False)
+        if value is None and slot["name"] in _REASON_SLOTS and _is_free_text(slot):
+            value = stated_reason(text, found)
         if value is not None:
             form["slots"][slot["name"]] = value
     return _advance(intent, form, language, context, [], entity_dicts(found))
@@ -424,14 +601,29 @@ def form_continue(
             return FormStep([_prompt(asking, language)], form, entities=entities, aside=True)
         if value is not None:
             form["slots"][asking["name"]] = value
+            if not _is_free_text(asking):
+                # "LM2026112002, the zipper is broken": the reason comes with the number.
+                for slot in intent.slots:
+                    name = slot["name"]
+                    if name in _REASON_SLOTS and _is_free_text(slot) and name not in form["slots"]:
+                        reason = stated_reason(text, found)
+                        if reason is not None:
+                            form["slots"][name] = reason
             return _advance(intent, form, language, context, replies, entities)
-        if replies:  # a correction only; ask again for what is missing
-            return FormStep([*replies, _prompt(asking, language)], form, entities=entities)
+        if replies:  # a correction only; checked, then what is missing asked for again
+            return _advance(intent, form, language, context, replies, entities)
+        if asking.get("entity") == "order_number" and is_order_number_unknown(text):
+            return _order_number_unknown(asking, form, language, entities)
         if not found and (
             QUESTION_RE.search(normalize(text).lower())
             or (asking.get("entity") != "text" and is_substantial(text))
         ):
             return None  # a question or request of its own: the customer moved on
+        if not _is_free_text(asking) and _asks(text):
+            # A short question asked while a value is awaited, perhaps in both languages
+            # ("refund 多久到账", "how long 退款"): answered, the form kept and the value asked
+            # for again, with nothing counted as a failed attempt.
+            return FormStep([_prompt(asking, language)], form, entities=entities, aside=True)
         form["attempts"] = form.get("attempts", 0) + 1
         if form["attempts"] >= MAX_ATTEMPTS:
             return FormStep(

@@ -1,4 +1,6 @@
-"""The form actions of the demo store: order status lookup and return request creation."""
+"""The form actions of the demo store: order status lookup and return request creation, and
+the return form's early check (an order that cannot be returned is refused as soon as its
+number is known)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from typing import Any
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from apps.conversations import slot_filling
 from apps.nlu import actions
 from apps.nlu.actions import ActionContext, ActionResult
 from apps.orders import services
-from apps.orders.models import Order, OrderStatus, ReturnStatus
+from apps.orders.models import Order, OrderStatus, ReturnRequest, ReturnStatus
 
 
 def _date(value: Any) -> str:
@@ -81,6 +84,53 @@ def order_status_lookup(slots: dict[str, Any], context: ActionContext) -> Action
     return ActionResult(_status_text(order), data={"found": True, "status": order.status})
 
 
+def _refused(order: Order, code: str) -> ActionResult:
+    """Why `order` cannot be returned (`services.return_refusal`), in one message. Past the
+    window the conversation goes to a person, whose own notice says so: this message only
+    gives the reason."""
+    messages = {
+        "cancelled": _("Order %(number)s was cancelled, so there is nothing to return."),
+        "not_delivered": _(
+            "Order %(number)s hasn't been delivered yet. You can refuse the parcel on "
+            "delivery, or cancel the order while it is awaiting shipment."
+        ),
+        "too_late": _(
+            "Order %(number)s was delivered more than 30 days ago, which is past the return window."
+        ),
+    }
+    return ActionResult(
+        messages[code] % {"number": order.number},
+        data={"created": False, "refused": code},
+        handoff_reason="return_window" if code == "too_late" else "",
+    )
+
+
+def _already_open(request: ReturnRequest, order: Order) -> ActionResult:
+    return ActionResult(
+        _("There is already a return %(return)s open for order %(number)s.")
+        % {"return": request.number, "number": order.number},
+        data={"created": False, "return_number": request.number},
+    )
+
+
+@slot_filling.slot_check("return_request_create")
+def return_request_check(slots: dict[str, Any], context: ActionContext) -> ActionResult | None:
+    """The return form's check as soon as it has the order number: an order that is unknown,
+    already has a return open, or cannot be returned ends the form (or asks for the number
+    again) before the reason and the photo are asked for. The rules are `services`'."""
+    if "order_number" not in slots:
+        return None
+    number = str(slots["order_number"])
+    order = services.order_find(number)
+    if order is None:
+        return _not_found(number)
+    existing = services.return_open(order)
+    if existing is not None:
+        return _already_open(existing, order)
+    refusal = services.return_refusal(order)
+    return _refused(order, refusal) if refusal is not None else None
+
+
 @actions.register("return_request_create", "Create a return request")
 def return_request_create(slots: dict[str, Any], context: ActionContext) -> ActionResult:
     number = str(slots.get("order_number", ""))
@@ -95,27 +145,12 @@ def return_request_create(slots: dict[str, Any], context: ActionContext) -> Acti
             conversation_id=context.conversation_id,
         )
     except services.ReturnRefused as refused:
-        messages = {
-            "cancelled": _("Order %(number)s was cancelled, so there is nothing to return."),
-            "not_delivered": _(
-                "Order %(number)s hasn't been delivered yet. You can refuse the parcel on "
-                "delivery, or cancel the order while it is awaiting shipment."
-            ),
-            "too_late": _(
-                "Order %(number)s was delivered more than 30 days ago, which is past the return "
-                "window. I'll pass you to a colleague who can look at it."
-            ),
-        }
-        return ActionResult(
-            messages[refused.code] % {"number": order.number},
-            data={"created": False, "refused": refused.code},
-            handoff_reason="return_window" if refused.code == "too_late" else "",
-        )
+        return _refused(order, refused.code)
     request = outcome.request
-    values = {"return": request.number, "number": order.number}
     if not outcome.created:
-        text = _("There is already a return %(return)s open for order %(number)s.") % values
-    elif request.status == ReturnStatus.NEEDS_REVIEW:
+        return _already_open(request, order)
+    values = {"return": request.number, "number": order.number}
+    if request.status == ReturnStatus.NEEDS_REVIEW:
         text = (
             _(
                 "Return %(return)s is opened for order %(number)s. It is past the 7-day no-reason "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +32,34 @@ class ReturnOutcome:
 
 
 def order_find(number: str) -> Order | None:
-    return Order.objects.filter(number__iexact=number.strip()).first()
+    """The order numbered `number`, whatever its case. Customers often leave out the letters
+    ("订单号：2026112001" for LM2026112001): digits alone find the order whose number is two
+    letters and those digits, when exactly one order has them."""
+    number = re.sub(r"[\s-]+", "", number)
+    if not number:
+        return None
+    if number.isdigit():
+        matches = list(Order.objects.filter(number__iregex=rf"^[a-z]{{2}}{number}$")[:2])
+        return matches[0] if len(matches) == 1 else None
+    return Order.objects.filter(number__iexact=number).first()
+
+
+def return_open(order: Order) -> ReturnRequest | None:
+    """The return already open for `order` (any but a rejected one), if there is one."""
+    return order.returns.exclude(status=ReturnStatus.REJECTED).first()
+
+
+def return_refusal(order: Order) -> str | None:
+    """Why `order` cannot be returned ("cancelled", "not_delivered", "too_late"), or None when
+    it can: the return rules, which both the return form's early check and
+    `return_request_create` apply."""
+    if order.status == OrderStatus.CANCELLED:
+        return "cancelled"
+    if order.status != OrderStatus.DELIVERED or order.delivered_at is None:
+        return "not_delivered"
+    if timezone.now() - order.delivered_at > timedelta(days=QUALITY_ISSUE_DAYS):
+        return "too_late"
+    return None
 
 
 def _return_number() -> str:
@@ -45,16 +73,13 @@ def return_request_create(
     is (asking twice does not make two returns)."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
-        existing = order.returns.exclude(status=ReturnStatus.REJECTED).first()
+        existing = return_open(order)
         if existing is not None:
             return ReturnOutcome(existing, created=False)
-        if order.status == OrderStatus.CANCELLED:
-            raise ReturnRefused("cancelled")
-        if order.status != OrderStatus.DELIVERED or order.delivered_at is None:
-            raise ReturnRefused("not_delivered")
+        refusal = return_refusal(order)
+        if refusal is not None or order.delivered_at is None:
+            raise ReturnRefused(refusal or "not_delivered")
         age = timezone.now() - order.delivered_at
-        if age > timedelta(days=QUALITY_ISSUE_DAYS):
-            raise ReturnRefused("too_late")
         status = (
             ReturnStatus.REQUESTED
             if age <= timedelta(days=NO_REASON_DAYS)

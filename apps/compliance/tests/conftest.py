@@ -23,6 +23,7 @@ from apps.conversations.tests.conftest import (  # noqa: F401 (fixtures)
     conversation,
     say,
 )
+from apps.orders.models import Order, ReturnRequest
 
 
 @pytest.fixture(autouse=True)
@@ -108,12 +109,25 @@ def start(kb: Any, *, external_id: str = "", channel: str = "api") -> Conversati
     )
 
 
+def returnable_order() -> str:
+    """LM2026112002 (delivered last week) while no return is open for it, else a copy of it
+    under a new number: a second return of one order is refused as soon as its number is
+    given, and each old conversation here opens its own."""
+    order = Order.objects.get(number="LM2026112002")
+    if not ReturnRequest.objects.filter(order=order).exists():
+        return order.number
+    order.pk = None
+    order.number = f"LM2099{Order.objects.count():06d}"
+    order.save()
+    return order.number
+
+
 def old_conversation(kb: Any, external_id: str) -> Conversation:
     """A closed conversation past the retention period with a bit of everything: a return form
     with a phone number (redacted, original encrypted), a rating, an agent's event."""
     old = start(kb, external_id=external_id)
     say(old, "我要退货")
-    say(old, "订单号 LM2026112002")
+    say(old, f"订单号 {returnable_order()}")
     say(old, "尺码太小了，电话 13800138000")
     say(old, "跳过")
     answer = say(old, "运费怎么算")[0]
