@@ -7,13 +7,18 @@ Order of the checks (each one records its outcome on the message):
 4. An open form: the message fills, corrects or cancels it. A question asked instead of a
    free-text value (the reason for a return) goes through the steps below with the form kept,
    and the value is asked for again after the answer.
-5. One of the articles the last reply offered ("Which of these do you mean?", or the
+   An acknowledgement ("ok", "好的", a lone "?") where a value is asked asks for it again.
+5. An acknowledgement: a short reply, nothing searched; the "not sure" streak, the choices
+   offered and the topic stay as they were.
+6. One of the articles the last reply offered ("Which of these do you mean?", or the
    suggestions with "not sure"), chosen by its title: answered from that article.
-6. Exact answer cache, then the semantic answer cache.
-7. Intent (NLU): hand-off intents, forms, fixed responses.
-8. Retrieval: answer from the best source with its citation, ask which one when the top
-   sources are equally good, or say "not sure"; twice not sure in a row (or clearly out of
-   scope) hands off.
+7. Exact answer cache, then the semantic answer cache; not for a follow-up that leans on the
+   previous question ("how long does that take?", "那要多久"), whose answer is never cached.
+8. Intent (NLU): hand-off intents, forms, fixed responses. A form intent gives way to an
+   article that clearly matches better (a how-to question, "cancel my order").
+9. Retrieval (a follow-up searched with the previous question searched): answer from
+   the best source with its citation, ask which one when the top sources are equally good, or
+   say "not sure"; twice not sure in a row (or clearly out of scope) hands off.
 
 Moderation (apps.safety) looks at the customer's message right after the prompt-injection
 check, and at every answer before it is sent: a blocked message gets a polite reply and never
@@ -130,6 +135,50 @@ HOW_TO_RE = re.compile(
     r"|怎么|如何|怎样|流程|规定|政策",
     re.IGNORECASE,
 )
+# An acknowledgement that says nothing to act on: "ok", "got it", "I see", "好的", "嗯嗯", "收到"
+# (in any mix: "ok cool", "哦哦好的", "好的ok"). Not with thanks or a farewell ("ok thanks",
+# "好的，再见"): the thanks and goodbye intents answer those.
+_ACK_EN = (
+    r"(?:ok(?:ay|ey|ie|i)?|k+|alright|all right|right|got it|gotcha|cool|i see|see|understood"
+    r"|i understand|noted|fine|good|great|nice|perfect|awesome|makes sense|that makes sense"
+    r"|sounds good|will do|sure|yes|yeah|yep|yup|ya|oh|ah|aha|hmm+|hm+|um+|uh|mhm|wow"
+    r"|i got it|ok then|okay then)"
+)
+ACK_EN_RE = re.compile(rf"{_ACK_EN}(?: {_ACK_EN})*")
+ACK_ZH_RE = re.compile(
+    r"(?:(?:好的?|好吧|好嘞|好滴|嗯+|恩+|哦+|噢+|喔+|额+|呃+|行吧?|可以|知道|我?知道了|收到|明白|我?明白了"
+    r"|了解|了解了|懂了|我懂了|对|是的|原来如此|原来是这样|这样啊|没问题|ok|okay|k)"
+    r"[了啊呀啦吧呢哈的滴嘞哒]*)+"
+)
+# Acknowledgements that also say yes, or ask: what the customer wants is still to come.
+_AFFIRMATIVE_RE = re.compile(r"\b(?:sure|yes|yeah|yep|yup|ya)\b|对|是的|可以")
+# A short question that leans on the previous one: "how long does that take?", "what about
+# international?", "and for returns?", "why?", "那要多久", "关税呢", "为啥". Its meaning depends on
+# the conversation, so it is searched with the previous question, and never answered from, nor
+# written to, the answer caches. A pronoun ends the English question or nearly ("is it free?",
+# "how do I get there?"), so "is it possible to pay by card" and "is there free shipping" are
+# questions of their own.
+_LEAD_EN = r"(?:(?:ok|okay|so|and|but|also|then|well|oh|hmm)[\s,]+)*"
+_BACK_EN = r"(?:that|this|it|those|these|them|(?<!is )(?<!are )there)"
+FOLLOW_UP_EN_RE = re.compile(
+    rf"^{_LEAD_EN}(?:what|how) about\b"
+    r"|^and(?:[\s,]+[\w'’-]+){1,3}\W*$"
+    r"|^(?:why|how|when|where|how long|how much|how come|how so|what for|why not|really|such as"
+    r"|like what|for example)\W*$"
+    rf"|^{_LEAD_EN}(?:what|how|why|when|where|which|is|are|was|does|do|did|can|could|will|would"
+    rf"|should)\b(?:[\s,]+[\w'’-]+)*?[\s,]+{_BACK_EN}(?:[\s,]+[\w'’-]+){{0,2}}\W*$",
+    re.IGNORECASE,
+)
+FOLLOW_UP_ZH_RE = re.compile(
+    r"^(?:那|这|它)(?![里边儿])"
+    r"|呢\W*$"
+    r"|^(?:为什么|为啥|咋了|怎么回事|咋回事|然后|多久|要多久|多少钱|怎么办|怎么弄|比如说?)\W*$"
+)
+# A follow-up longer than this (words, or Han characters) says enough on its own.
+FOLLOW_UP_MAX_WORDS = 8
+FOLLOW_UP_MAX_HAN = 12
+# The previous question kept for a follow-up is cut to this many characters.
+TOPIC_CHARS = 300
 # An answer longer than this is cut at a sentence end, with the source link for the rest.
 MAX_ANSWER_CHARS = 700
 # The confidence recorded on an answer to an article the customer chose from those offered:
@@ -183,6 +232,33 @@ def message_language(text: str, current: str) -> str:
     if len(LATIN_WORD_RE.findall(text.lower())) >= 2 and not re.fullmatch(r"[\w\s.-]{0,16}", text):
         return "en"
     return current or detect_language(text)
+
+
+def is_acknowledgement(text: str) -> bool:
+    """Whether `text` only acknowledges ("ok", "got it", "好的", "嗯嗯") or is punctuation alone
+    ("?", "？", "..."): nothing to search, no intent, no "not sure"."""
+    cleaned = normalize(text).lower()
+    if not cleaned.strip():
+        return False
+    if not any(ch.isalnum() for ch in cleaned):
+        return True
+    words = re.sub(r"[\W_]+", " ", cleaned).strip()
+    if CJK_RE.search(words):
+        return bool(ACK_ZH_RE.fullmatch(words.replace(" ", "")))
+    return bool(ACK_EN_RE.fullmatch(words))
+
+
+def is_follow_up(text: str) -> bool:
+    """Whether `text` is a short question that leans on the previous one (see
+    `FOLLOW_UP_EN_RE`)."""
+    cleaned = normalize(text).strip()
+    if CJK_RE.search(cleaned):
+        compact = re.sub(r"\s+", "", cleaned)
+        return len(CJK_RE.findall(compact)) <= FOLLOW_UP_MAX_HAN and bool(
+            FOLLOW_UP_ZH_RE.search(compact)
+        )
+    words = LATIN_WORD_RE.findall(cleaned.lower())
+    return 0 < len(words) <= FOLLOW_UP_MAX_WORDS and bool(FOLLOW_UP_EN_RE.search(cleaned))
 
 
 def django_language(language: str) -> str:
@@ -347,6 +423,8 @@ def exact_answer_ready(conversation: Conversation, text: str) -> bool:
     here only costs a queue."""
     if conversation.status != ConversationStatus.BOT or (conversation.state or {}).get("form"):
         return False
+    if is_acknowledgement(text) or is_follow_up(text):
+        return False  # never answered from the caches
     language = message_language(text, conversation.language)
     query = pii.remove(text) or text
     return caches.AnswerCache(conversation.knowledge_base_id, language).exact_get(query) is not None
@@ -364,6 +442,8 @@ def _decide(
     state = dict(conversation.state or {})
     # Choices offered by the last reply count for this message only, whatever it turns out to be.
     offered = state.pop("offered", None) or []
+    # So does the question searched last, for a follow-up that leans on it.
+    topic = str(state.pop("topic", None) or "")
     outcome = Outcome(decision=Decision.FALLBACK, language=language, state=state)
 
     if conversation.status in (ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT):
@@ -425,12 +505,22 @@ def _decide(
     if form:
         intent = nlu_selectors.intent_get(form["intent"])
         step = None
+        acknowledgement = is_acknowledgement(text)
         if intent is not None and _offered_choice(offered, text) is not None:
             # A suggestion tapped after a "not sure" to a question asked aside (no other reply
             # offers any while a form is open): the article is wanted, not taken for the value.
             step = slot_filling.form_aside(intent, form, language)
         if intent is not None and step is None:
-            step = slot_filling.form_continue(intent, form, text, language, context)
+            if acknowledgement and _asks_free_text(intent, form):
+                # "ok" or "好的" where the reason for a return is asked is no reason: it is
+                # asked for again.
+                step = _asked_again(intent, form, language)
+            else:
+                step = slot_filling.form_continue(intent, form, text, language, context)
+            if step is None and acknowledgement:
+                # "?" where an order number is asked leaves the form no more than it counts as
+                # a wrong value: the number is asked for again.
+                step = _asked_again(intent, form, language)
         if intent is None or step is None:
             # The intent is gone, or the customer moved on to something else: the form closes
             # and the message is handled as a new one.
@@ -442,7 +532,7 @@ def _decide(
             # hand-off).
             state["form"] = step.state
             answered = _respond(
-                outcome, conversation, text, offered, previous_streak, generation, context
+                outcome, conversation, text, offered, previous_streak, generation, context, topic
             )
             if state.get("form") is step.state and answered.decision != Decision.HANDOFF:
                 answered.replies.append(Reply("\n".join(step.replies), Decision.FORM))
@@ -450,7 +540,51 @@ def _decide(
         else:
             outcome.intent = intent.name
             return _form_step(outcome, step, state)
-    return _respond(outcome, conversation, text, offered, previous_streak, generation, context)
+    return _respond(
+        outcome, conversation, text, offered, previous_streak, generation, context, topic
+    )
+
+
+def _asks_free_text(intent: Any, form: dict[str, Any]) -> bool:
+    """Whether the open form waits for a free-text value (a return's reason)."""
+    asked = next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+    return asked is not None and asked.get("entity", "text") == "text"
+
+
+def _asked_again(intent: Any, form: dict[str, Any], language: str) -> slot_filling.FormStep | None:
+    """The open form's value asked for again, nothing else changed (no attempt counted)."""
+    step = slot_filling.form_aside(intent, form, language)
+    return replace(step, aside=False) if step is not None else None
+
+
+def _acknowledge(
+    outcome: Outcome,
+    conversation: Conversation,
+    text: str,
+    offered: list[dict[str, Any]],
+    previous_streak: int,
+    topic: str,
+) -> Outcome:
+    """A short reply to an acknowledgement ("ok", "好的") or a lone "?": nothing is searched or
+    suggested, and what the conversation was at stays as it was: the "not sure" streak (an "ok"
+    neither counts as not understood nor makes up for it), the choices offered, the topic."""
+    state = outcome.state
+    state["low_confidence_streak"] = previous_streak
+    if offered:
+        state["offered"] = offered
+    if topic:
+        state["topic"] = topic
+    asks = "?" in normalize(text) or bool(_AFFIRMATIVE_RE.search(normalize(text).lower()))
+    if asks or not conversation.messages.filter(role=Role.BOT).exists():
+        reply = _(
+            "What would you like to know? You can ask about orders, deliveries, returns or your "
+            "account."
+        )
+    else:
+        reply = _("Is there anything else I can help you with?")
+    outcome.decision = Decision.TEMPLATE
+    outcome.replies.append(Reply(reply, Decision.TEMPLATE))
+    return outcome
 
 
 def _respond(
@@ -461,9 +595,44 @@ def _respond(
     previous_streak: int,
     generation: Generation,
     context: ActionContext,
+    topic: str = "",
 ) -> Outcome:
-    """A message no open form takes: a choice among the articles offered, the answer caches,
-    the intents, then search ("not sure" when nothing answers)."""
+    """A message no open form takes: an acknowledgement, a choice among the articles offered,
+    the answer caches, the intents, then search ("not sure" when nothing answers). A question
+    searched is kept as the topic a follow-up ("how long does that take?") is searched with."""
+    if is_acknowledgement(text):
+        return _acknowledge(outcome, conversation, text, offered, previous_streak, topic)
+    follow_up = is_follow_up(text)
+    answered = _respond_to(
+        outcome,
+        conversation,
+        text,
+        offered,
+        previous_streak,
+        (generation, context),
+        topic if follow_up else None,
+    )
+    if answered.decision in (Decision.ANSWER, Decision.CLARIFY, Decision.FALLBACK):
+        # A question searched, answered or not, is what the next message may lean on; a
+        # follow-up keeps the question it leaned on ("能寄到美国吗" → "那要多久" → "关税呢").
+        question = topic if follow_up else normalize(pii.remove(text) or text)
+        if question:
+            answered.state["topic"] = question[:TOPIC_CHARS]
+    return answered
+
+
+def _respond_to(
+    outcome: Outcome,
+    conversation: Conversation,
+    text: str,
+    offered: list[dict[str, Any]],
+    previous_streak: int,
+    work: tuple[Generation, ActionContext],
+    topic: str | None,
+) -> Outcome:
+    """`_respond` for a message that is not an acknowledgement. `topic` is None unless the
+    message is a follow-up; then it is the question it leans on ("" when none)."""
+    generation, context = work
     state, language, timings = outcome.state, outcome.language, outcome.timings_ms
     if offered:
         # A choice the customer tapped (the widget sends its title) or typed: answered from that
@@ -479,28 +648,32 @@ def _respond(
     # What the question is about, without the customer's personal data: a phone number only
     # blurs a search. (Forms still read the whole text; the caches take it out themselves.)
     query = pii.remove(text) or text
-    started = time.perf_counter()
     answers = caches.AnswerCache(kb, language)
-    cached = answers.exact_get(query)
-    timings["exact_cache"] = (time.perf_counter() - started) * 1000
-    if cached is not None:
-        return _answer_from_cache(outcome, cached, "exact")
-
-    # The semantic cache comes before the intents (as the message path in DESIGN.md has it): a
-    # hit costs one embedding, and only answers from the knowledge base are ever cached, so a
-    # question close to one of them is no form or fixed response either.
+    # A follow-up means what the conversation before it says: no cached answer fits it, and its
+    # answer fits no other conversation.
+    cacheable = topic is None
     vector, embedder = None, ""
-    started = time.perf_counter()
-    try:
-        vector, embedder = knowledge_selectors.query_embedding(kb, normalize(query), language)
-        hit = answers.semantic_get(embedder, vector)
-    except EmbeddingError as exc:
-        logger.warning("semantic cache skipped: %s", exc)
-        hit = None
-    timings["semantic_cache"] = (time.perf_counter() - started) * 1000
-    if hit is not None:
-        answers.exact_set(query, hit[0])  # the next identical one is cheaper
-        return _answer_from_cache(outcome, hit[0], "semantic")
+    if cacheable:
+        started = time.perf_counter()
+        cached = answers.exact_get(query)
+        timings["exact_cache"] = (time.perf_counter() - started) * 1000
+        if cached is not None:
+            return _answer_from_cache(outcome, cached, "exact")
+
+        # The semantic cache comes before the intents (as the message path in DESIGN.md has it):
+        # a hit costs one embedding, and only answers from the knowledge base are ever cached,
+        # so a question close to one of them is no form or fixed response either.
+        started = time.perf_counter()
+        try:
+            vector, embedder = knowledge_selectors.query_embedding(kb, normalize(query), language)
+            hit = answers.semantic_get(embedder, vector)
+        except EmbeddingError as exc:
+            logger.warning("semantic cache skipped: %s", exc)
+            hit = None
+        timings["semantic_cache"] = (time.perf_counter() - started) * 1000
+        if hit is not None:
+            answers.exact_set(query, hit[0])  # the next identical one is cheaper
+            return _answer_from_cache(outcome, hit[0], "semantic")
 
     started = time.perf_counter()
     prediction = nlu_selectors.classify(text, language)
@@ -508,35 +681,49 @@ def _respond(
     outcome.intent = prediction.intent or ""
     outcome.intent_confidence = prediction.confidence
     intent = nlu_selectors.intent_get(prediction.intent) if prediction.intent else None
+    answer_context = (conversation, generation)
+    result: knowledge_selectors.SearchResult | None = None
     if intent is not None:
         if intent.handoff_policy == "always":
             return _handoff(outcome, f"intent:{intent.name}", state)
-        if intent.slots and HOW_TO_RE.search(text) and not extract_entities(text):
-            # "How do I return an item?" asks for the policy, not to start a return now: when
-            # the help centre answers it confidently, answer; the customer can then start one.
-            result = _search(kb, query, language, timings)
-            if result.confidence >= settings.CHAT["HOW_TO_ANSWER_CONFIDENCE"]:
-                answered = _answer(
-                    outcome, answers, query, result, None, "", (conversation, generation)
+        if intent.slots:
+            # A message that names a form's topic may still ask what an article answers: "how
+            # do I return an item?" asks for the policy, "cancel my order" or "it says delivered
+            # but I never got it" for what the order-status form cannot do. The article answers
+            # when it is clearly the better match (`_article_over_intent`); the customer can
+            # still start the form after it. Its answer is not put in the semantic cache, which
+            # comes before the intents: a request to start the form may come close to it.
+            how_to = bool(HOW_TO_RE.search(text)) and not extract_entities(text)
+            if how_to or _article_may_beat(prediction.confidence):
+                result = _search(kb, query, language, timings)
+                if _article_over_intent(result, prediction.confidence, how_to):
+                    answered = _answer(
+                        outcome, answers, query, result, None, "", answer_context, cacheable
+                    )
+                    if answered is not None:
+                        return answered
+            # A question asked aside while a form waits ("how do I start a return?" where the
+            # reason is asked) does not start another form over it, which would lose the values
+            # given so far: it is searched like any question.
+            if not state.get("form"):
+                return _form_step(
+                    outcome, slot_filling.form_start(intent, text, language, context), state
                 )
-                if answered is not None:
-                    return answered
-        # A question asked aside while a form waits ("how do I start a return?" where the
-        # reason is asked) does not start another form over it, which would lose the values
-        # given so far: it is searched like any question.
-        if intent.slots and not state.get("form"):
-            return _form_step(
-                outcome, slot_filling.form_start(intent, text, language, context), state
-            )
         response = intent.response_zh if language == "zh" else intent.response_en
         if response:
             outcome.decision = Decision.TEMPLATE
             outcome.replies.append(Reply(response, Decision.TEMPLATE))
             return outcome
 
-    result = _search(kb, query, language, timings)
+    if topic:
+        # "How long does that take?" after "how do I get an invoice?": searched together.
+        result = _search(kb, _joined(topic, query), language, timings)
+    elif result is None:
+        result = _search(kb, query, language, timings)
+    # Neither is the answer to a message that names a form's topic (see above).
+    semantic = None if intent is not None and intent.slots else vector
     answered = _answer(
-        outcome, answers, query, result, vector, embedder, (conversation, generation)
+        outcome, answers, query, result, semantic, embedder, answer_context, cacheable
     )
     if answered is not None:
         return answered
@@ -575,6 +762,33 @@ def _respond(
     return outcome
 
 
+def _article_may_beat(intent_confidence: float) -> bool:
+    """Whether any article could answer over a form intent this confident (no search else)."""
+    return intent_confidence + settings.CHAT["ARTICLE_OVER_INTENT_MARGIN"] <= 1.0
+
+
+def _article_over_intent(
+    result: knowledge_selectors.SearchResult, intent_confidence: float, how_to: bool
+) -> bool:
+    """Whether the best article answers a message a form intent also claims: a how-to question
+    the help centre answers confidently, or an article whose confidence beats the intent's by
+    the margin ("cancel my order": the cancellation FAQ at 0.99, the order-status intent at
+    0.87, before the demo's classifier learnt that cancelling is no order-status request)."""
+    if not result.answerable:
+        return False
+    floor = settings.CHAT["HOW_TO_ANSWER_CONFIDENCE"]
+    if how_to and result.confidence >= floor:
+        return True
+    margin = settings.CHAT["ARTICLE_OVER_INTENT_MARGIN"]
+    return result.confidence >= max(floor, intent_confidence + margin)
+
+
+def _joined(topic: str, text: str) -> str:
+    """A follow-up searched with the question it leans on, the follow-up kept whole."""
+    room = settings.KNOWLEDGE["MAX_QUERY_CHARS"] - len(text) - 1
+    return f"{topic[: max(room, 0)]} {text}".strip()
+
+
 def _search(
     kb: Any, text: str, language: str, timings: dict[str, float]
 ) -> knowledge_selectors.SearchResult:
@@ -594,10 +808,12 @@ def _answer(
     vector: Any,
     embedder: str,
     context: tuple[Conversation, Generation],
+    cacheable: bool = True,
 ) -> Outcome | None:
     """Answer from the best source (generated by the model pool when one is configured, else
     extractive), or ask which of two equally good ones is meant; None when the result is not
-    confident enough to answer."""
+    confident enough to answer. `cacheable` False: the answer is not written to the answer
+    caches (a follow-up's, which only fits its conversation)."""
     top = result.top
     if not result.answerable or top is None:
         return None
@@ -650,7 +866,7 @@ def _answer(
         return None  # never sent, never cached: the caller says it is not sure
     # A generated answer that speaks of this customer's own details, or an extractive one sent
     # because the pool failed, is not cached: the next asker deserves a fresh answer.
-    if generated is None or (generated.ok and not generated.personal):
+    if cacheable and (generated is None or (generated.ok and not generated.personal)):
         # A generated answer may draw on any source the model read, cited or not.
         made_from = _generation_sources(result) if generated is not None else [top]
         expires_at = answer_expiry(answers.kb_id, made_from)

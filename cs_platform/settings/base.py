@@ -282,6 +282,10 @@ CHAT = {
     "CLARIFY_BELOW_CONFIDENCE": 0.8,
     # A how-to question about a form's topic is answered from the help centre at this confidence.
     "HOW_TO_ANSWER_CONFIDENCE": 0.5,
+    # A message a form intent claims is answered from an article instead when the article's
+    # confidence beats the intent's by this much ("cancel my order": 0.99 against 0.87), and is
+    # at least HOW_TO_ANSWER_CONFIDENCE. An intent surer than 1 - margin is never searched.
+    "ARTICLE_OVER_INTENT_MARGIN": 0.1,
     # Out of scope for the intents and retrieval this unsure: hand off at once.
     "OUT_OF_SCOPE_BELOW_CONFIDENCE": 0.1,
 }
