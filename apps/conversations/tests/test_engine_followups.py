@@ -386,3 +386,18 @@ def test_a_follow_up_is_never_cached(kb: KnowledgeBase) -> None:
     assert not reply.cache_hit
     assert "International shipping" in reply.sources[0]["title"]
     assert not engine.exact_answer_ready(other, "how long does that take?")
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [("zh", "东西坏了"), ("zh", "坏了"), ("zh", "拉链坏了"), ("en", "the item is broken")],
+)
+def test_a_short_complaint_is_not_taken_for_a_goodbye(
+    kb: KnowledgeBase, language: str, text: str
+) -> None:
+    # "东西坏了" ends like "算了" and "没事了": the goodbye intent took it (0.51) and the bot
+    # said goodbye to a customer whose item had broken.
+    conversation = start(kb, language)
+    replies = say(conversation, text)
+    assert last_customer_message(conversation).intent != "goodbye"
+    assert replies and all(r.decision != "template" for r in replies), [r.text for r in replies]
