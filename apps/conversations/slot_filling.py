@@ -627,7 +627,8 @@ def form_continue(
         form["attempts"] = form.get("attempts", 0) + 1
         if form["attempts"] >= MAX_ATTEMPTS:
             return FormStep(
-                [_("I'm having trouble with this, so I'll pass you to a colleague.")],
+                # The hand-off notice that follows says a person takes over.
+                [_("Sorry, I'm having trouble with this.")],
                 None,
                 entities=entities,
                 handoff_reason="form_failed",

@@ -404,3 +404,19 @@ def test_a_check_registered_for_an_action_runs_before_the_next_value(
     say(conversation, "LM2026101506")  # past the window, but this check lets it through
     assert conversation.state["form"]["asking"] == "reason"
     assert seen == [{}, {"order_number": "LM2026101506"}]
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_a_form_that_gives_up_announces_the_hand_off_once(
+    chat_kb: KnowledgeBase, language: str
+) -> None:
+    conversation = start(chat_kb, language)
+    say(conversation, START_STATUS[language])
+    say(conversation, "LM12")
+    say(conversation, "LM34")
+    replies = say(conversation, "LM56")
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "form_failed"
+    # The form says it is stuck; only the system notice after it says a person takes over.
+    assert [r.role for r in replies] == [Role.BOT, Role.SYSTEM]
+    assert replies[0].text == gettext_in(language, "Sorry, I'm having trouble with this.")
