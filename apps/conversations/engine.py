@@ -61,7 +61,7 @@ from apps.inference.generation import (
 )
 from apps.knowledge import index_events
 from apps.knowledge import selectors as knowledge_selectors
-from apps.knowledge.chunking import plain_text
+from apps.knowledge.chunking import readable_lines
 from apps.knowledge.embeddings import EmbeddingError
 from apps.nlu import selectors as nlu_selectors
 from apps.nlu.actions import ActionContext
@@ -173,6 +173,7 @@ FOLLOW_UP_ZH_RE = re.compile(
     r"^(?:那|这|它)(?![里边儿])"
     r"|呢\W*$"
     r"|^(?:为什么|为啥|咋了|怎么回事|咋回事|然后|多久|要多久|多少钱|怎么办|怎么弄|比如说?)\W*$"
+    r"|^(?:都|还|具体)?有(?:什么|哪些)(?:好处|用处?|作用|区别|条件|要求|限制|规定)吗?\W*$"
 )
 # A follow-up longer than this (words, or Han characters) says enough on its own.
 FOLLOW_UP_MAX_WORDS = 8
@@ -305,7 +306,7 @@ def extract_answer(source: knowledge_selectors.Source) -> str:
         body = first.text if first is not None else article.body
     else:
         body = source.chunk_text
-    lines = [plain_text(line) for line in body.splitlines()]
+    lines = readable_lines(body)
     text = "\n".join(line for line in lines if line and not line.startswith("#"))
     if len(text) <= MAX_ANSWER_CHARS:
         return text
@@ -717,7 +718,7 @@ def _respond_to(
 
     if topic:
         # "How long does that take?" after "how do I get an invoice?": searched together.
-        result = _search(kb, _joined(topic, query), language, timings)
+        result = _search(kb, _joined(topic, query), language, timings, focus=query)
     elif result is None:
         result = _search(kb, query, language, timings)
     # Neither is the answer to a message that names a form's topic (see above).
@@ -790,12 +791,12 @@ def _joined(topic: str, text: str) -> str:
 
 
 def _search(
-    kb: Any, text: str, language: str, timings: dict[str, float]
+    kb: Any, text: str, language: str, timings: dict[str, float], *, focus: str = ""
 ) -> knowledge_selectors.SearchResult:
     started = time.perf_counter()
     # Messages may be longer than a search query; the start says what the question is.
     query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
-    result = knowledge_selectors.search(kb, query, language=language)
+    result = knowledge_selectors.search(kb, query, language=language, focus=normalize(focus))
     timings["search"] = (time.perf_counter() - started) * 1000
     return result
 

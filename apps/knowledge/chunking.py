@@ -23,6 +23,7 @@ HEADING_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 EMPHASIS_RE = re.compile(r"(\*\*|__|\*|_|`)")
 LIST_MARK_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+TABLE_RULE_RE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,41 @@ def plain_text(markdown_line: str) -> str:
     line = LINK_RE.sub(r"\1", markdown_line)
     line = LIST_MARK_RE.sub("", line)
     return EMPHASIS_RE.sub("", line).strip()
+
+
+def _cells(line: str) -> list[str]:
+    return [plain_text(cell) for cell in line.strip().strip("|").split("|")]
+
+
+def readable_lines(text: str) -> list[str]:
+    """Lines of Markdown (or of a chunk, which keeps tables as written) as a customer reads
+    them in a chat bubble: `plain_text`, and each row of a table under its header said in
+    words ("国际标准件：发货后时效 7-15个工作日；运费 ¥120起", not the row's cells between
+    pipes)."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        header_row = line.strip().startswith("|") and i + 1 < len(lines)
+        if header_row and TABLE_RULE_RE.match(lines[i + 1]):
+            header = _cells(line)
+            i += 2
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                cells = _cells(lines[i])
+                han = bool(CJK_RE.search(lines[i] + line))
+                colon, semicolon = ("：", "；") if han else (": ", "; ")
+                said = semicolon.join(
+                    f"{name} {cell}".strip() if name else cell
+                    for name, cell in zip(header[1:], cells[1:], strict=False)
+                    if cell.strip("-–— ")
+                )
+                out.append(f"{cells[0]}{colon}{said}" if said else cells[0])
+                i += 1
+            continue
+        out.append(plain_text(line))
+        i += 1
+    return out
 
 
 def markdown_sections(body: str) -> list[tuple[list[str], str]]:

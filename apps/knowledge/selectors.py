@@ -21,12 +21,13 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -103,7 +104,13 @@ CONFIDENCE_COEFFICIENTS: dict[tuple[str, str], dict[str, float]] = {
 # adds to a section's BM25, per embedding backend: MiniLM's similarities between a guide's
 # sections differ enough to tell them apart, e5's (0.86-0.87 for every section) do not.
 PHRASE_WEIGHT = 2.0
-NEAREST_SECTION_WEIGHT = {"sentence-transformers": 0.5}
+HEADING_WEIGHT = 2
+SECTION_LENGTH_B = 0.0
+BM25_K1 = 1.2
+HEADING_SIMILARITY_WEIGHT = 0.3
+TOPIC_TERM_WEIGHT = 0.25
+FOCUS_HEADING_VECTOR = False
+SYNONYM_TERM_WEIGHT = 0.8
 HAN_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 
 # The least confidence of a result whose title or question is the query itself (see search).
@@ -229,9 +236,11 @@ def expand_synonyms(query: str, kb_id: int, language: str) -> tuple[list[str], l
     """(extra terms for the keyword query, canonical terms to add to the embedded text).
 
     A Chinese term matches as a substring of the query; an English one when all its terms
-    are among the query's terms."""
+    are among the query's terms, or, written in capitals ("US" beside "United States", "UK"),
+    as a whole word written the same way ("us" stays a pronoun)."""
     lowered = query.lower()
     query_terms = set(keyword_terms(query))
+    words = set(re.findall(r"[\w'.]+", query))
     extra: list[str] = []
     canonicals: list[str] = []
     for group in _synonym_groups(kb_id, language):
@@ -240,7 +249,8 @@ def expand_synonyms(query: str, kb_id: int, language: str) -> tuple[list[str], l
                 term.lower()
                 for term, terms in group
                 if (language == "zh" and term.lower() in lowered)
-                or (language != "zh" and terms and set(terms) <= query_terms)
+                or (language != "zh" and term.isupper() and term in words)
+                or (language != "zh" and not term.isupper() and terms and set(terms) <= query_terms)
             ),
             None,
         )
@@ -482,28 +492,40 @@ def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
 
 
 def _section_scores(
-    terms: Counter[str], sections: list[Chunk], phrases: Sequence[str] = ()
+    weights: dict[str, float], sections: list[Chunk], phrases: dict[str, float] | None = None
 ) -> list[float]:
-    """BM25 of each section (its own heading and text) for the query terms, with the document
-    frequencies of this one article. `phrases` (the query's pairs of adjacent Han characters)
-    count twice a term: Chinese terms are single characters, and "美国" in one section says
-    more than "美" and "国" scattered in another ("国际回寄" beside "能寄到美国吗")."""
-    texts = [" ".join([*c.heading.split(" > ")[1:], c.text]) for c in sections]
-    counts = [Counter(keyword_terms(text)) for text in texts]
-    for text, count in zip(texts, counts, strict=True):
+    """BM25 of each section for the weighted query terms, with the document frequencies of
+    this one article. A section is its own heading (counted HEADING_WEIGHT times: it says what
+    the section is about) and its text; longer sections are normalised (SECTION_LENGTH_B), so a
+    long list that mentions "会员" three times does not outweigh the short section on how to
+    upgrade. `phrases` (pairs of adjacent Han characters, with their weights) count apart from
+    the characters: "美国" in one section says more than "美" and "国" scattered in another."""
+    phrases = phrases or {}
+    counts: list[Counter[str]] = []
+    for chunk in sections:
+        heading = " ".join(chunk.heading.split(" > ")[1:])
+        count: Counter[str] = Counter(keyword_terms(chunk.text))
+        for term in keyword_terms(heading):
+            count[term] += HEADING_WEIGHT
         for phrase in phrases:
-            if occurrences := text.count(phrase):
-                count[f"phrase:{phrase}"] = occurrences
-    weights = dict.fromkeys(terms, 1.0) | {f"phrase:{p}": PHRASE_WEIGHT for p in phrases}
+            found = chunk.text.count(phrase) + HEADING_WEIGHT * heading.count(phrase)
+            if found:
+                count[f"phrase:{phrase}"] = found
+        counts.append(count)
+    lengths = [sum(c[t] for t in c if not t.startswith("phrase:")) for c in counts]
+    average = sum(lengths) / len(lengths) if lengths else 1.0
+    term_weights = weights | {f"phrase:{p}": w for p, w in phrases.items()}
     n = len(sections)
     idf = {
         term: weight * math.log(1 + (n - df + 0.5) / (df + 0.5))
-        for term, weight in weights.items()
+        for term, weight in term_weights.items()
         if (df := sum(1 for c in counts if term in c))
     }
-    return [
-        sum(w * c[term] / (c[term] + 1.2) for term, w in idf.items() if c[term]) for c in counts
-    ]
+    scores = []
+    for count, length in zip(counts, lengths, strict=True):
+        norm = BM25_K1 * (1 - SECTION_LENGTH_B + SECTION_LENGTH_B * length / (average or 1.0))
+        scores.append(sum(w * count[t] / (count[t] + norm) for t, w in idf.items() if count[t]))
+    return scores
 
 
 def han_pairs(query: str) -> list[str]:
@@ -512,23 +534,83 @@ def han_pairs(query: str) -> list[str]:
     return list(dict.fromkeys(run[i : i + 2] for run in runs for i in range(len(run) - 1)))
 
 
+_heading_vectors: dict[tuple[str, str, str], Any] = {}
+HEADING_VECTORS_MAX = 8192
+
+
+def _heading_similarities(
+    backend: str, model: str, query_vector_: Any, headings: list[str]
+) -> list[float] | None:
+    """Cosine of the query with each section's title and heading, embedded as questions (a
+    heading is a short question's topic: "Turning it off", "等级如何计算") and kept per process;
+    None when the model cannot be reached (the words alone then choose)."""
+    keys = [(backend, model, h) for h in headings]
+    missing = list(dict.fromkeys(k for k in keys if k not in _heading_vectors))
+    if missing:
+        try:
+            vectors = get_embedder(backend, model).embed_queries([k[2] for k in missing])
+        except EmbeddingError as exc:
+            logger.warning("section headings not embedded: %s", exc)
+            return None
+        if len(_heading_vectors) + len(missing) > HEADING_VECTORS_MAX:
+            _heading_vectors.clear()
+        for key, vector in zip(missing, vectors, strict=True):
+            _heading_vectors[key] = vector / (np.linalg.norm(vector) or 1.0)
+    query = np.asarray(query_vector_, dtype=np.float32)
+    query = query / (np.linalg.norm(query) or 1.0)
+    return [float(_heading_vectors[k] @ query) for k in keys]
+
+
+def _section_terms(
+    query: str, focus: str, synonyms: list[str], language: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The weighted terms and Han-character pairs a guide's section is chosen with: a
+    follow-up's own words count fully and the question it leans on at TOPIC_TERM_WEIGHT, the
+    canonical term of a synonym typed at SYNONYM_TERM_WEIGHT ("多久" finds the section on 时效;
+    the other variants are the customers' words, not the article's: "几天没有更新")."""
+    rest = query.replace(focus, " ") if focus else query
+    parts = [(focus, 1.0), (rest, TOPIC_TERM_WEIGHT if focus else 1.0)]
+    parts += [(term, SYNONYM_TERM_WEIGHT) for term in synonyms]
+    weights: dict[str, float] = {}
+    phrases: dict[str, float] = {}
+    for text, weight in parts:
+        for term in keyword_terms(text):
+            weights[term] = max(weights.get(term, 0.0), weight)
+        if language == "zh":
+            for pair in han_pairs(text):
+                phrases[pair] = max(phrases.get(pair, 0.0), PHRASE_WEIGHT * weight)
+    return weights, phrases
+
+
+def _section_query_vector(backend: str, model: str, text: str) -> Any:
+    try:
+        return query_vector(backend, model, text)
+    except EmbeddingError as exc:
+        logger.warning("follow-up not embedded: %s", exc)
+        return None
+
+
+def _standardised(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return [(v - mean) / spread if spread > 1e-9 else 0.0 for v in values]
+
+
 def _choose_passages(
     sources: list[Source],
-    terms: Counter[str],
-    dense_choice: dict[int, int],
-    *,
-    phrases: Sequence[str] = (),
-    nearest_weight: float = 0.0,
+    weights: dict[str, float],
+    phrases: dict[str, float],
+    similarity: Callable[[list[str]], list[float] | None] | None = None,
 ) -> None:
-    """Set `passage_*` on guide sources: the body chunk whose section shares the most
-    telling query terms (BM25 within the article, so words every section has weigh nothing;
-    the section's own heading counts, not the title), the chunk nearest by cosine on a tie or
-    when no section shares a term. Within one article the models' similarities differ by
-    hundredths (e5 rates a guide's sections 0.89-0.91 against "金卡会员有什么权益"); the words
-    tell the benefits section from the one on where to see your tier. Where the model's
-    similarities do say something (MiniLM: 0.65 for the tier table against 0.60 for "Go to Me >
-    Membership" asked "what are the perks of gold membership"), the nearest section gets
-    `nearest_weight` on top of its BM25."""
+    """Set `passage_*` on guide sources: the section the query asks about. Two signals, each
+    measured within the one article: the words (`_section_scores`' BM25, as a share of the best
+    section's, so words every section has weigh nothing) and the model's similarity of the
+    query to each section's heading (`similarity`, standardised across the sections, weighted
+    HEADING_SIMILARITY_WEIGHT). The words alone miss "what are the membership levels" (the
+    article says "tiers") and "会员怎么升级" (the benefits list says 会员 three times); the
+    headings alone miss "能寄到美国吗" (no heading names destinations). On 61 section questions
+    over the demo guides, words 44, both 47 (docs/benchmarks.md). The earliest section wins
+    a tie."""
     guides = [s for s in sources if s.article is not None and s.article.kind == ArticleKind.GUIDE]
     if not guides:
         return
@@ -543,24 +625,34 @@ def _choose_passages(
         sections = by_article.get(source.article_id)
         if not sections:
             continue
-        scores = _section_scores(terms, sections, phrases)
-        nearest = dense_choice.get(source.article_id)
-        best = max(
-            range(len(sections)),
-            key=lambda i: (
-                round(scores[i] + (nearest_weight if sections[i].pk == nearest else 0.0), 6),
-                sections[i].pk == nearest,
-                -i,
-            ),
-        )
+        scores = _section_scores(weights, sections, phrases)
+        top = max(scores)
+        scores = [score / top for score in scores] if top > 0 else scores
+        if similarity is not None and len(sections) > 1:
+            title = source.title
+            headings = [" ".join([title, *c.heading.split(" > ")[1:]]).strip() for c in sections]
+            near = similarity(headings)
+            if near is not None:
+                scores = [
+                    score + HEADING_SIMILARITY_WEIGHT * z
+                    for score, z in zip(scores, _standardised(near), strict=True)
+                ]
+        best = max(range(len(sections)), key=lambda i: (round(scores[i], 6), -i))
         source.passage_chunk_id = sections[best].pk
         source.passage_text = sections[best].text
 
 
 def search(
-    kb: KnowledgeBase | int, query: str, *, top_k: int | None = None, language: str | None = None
+    kb: KnowledgeBase | int,
+    query: str,
+    *,
+    top_k: int | None = None,
+    language: str | None = None,
+    focus: str = "",
 ) -> SearchResult:
-    """Hybrid search of one knowledge base; see the module docstring for the steps."""
+    """Hybrid search of one knowledge base; see the module docstring for the steps. `focus`,
+    when the query joins a follow-up to the question it leans on ("能寄到美国吗 那要多久"), is
+    the follow-up: the articles are found with the whole query, a guide's section for it."""
     started = time.perf_counter()
     if not isinstance(kb, KnowledgeBase):
         kb = knowledge_base_get(kb)
@@ -593,6 +685,7 @@ def search(
     for chunk_id, article_id, score in keyword_rows:
         if article_id not in keyword_best:
             keyword_best[article_id] = (chunk_id, score)
+    vector: Any = None
     try:
         vector, timings["embed"] = pending.result()
     except EmbeddingError as exc:
@@ -611,12 +704,9 @@ def search(
         )
         timings["dense"] = (time.perf_counter() - t1) * 1000
     dense_best: dict[int, tuple[int, float]] = {}
-    body_best: dict[int, int] = {}
-    for chunk_id, article_id, kind, similarity in dense_rows:
-        if article_id not in dense_best or similarity > dense_best[article_id][1]:
-            dense_best[article_id] = (chunk_id, similarity)
-        if kind == ChunkKind.BODY:
-            body_best[article_id] = chunk_id
+    for chunk_id, article_id, _kind, cosine in dense_rows:
+        if article_id not in dense_best or cosine > dense_best[article_id][1]:
+            dense_best[article_id] = (chunk_id, cosine)
     dense_rank = {
         a: i for i, a in enumerate(sorted(dense_best, key=lambda a: -dense_best[a][1]), start=1)
     }
@@ -668,14 +758,18 @@ def search(
                 article=article,
             )
         )
-    # A guide found through its title or a question: which of its sections to quote.
-    _choose_passages(
-        [s for s, c in zip(sources, chunk_ids, strict=True) if chunks[c].kind != ChunkKind.BODY],
-        terms,
-        body_best,
-        phrases=han_pairs(query) if language == "zh" else (),
-        nearest_weight=NEAREST_SECTION_WEIGHT.get(backend, 0.0),
-    )
+    # Which section of each guide to quote.
+    section_weights, section_phrases = _section_terms(query, focus, canonicals, language)
+    heading_vector = vector
+    if focus and vector is not None and FOCUS_HEADING_VECTOR:
+        heading_vector = _section_query_vector(backend, model, focus)
+
+    def similarity(headings: list[str]) -> list[float] | None:
+        if heading_vector is None:
+            return None
+        return _heading_similarities(backend, model, heading_vector, headings)
+
+    _choose_passages(sources, section_weights, section_phrases, similarity)
 
     conf = 0.0
     features: dict[str, float] = {}

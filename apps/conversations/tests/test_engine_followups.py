@@ -323,6 +323,7 @@ FOLLOW_UPS = [
     "ok, what about paypal?", "and customs?", "and for returns?", "why?", "how?",
     "how do I get there?", "is it free?", "how much does it cost?", "can I do that online?",
     "那要多久", "关税呢", "为啥", "那怎么办", "这个要多久", "国际的呢", "为什么",
+    "有什么好处", "有哪些条件？", "都有什么区别",
 ]  # fmt: skip
 NOT_FOLLOW_UPS = [
     "Is there free shipping", "is it possible to pay with paypal",
@@ -369,6 +370,25 @@ def test_a_follow_up_is_searched_with_the_question_it_leans_on(
             continue
         assert reply.decision == "answer", (text, reply.text)
         assert title.lower() in reply.sources[0]["title"].lower(), (text, reply.sources)
+
+
+@pytest.mark.parametrize(
+    ("language", "turns", "quoted", "not_quoted"),
+    [
+        # Before, both quoted the destinations paragraph again (美国 found the guide).
+        ("zh", ["能寄到美国吗", "那要多久"], "国际标准件：发货后时效 7-15个工作日", "美国"),
+        ("zh", ["会员等级怎么算", "有什么好处"], "每单1.5倍积分", "近12个月"),
+    ],
+)
+def test_a_follow_up_quotes_the_part_of_the_guide_it_asks_about(
+    kb: KnowledgeBase, language: str, turns: list[str], quoted: str, not_quoted: str
+) -> None:
+    conversation = start(kb, language)
+    for text in turns:
+        [reply] = say(conversation, text)
+        assert reply.decision == "answer", (text, reply.text)
+    assert quoted in reply.text and not_quoted not in reply.text, reply.text
+    assert "|" not in reply.text  # a table is read out row by row
 
 
 def test_a_follow_up_is_never_cached(kb: KnowledgeBase) -> None:

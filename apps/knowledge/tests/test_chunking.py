@@ -3,6 +3,7 @@ from apps.knowledge.chunking import (
     article_chunks,
     estimate_tokens,
     markdown_sections,
+    readable_lines,
 )
 
 
@@ -67,3 +68,21 @@ def test_a_guides_list_items_keep_their_line_breaks():
     texts = [d.text for d in article_chunks("会员权益", body, []) if d.kind == "body"]
     # Run together, Chinese items would read "金卡会员每单1.5倍积分¥50生日券".
     assert texts == ["金卡会员\n每单1.5倍积分\n¥50生日券", "Open My Orders\nTap Pay now"]
+
+
+def test_a_table_reads_as_one_line_per_row_under_its_header():
+    chinese = (
+        "运费如下：\n| 方式 | 发货后时效 | 运费 |\n|---|:---:|---|\n"
+        "| **国际标准件** | 7-15个工作日 | ¥120起 |\n| 国际特快件 | 3-7个工作日 | – |\n"
+        "- 满¥999免运费"
+    )
+    assert readable_lines(chinese) == [
+        "运费如下：",
+        "国际标准件：发货后时效 7-15个工作日；运费 ¥120起",
+        "国际特快件：发货后时效 3-7个工作日",
+        "满¥999免运费",
+    ]
+    english = "| Tier | Spend | Points |\n|---|---|---|\n| Silver | ¥1,000 | 1.2x |"
+    assert readable_lines(english) == ["Silver: Spend ¥1,000; Points 1.2x"]
+    # A line with a pipe that is no table stays as it is.
+    assert readable_lines("| not a table") == ["| not a table"]

@@ -327,3 +327,71 @@ def test_a_section_holding_the_words_together_beats_one_with_them_scattered(kb, 
     )
     top = selectors.search(kb, "能寄到美国吗").sources[0]
     assert "美国" in top.passage_text and "回寄" not in top.passage_text
+
+
+def _demo_guide(kb, run_on_commit, key: str, language: str, questions: list[str]) -> None:
+    demo = next(
+        row
+        for row in map(json.loads, DEMO_ARTICLES.read_text(encoding="utf-8").splitlines())
+        if row["key"] == key and row["language"] == language
+    )
+    run_on_commit(
+        services.article_create,
+        knowledge_base=kb,
+        title=demo["title"],
+        language=language,
+        kind="guide",
+        status="published",
+        body=demo["body"],
+        questions=questions,
+    )
+
+
+def test_a_follow_up_is_quoted_from_the_section_it_asks_about(kb, run_on_commit):
+    # "能寄到美国吗" then "那要多久": the engine searches both together; the destinations
+    # paragraph (美国) found the guide, the follow-up asks about delivery times (时效).
+    _demo_guide(kb, run_on_commit, "international-shipping", "zh", ["能寄到美国吗"])
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(knowledge_base=kb, language="zh", canonical="时效", variants=["多久"]),
+    )
+    joined = "能寄到美国吗 那要多久"
+    plain = selectors.search(kb, joined).sources[0]
+    assert "美国" in plain.passage_text  # every word counts alike: the destinations again
+    focused = selectors.search(kb, joined, focus="那要多久").sources[0]
+    assert focused.article_id == plain.article_id
+    assert "国际标准件" in focused.passage_text and "美国" not in focused.passage_text
+
+
+def test_the_headings_meaning_chooses_where_the_words_lean_elsewhere(
+    kb, run_on_commit, monkeypatch
+):
+    # "会员怎么升级": the benefits list says 会员 three times; the model's similarity to the
+    # headings points at "等级如何计算", where upgrading is explained.
+    _demo_guide(kb, run_on_commit, "membership-tiers", "zh", ["金卡会员有什么权益"])
+    top = selectors.search(kb, "会员怎么升级").sources[0]
+    assert top.passage_text.startswith("计入的消费为近12个月")
+    monkeypatch.setattr(selectors, "HEADING_SIMILARITY_WEIGHT", 0.0)
+    words_only = selectors.search(kb, "会员怎么升级").sources[0]
+    assert words_only.passage_text.startswith("银卡会员")
+
+
+def test_a_guide_found_through_its_title_quotes_the_section_on_the_question(kb, run_on_commit):
+    # The title ("Payment failed or charged but order unpaid") finds the guide; the opening
+    # paragraph says the same words, the section "Charged, but the order is still unpaid"
+    # answers.
+    _demo_guide(kb, run_on_commit, "payment-failed", "en", [])
+    top = selectors.search(kb, "I was charged but the order says unpaid").sources[0]
+    assert top.passage_text.startswith("Wait 10 minutes")
+
+
+def test_a_synonym_in_capitals_matches_only_as_written(kb, run_on_commit):
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(
+            knowledge_base=kb, language="en", canonical="United States", variants=["US", "USA"]
+        ),
+    )
+    extra, canonicals = selectors.expand_synonyms("can you ship to the US?", kb.pk, "en")
+    assert canonicals == ["United States"] and "USA" in extra
+    assert selectors.expand_synonyms("can you help us", kb.pk, "en") == ([], [])
