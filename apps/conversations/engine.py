@@ -39,12 +39,12 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils import translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from apps.conversations import caches, slot_filling
@@ -182,6 +182,8 @@ FOLLOW_UP_MAX_HAN = 12
 TOPIC_CHARS = 300
 # An answer longer than this is cut at a sentence end, with the source link for the rest.
 MAX_ANSWER_CHARS = 700
+# A question about something that ended within this long (a promotion) is told it is over.
+ENDED_LOOKBACK = timedelta(days=90)
 # The confidence recorded on an answer to an article the customer chose from those offered:
 # they said which one they mean, so no search score applies.
 CHOSEN_CONFIDENCE = 1.0
@@ -728,6 +730,9 @@ def _respond_to(
     )
     if answered is not None:
         return answered
+    ended = _ended_article(kb, query, language, timings) if not topic else None
+    if ended is not None:
+        return _ended_reply(outcome, ended, state)
 
     streak = previous_streak + 1
     state["low_confidence_streak"] = streak
@@ -782,6 +787,44 @@ def _article_over_intent(
         return True
     margin = settings.CHAT["ARTICLE_OVER_INTENT_MARGIN"]
     return result.confidence >= max(floor, intent_confidence + margin)
+
+
+def _ended_article(kb: Any, text: str, language: str, timings: dict[str, float]) -> Any:
+    """The article a question would have been answered from, had its validity not ended in the
+    last ENDED_LOOKBACK ("双十一有什么活动" two weeks after Double 11): searched again with the
+    recently ended articles in, only when nothing valid answers. None when no ended article
+    would have been the confident answer."""
+    now = timezone.now()
+    started = time.perf_counter()
+    query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
+    result = knowledge_selectors.search(
+        kb, query, language=language, ended_after=now - ENDED_LOOKBACK
+    )
+    timings["ended_search"] = (time.perf_counter() - started) * 1000
+    top = result.top
+    if not result.answerable or top is None or top.article is None:
+        return None
+    until = top.article.valid_until
+    return top.article if until is not None and until <= now else None
+
+
+def _ended_reply(outcome: Outcome, article: Any, state: dict[str, Any]) -> Outcome:
+    """Say that what was asked about is over, and when it ended (the last day it ran); its
+    text is not quoted, since it no longer holds."""
+    last_day = timezone.localtime(article.valid_until - timedelta(microseconds=1))
+    outcome.decision = Decision.ANSWER
+    state["low_confidence_streak"] = 0
+    outcome.replies.append(
+        Reply(
+            _(
+                "“%(title)s” has ended: its last day was %(date)s. Is there anything "
+                "else I can help you with?"
+            )
+            % {"title": article.title, "date": formats.date_format(last_day, "DATE_FORMAT")},
+            Decision.ANSWER,
+        )
+    )
+    return outcome
 
 
 def _joined(topic: str, text: str) -> str:

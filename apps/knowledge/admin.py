@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from typing import Any
 
 import bleach
@@ -17,6 +18,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
@@ -400,8 +402,16 @@ class ArticleAdmin(SimpleHistoryAdmin):
     def valid_window(self, article: Article) -> str:
         if not (article.valid_from or article.valid_until):
             return ""
-        start = article.valid_from.date().isoformat() if article.valid_from else "…"
-        end = article.valid_until.date().isoformat() if article.valid_until else "…"
+        # Local dates; the end is the last day included (a window "until" midnight ends on
+        # the day before).
+        start = (
+            timezone.localtime(article.valid_from).date().isoformat() if article.valid_from else "…"
+        )
+        end = (
+            timezone.localtime(article.valid_until - timedelta(microseconds=1)).date().isoformat()
+            if article.valid_until
+            else "…"
+        )
         return f"{start} – {end}"
 
     @admin.display(description=_("preview"))

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -287,13 +288,15 @@ def _dense_candidates(
     embedder: str,
     limit: int,
     keyword_articles: list[int],
+    ended_after: datetime | None = None,
 ) -> list[tuple[int, int, str, float]]:
     """(chunk id, article id, chunk kind, cosine): the articles of the `limit` nearest chunks
     (pgvector HNSW) and `keyword_articles`, each with its best question chunk and its best body
     chunk by exact cosine. The index only picks the articles: an approximate scan may reach an
     article through a chunk other than its best (a guide's first section instead of the one
     asked about), and articles found by keywords alone are fused fairly. A handful of articles'
-    chunks: no index needed. One statement, one round trip."""
+    chunks: no index needed. One statement, one round trip. `ended_after`: articles whose
+    validity ended after it count too (see `search`)."""
     now = timezone.now()
     if dims in INDEXED_DIMENSIONS:
         # Same expression and predicate as the partial HNSW index, so the planner can use it.
@@ -312,7 +315,7 @@ def _dense_candidates(
         "AND article_id IN (SELECT article_id FROM nearest UNION SELECT unnest(%s::bigint[])) "
         "ORDER BY article_id, kind, embedding <=> %s::vector"
     )
-    visible_params: list[Any] = [kb.pk, now, now, dims, embedder]
+    visible_params: list[Any] = [kb.pk, now, ended_after or now, dims, embedder]
     params: list[Any] = [
         *visible_params,
         literal,
@@ -377,7 +380,11 @@ def _corpus_stats(kb: KnowledgeBase, terms: list[str]) -> _CorpusStats:
 
 
 def _keyword_candidates(
-    kb: KnowledgeBase, query_terms: Counter[str], weights: dict[str, float], limit: int
+    kb: KnowledgeBase,
+    query_terms: Counter[str],
+    weights: dict[str, float],
+    limit: int,
+    ended_after: datetime | None = None,
 ) -> list[tuple[int, int, float]]:
     """(chunk id, article id, BM25 score) of the best keyword matches, best first."""
     if not query_terms:
@@ -432,7 +439,7 @@ def _keyword_candidates(
         tsq,
         kb.pk,
         now,
-        now,
+        ended_after or now,
         tsq,
         limit * 2,
         limit,
@@ -649,10 +656,13 @@ def search(
     top_k: int | None = None,
     language: str | None = None,
     focus: str = "",
+    ended_after: datetime | None = None,
 ) -> SearchResult:
     """Hybrid search of one knowledge base; see the module docstring for the steps. `focus`,
     when the query joins a follow-up to the question it leans on ("能寄到美国吗 那要多久"), is
-    the follow-up: the articles are found with the whole query, a guide's section for it."""
+    the follow-up: the articles are found with the whole query, a guide's section for it.
+    `ended_after` also searches the articles whose validity ended since then, as if they were
+    still valid: whether the question is about a promotion that is over (never to quote)."""
     started = time.perf_counter()
     if not isinstance(kb, KnowledgeBase):
         kb = knowledge_base_get(kb)
@@ -678,7 +688,7 @@ def search(
     backend, model = resolve_backend(kb.embedding_backend, kb.embedding_model, language)
     pending = _embedding_pool.submit(_embed_query, backend, model, dense_text)
     t2 = time.perf_counter()
-    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES)
+    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES, ended_after)
     timings["keyword"] = (time.perf_counter() - t2) * 1000
     # One entry per article: its best chunk in each ranking.
     keyword_best: dict[int, tuple[int, float]] = {}
@@ -701,6 +711,7 @@ def search(
             backend,
             DENSE_CANDIDATES,
             list(keyword_best),
+            ended_after,
         )
         timings["dense"] = (time.perf_counter() - t1) * 1000
     dense_best: dict[int, tuple[int, float]] = {}

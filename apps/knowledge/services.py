@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -463,7 +463,10 @@ class ImportReport:
     article_ids: list[int]
 
 
-def _parse_validity(value: Any) -> Any:
+def _parse_validity(value: Any, *, end: bool = False) -> Any:
+    """A validity bound from an import: a date and time, or a date alone, which for the end
+    (`end`) means through that day, in the site's time zone: a promotion "1-11 November" has
+    valid_until 2026-11-11 and still answers on the 11th."""
     from django.utils.dateparse import parse_date, parse_datetime
 
     if value in (None, ""):
@@ -471,12 +474,15 @@ def _parse_validity(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(_("a date must be text such as 2026-11-11"))
     try:
-        parsed = parse_datetime(value)
+        # A date alone first: parse_datetime also reads "2026-11-11", as its midnight.
+        day = parse_date(value.strip())
+        parsed: datetime | None
+        if day is not None:
+            parsed = datetime(day.year, day.month, day.day) + timedelta(days=1 if end else 0)
+        else:
+            parsed = parse_datetime(value.strip())
         if parsed is None:
-            day = parse_date(value)
-            if day is None:
-                raise ValueError
-            parsed = datetime(day.year, day.month, day.day)
+            raise ValueError
     except ValueError:
         raise ValueError(
             _("not a date: %(value)s (use YYYY-MM-DD)") % {"value": repr(value)}
@@ -515,7 +521,7 @@ def _import_values(
             % {"status": repr(status)}
         )
     valid_from = _parse_validity(values.get("valid_from"))
-    valid_until = _parse_validity(values.get("valid_until"))
+    valid_until = _parse_validity(values.get("valid_until"), end=True)
     if valid_from and valid_until and valid_until <= valid_from:
         raise ValueError(_("valid_until must be after valid_from"))
     external_id = str(values.get("external_id") or "").strip()
@@ -609,9 +615,9 @@ def articles_import(
                 )
                 created += 1
             else:
-                before = article.version, article.status
+                before = article.updated_at
                 article_update(article, user=user, category=category, **values)
-                changed = (article.version, article.status) != before
+                changed = article.updated_at != before  # content, status or validity
                 updated += changed
                 unchanged += not changed
             ids.append(article.pk)

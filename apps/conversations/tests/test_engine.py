@@ -11,7 +11,7 @@ from django.test import TestCase
 from apps.conversations import caches, engine, services
 from apps.conversations.engine import extract_answer
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
-from apps.conversations.tests.conftest import say
+from apps.conversations.tests.conftest import english, say
 from apps.core.exceptions import ServiceError
 from apps.knowledge import services as knowledge_services
 from apps.knowledge.models import KnowledgeBase
@@ -405,3 +405,41 @@ def test_not_sure_with_suggestions_asks_which_one_is_meant(
     [fallback] = say(conversation, "how much does shipping cost")
     assert fallback.decision == "fallback" and len(fallback.choices) > 1
     assert "Did you mean one of these?" in fallback.text
+
+
+def test_a_question_about_a_promotion_that_just_ended_is_told_it_is_over(
+    chat_kb: KnowledgeBase, run_on_commit: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import formats, timezone
+
+    now = timezone.now()
+    ended = run_on_commit(
+        knowledge_services.article_create,
+        knowledge_base=chat_kb,
+        status="published",
+        language="en",
+        kind="faq",
+        title="Singles' Day sale: 20% off electronics",
+        questions=["is the singles day sale still on"],
+        body="Every electronics item is 20% off during Singles' Day.",
+        valid_from=now - timedelta(days=20),
+        valid_until=now - timedelta(days=3),
+    )
+    [reply] = say(english(chat_kb), "is the singles day sale still on?")
+    assert reply.decision == "answer" and reply.sources == []
+    last_day = formats.date_format(
+        timezone.localtime(ended.valid_until - timedelta(microseconds=1)), "DATE_FORMAT"
+    )
+    assert "Singles' Day sale: 20% off electronics" in reply.text and last_day in reply.text
+    assert "20% off during" not in reply.text  # what no longer holds is not quoted
+    # Long over: nothing is said about it.
+    run_on_commit(
+        knowledge_services.article_update,
+        ended,
+        valid_from=now - timedelta(days=200),
+        valid_until=now - timedelta(days=180),
+    )
+    [reply] = say(english(chat_kb), "is the singles day sale still on?")
+    assert "Singles' Day" not in reply.text and reply.decision != "answer"

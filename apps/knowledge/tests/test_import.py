@@ -159,9 +159,13 @@ def test_demo_knowledge_base_loads_once_and_answers_both_languages(
     }
     for query, key in cases.items():
         assert selectors.search(kb, query).top.article.external_id == key, query
-    # The spring sale ended in March 2026: it must never answer.
-    spring = kb.articles.filter(valid_until__year=2026, valid_until__month=3)
-    assert spring.exists()
+    # The spring sale ran to 31 March 2026 (its last day, in the site's time zone, through
+    # midnight): it must never answer.
+    spring = kb.articles.filter(external_id="promo-spring-sale-2026")
+    assert spring.count() == 2
+    assert {timezone.localtime(a.valid_until).isoformat() for a in spring} == {
+        "2026-04-01T00:00:00+08:00"
+    }
     result = selectors.search(kb, "spring sale discount", top_k=20)
     assert not set(spring.values_list("id", flat=True)) & {s.article_id for s in result.sources}
 
@@ -229,3 +233,27 @@ def test_import_errors_are_in_the_language_of_the_user(kb, run_on_commit, tmp_pa
         "未知语言 'fr'（请用 zh 或 en）",
         "不是有效的 JSON：Expecting property name enclosed in double quotes",
     ]
+
+
+def test_a_date_alone_as_the_end_of_validity_means_through_that_day(kb, run_on_commit):
+    rows = [
+        {"external_id": "one-day", "language": "en", "title": "Flash sale", "body": "Today only.",
+         "valid_from": "2026-11-11", "valid_until": "2026-11-11"},
+        {"external_id": "timed", "language": "en", "title": "Evening sale", "body": "Tonight.",
+         "valid_from": "2026-11-11T18:00:00+08:00", "valid_until": "2026-11-11T22:00:00+08:00"},
+    ]  # fmt: skip
+    files = [("kb.jsonl", "\n".join(json.dumps(r) for r in rows).encode())]
+    report = do_import(kb, run_on_commit, files)
+    assert report.created == 2
+    one_day = kb.articles.get(external_id="one-day")
+    assert timezone.localtime(one_day.valid_from).isoformat() == "2026-11-11T00:00:00+08:00"
+    assert timezone.localtime(one_day.valid_until).isoformat() == "2026-11-12T00:00:00+08:00"
+    timed = kb.articles.get(external_id="timed")
+    assert timezone.localtime(timed.valid_until).isoformat() == "2026-11-11T22:00:00+08:00"
+    # Moving the end is an update the report counts, though the text did not change.
+    rows[0]["valid_until"] = "2026-11-12"
+    files = [("kb.jsonl", "\n".join(json.dumps(r) for r in rows).encode())]
+    again = do_import(kb, run_on_commit, files)
+    assert (again.created, again.updated, again.unchanged) == (0, 1, 1)
+    one_day.refresh_from_db()
+    assert timezone.localtime(one_day.valid_until).isoformat() == "2026-11-13T00:00:00+08:00"
