@@ -11,6 +11,7 @@ class Command(KindDispatchCommand):
     help = "Run a quality evaluation; the last line of output is a JSON object of results."
     kinds = {
         "retrieval": "apps.knowledge.evaluation",
+        "sections": "apps.knowledge.section_evaluation",
         "intents": "apps.nlu.evaluation",
         "moderation": "apps.safety.evaluation",
     }
