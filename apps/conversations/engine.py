@@ -182,8 +182,9 @@ FOLLOW_UP_MAX_HAN = 12
 TOPIC_CHARS = 300
 # An answer longer than this is cut at a sentence end, with the source link for the rest.
 MAX_ANSWER_CHARS = 700
-# A question about something that ended within this long (a promotion) is told it is over.
-ENDED_LOOKBACK = timedelta(days=90)
+# A question about something that ended within this long (a promotion) is told it is over: a
+# year, so "春季焕新节还有吗" in November still hears that the spring sale ended in March.
+ENDED_LOOKBACK = timedelta(days=365)
 # The confidence recorded on an answer to an article the customer chose from those offered:
 # they said which one they mean, so no search score applies.
 CHOSEN_CONFIDENCE = 1.0

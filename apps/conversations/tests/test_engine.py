@@ -438,8 +438,8 @@ def test_a_question_about_a_promotion_that_just_ended_is_told_it_is_over(
     run_on_commit(
         knowledge_services.article_update,
         ended,
-        valid_from=now - timedelta(days=200),
-        valid_until=now - timedelta(days=180),
+        valid_from=now - timedelta(days=420),
+        valid_until=now - timedelta(days=400),
     )
     [reply] = say(english(chat_kb), "is the singles day sale still on?")
     assert "Singles' Day" not in reply.text and reply.decision != "answer"
