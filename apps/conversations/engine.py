@@ -792,14 +792,16 @@ def _article_over_intent(
 
 def _ended_article(kb: Any, text: str, language: str, timings: dict[str, float]) -> Any:
     """The article a question would have been answered from, had its validity not ended in the
-    last ENDED_LOOKBACK ("双十一有什么活动" two weeks after Double 11): searched again with the
-    recently ended articles in, only when nothing valid answers. None when no ended article
-    would have been the confident answer."""
+    last ENDED_LOOKBACK ("双十一有什么活动" two weeks after Double 11): searched again, only when
+    nothing valid answers, with the articles valid at any time from ENDED_LOOKBACK ago to as
+    long ahead. None when no ended article would have been the confident answer; one still to
+    come may be ("how much off in the new year sale" is not about the mid-year sale that
+    ended), and is not announced."""
     now = timezone.now()
     started = time.perf_counter()
     query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
     result = knowledge_selectors.search(
-        kb, query, language=language, ended_after=now - ENDED_LOOKBACK
+        kb, query, language=language, window=(now - ENDED_LOOKBACK, now + ENDED_LOOKBACK)
     )
     timings["ended_search"] = (time.perf_counter() - started) * 1000
     top = result.top

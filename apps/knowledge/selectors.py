@@ -291,16 +291,16 @@ def _dense_candidates(
     embedder: str,
     limit: int,
     keyword_articles: list[int],
-    ended_after: datetime | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> list[tuple[int, int, str, float]]:
     """(chunk id, article id, chunk kind, cosine): the articles of the `limit` nearest chunks
     (pgvector HNSW) and `keyword_articles`, each with its best question chunk and its best body
     chunk by exact cosine. The index only picks the articles: an approximate scan may reach an
     article through a chunk other than its best (a guide's first section instead of the one
     asked about), and articles found by keywords alone are fused fairly. A handful of articles'
-    chunks: no index needed. One statement, one round trip. `ended_after`: articles whose
-    validity ended after it count too (see `search`)."""
+    chunks: no index needed. One statement, one round trip. `window`: see `search`."""
     now = timezone.now()
+    start, end = window or (now, now)
     if dims in INDEXED_DIMENSIONS:
         # Same expression and predicate as the partial HNSW index, so the planner can use it.
         distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
@@ -318,7 +318,7 @@ def _dense_candidates(
         "AND article_id IN (SELECT article_id FROM nearest UNION SELECT unnest(%s::bigint[])) "
         "ORDER BY article_id, kind, embedding <=> %s::vector"
     )
-    visible_params: list[Any] = [kb.pk, now, ended_after or now, dims, embedder]
+    visible_params: list[Any] = [kb.pk, end, start, dims, embedder]
     params: list[Any] = [
         *visible_params,
         literal,
@@ -387,7 +387,7 @@ def _keyword_candidates(
     query_terms: Counter[str],
     weights: dict[str, float],
     limit: int,
-    ended_after: datetime | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> list[tuple[int, int, float]]:
     """(chunk id, article id, BM25 score) of the best keyword matches, best first."""
     if not query_terms:
@@ -420,6 +420,7 @@ def _keyword_candidates(
     length_base = BM25_K1 * (1 - BM25_B)
     length_per_term = BM25_K1 * BM25_B / (stats.mean_terms or 1)
     now = timezone.now()
+    start, end = window or (now, now)
     # Fixed fragments only; values are parameters.
     sql = (
         "SELECT id, article_id, (SELECT coalesce(sum(q.weight * (u.tf * %s) / (u.tf + %s + %s * "  # noqa: S608
@@ -441,8 +442,8 @@ def _keyword_candidates(
         term_weights,
         tsq,
         kb.pk,
-        now,
-        ended_after or now,
+        end,
+        start,
         tsq,
         limit * 2,
         limit,
@@ -659,13 +660,14 @@ def search(
     top_k: int | None = None,
     language: str | None = None,
     focus: str = "",
-    ended_after: datetime | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> SearchResult:
     """Hybrid search of one knowledge base; see the module docstring for the steps. `focus`,
     when the query joins a follow-up to the question it leans on ("能寄到美国吗 那要多久"), is
     the follow-up: the articles are found with the whole query, a guide's section for it.
-    `ended_after` also searches the articles whose validity ended since then, as if they were
-    still valid: whether the question is about a promotion that is over (never to quote)."""
+    `window` (start, end) searches the articles valid at any time in it instead of those valid
+    now, as if they were: whether a question nothing answers is about a promotion that is over
+    (never to quote)."""
     started = time.perf_counter()
     if not isinstance(kb, KnowledgeBase):
         kb = knowledge_base_get(kb)
@@ -691,7 +693,7 @@ def search(
     backend, model = resolve_backend(kb.embedding_backend, kb.embedding_model, language)
     pending = _embedding_pool.submit(_embed_query, backend, model, dense_text)
     t2 = time.perf_counter()
-    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES, ended_after)
+    keyword_rows = _keyword_candidates(kb, terms, weights, KEYWORD_CANDIDATES, window)
     timings["keyword"] = (time.perf_counter() - t2) * 1000
     # One entry per article: its best chunk in each ranking.
     keyword_best: dict[int, tuple[int, float]] = {}
@@ -714,7 +716,7 @@ def search(
             backend,
             DENSE_CANDIDATES,
             list(keyword_best),
-            ended_after,
+            window,
         )
         timings["dense"] = (time.perf_counter() - t1) * 1000
     dense_best: dict[int, tuple[int, float]] = {}

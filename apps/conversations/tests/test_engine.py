@@ -434,6 +434,21 @@ def test_a_question_about_a_promotion_that_just_ended_is_told_it_is_over(
     )
     assert "Singles' Day sale: 20% off electronics" in reply.text and last_day in reply.text
     assert "20% off during" not in reply.text  # what no longer holds is not quoted
+    # A question about a sale still to come is not told that another one ended.
+    run_on_commit(
+        knowledge_services.article_create,
+        knowledge_base=chat_kb,
+        status="published",
+        language="en",
+        kind="faq",
+        title="Singles' Day sale 2027: 30% off electronics",
+        questions=["is the singles day sale 2027 on"],
+        body="Every electronics item is 30% off during Singles' Day 2027.",
+        valid_from=now + timedelta(days=30),
+        valid_until=now + timedelta(days=40),
+    )
+    [reply] = say(english(chat_kb), "is the singles day sale 2027 on?")
+    assert "has ended" not in reply.text and "30% off" not in reply.text
     # Long over: nothing is said about it.
     run_on_commit(
         knowledge_services.article_update,
