@@ -152,6 +152,7 @@ class Source:
     # shown above is a question or title: what an answer should quote.
     passage_chunk_id: int | None = None
     passage_text: str = ""
+    passage_heading: str = ""
 
 
 @dataclass
@@ -651,6 +652,7 @@ def _choose_passages(
         best = max(range(len(sections)), key=lambda i: (round(scores[i], 6), -i))
         source.passage_chunk_id = sections[best].pk
         source.passage_text = sections[best].text
+        source.passage_heading = sections[best].heading
 
 
 def search(

@@ -320,6 +320,32 @@ def verdict(html: str) -> tuple[float, float]:
     return float(match[1]), float(match[2])
 
 
+def test_hit_test_shows_the_section_of_a_guide_the_bot_would_quote(staff, kb, run_on_commit):
+    body = (
+        "Every account is a member.\n\n## How tiers are calculated\n\nSpend in the past 12 "
+        "months counts.\n\n## Birthday coupons\n\nAdd your birthday under Me > Profile; the "
+        "coupon arrives on the first day of that month."
+    )
+    run_on_commit(
+        services.article_create,
+        knowledge_base=kb,
+        title="Membership tiers",
+        language="en",
+        kind="guide",
+        status="published",
+        body=body,
+        questions=["when do I get my birthday coupon"],
+    )
+    html = page(
+        hit_test(staff, knowledge_base=kb.pk, query="when do I get my birthday coupon", top_k=3)
+    )
+    _header, rows = table(html, "hit-test-table")
+    matched = rows[0][2]
+    assert matched.startswith("when do I get my birthday coupon")
+    assert "Quoted section: Membership tiers > Birthday coupons" in matched
+    assert "arrives on the first day" in matched
+
+
 def test_hit_test_says_when_the_threshold_is_not_met(staff, published_kb):
     query = "what is the capital of Mongolia"
     confidence = selectors.search(published_kb, query).confidence
