@@ -744,7 +744,7 @@ def _respond_to(
     if (
         out_of_scope
         and slot_filling.is_substantial(text)
-        and result.confidence < settings.CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]
+        and result.confidence < out_of_scope_below(language)
     ):
         return _handoff(outcome, "out_of_scope", state)
     suggestions = [s for s in result.sources[:2] if s.fused_score > 0]
@@ -767,6 +767,15 @@ def _respond_to(
         )
     )
     return outcome
+
+
+def out_of_scope_below(language: str) -> float:
+    """The confidence under which a message out of scope for the intents is handed off at once
+    (CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]: a number, or one per language)."""
+    setting = settings.CHAT["OUT_OF_SCOPE_BELOW_CONFIDENCE"]
+    if isinstance(setting, dict):
+        return float(setting[language] if language in setting else setting.get("en", 0.1))
+    return float(setting)
 
 
 def _article_may_beat(intent_confidence: float) -> bool:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.test import TestCase
 from django.urls import reverse
 
-from apps.conversations import slot_filling
+from apps.conversations import engine, slot_filling
 from apps.conversations.engine import HUMAN_REQUEST_RE
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
 from apps.conversations.tests.conftest import chinese, english, say
@@ -285,6 +285,17 @@ def test_out_of_scope_hands_off_at_once_after_the_knowledge_base_had_its_say(
     [fallback] = say(conversation, "membership")
     assert fallback.decision == "fallback" and fallback.choices[-1] == "Talk to a person"
     assert conversation.status == ConversationStatus.BOT
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [(0.15, {"zh": 0.15, "en": 0.15}), ({"zh": 0.2, "en": 0.1}, {"zh": 0.2, "en": 0.1, "fr": 0.1})],
+)
+def test_the_out_of_scope_cut_may_be_one_per_language(
+    settings: Any, setting: Any, expected: dict[str, float]
+) -> None:
+    settings.CHAT = {**settings.CHAT, "OUT_OF_SCOPE_BELOW_CONFIDENCE": setting}
+    assert {language: engine.out_of_scope_below(language) for language in expected} == expected
 
 
 def test_small_talk_is_out_of_scope_not_a_demo_intent(trained_kb: KnowledgeBase) -> None:
