@@ -47,6 +47,10 @@ HEAD_EMBEDDERS: dict[str, tuple[str, ...]] = {
     language: (backend,) for language, backend in AUTO_BACKENDS.items()
 }
 HEAD_NGRAMS: dict[str, tuple[int, int]] = {"zh": (1, 3), "en": (1, 4)}
+# English n-grams stay inside words, padded with a space at each end ("char_wb"): with plain
+# "char" n-grams "shoes" held the tweets' "hoes" and "bitcoin" their "bitc", and "do you sell
+# shoes" (0.90) and "can I pay with bitcoin" (0.998) were refused. Chinese has no spaces.
+HEAD_ANALYZERS: dict[str, str] = {"zh": "char", "en": "char_wb"}
 
 Embed = Callable[[str, Sequence[str]], np.ndarray]
 
@@ -69,11 +73,11 @@ def char_text(text: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _vectorizer(ngram_range: tuple[int, int]) -> Any:
+def _vectorizer(ngram_range: tuple[int, int], analyzer: str) -> Any:
     from sklearn.feature_extraction.text import HashingVectorizer
 
     return HashingVectorizer(
-        analyzer="char",
+        analyzer=analyzer,
         ngram_range=ngram_range,
         n_features=HASH_FEATURES,
         alternate_sign=False,
@@ -82,9 +86,10 @@ def _vectorizer(ngram_range: tuple[int, int]) -> Any:
     )
 
 
-def char_counts(texts: Sequence[str], ngram_range: tuple[int, int]) -> Any:
-    """Hashed character n-gram counts (a sparse matrix), before TF-IDF."""
-    return _vectorizer(tuple(ngram_range)).transform([char_text(t) for t in texts])
+def char_counts(texts: Sequence[str], ngram_range: tuple[int, int], analyzer: str = "char") -> Any:
+    """Hashed character n-gram counts (a sparse matrix), before TF-IDF; `analyzer` "char"
+    (across words) or "char_wb" (inside words)."""
+    return _vectorizer(tuple(ngram_range), analyzer).transform([char_text(t) for t in texts])
 
 
 def tfidf(counts: Any, idf: np.ndarray) -> Any:
@@ -121,6 +126,7 @@ class Head:
     embed_scale: float
     threshold: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    analyzer: str = "char"
 
     def logits(self, counts: Any, embeddings: dict[str, np.ndarray]) -> np.ndarray:
         chars = tfidf(counts, self.idf)
@@ -134,7 +140,7 @@ class Head:
         """Probabilities (0 to 1) that each text is offensive; `embed(name, texts)` gives the
         embeddings (the chat engine's cache, a batch, or training's cache on disk)."""
         embeddings = {name: embed(name, texts) for name in self.embedders}
-        counts = char_counts(texts, self.ngram_range)
+        counts = char_counts(texts, self.ngram_range, self.analyzer)
         return 1.0 / (1.0 + np.exp(-self.logits(counts, embeddings)))
 
 
@@ -180,6 +186,7 @@ class ModerationModel:
             header["heads"][language] = {
                 "embedders": list(head.embedders),
                 "ngram_range": list(head.ngram_range),
+                "analyzer": head.analyzer,
                 "bias": head.bias,
                 "embed_scale": head.embed_scale,
                 "threshold": head.threshold,
@@ -219,6 +226,7 @@ class ModerationModel:
                     embed_scale=float(meta["embed_scale"]),
                     threshold=float(meta["threshold"]),
                     metrics=meta.get("metrics", {}),
+                    analyzer=str(meta.get("analyzer", "char")),
                 )
         return cls(heads, header.get("info", {}), hashlib.sha256(raw).hexdigest()[:16])
 

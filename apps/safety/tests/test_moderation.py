@@ -74,6 +74,37 @@ def test_ordinary_messages_pass(text: str, language: str) -> None:
     assert verdict.score is not None and verdict.score < verdict.threshold
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "do you sell shoes",
+        "do you sell Nike shoes",
+        "my new shoes hurt",
+        "do you sell horseshoes",
+        "can I pay with bitcoin",
+        "should I buy bitcoin now",
+    ],
+)
+def test_words_holding_an_insult_inside_them_pass(text: str) -> None:
+    # English n-grams stay inside words: with n-grams across the whole text, "shoes" held the
+    # tweets' "hoes" and "bitcoin" their "bitc", and each of these scored 0.78-0.997.
+    verdict = moderate(text, "en")
+    assert not verdict.blocked, verdict
+
+
+def test_english_ngrams_stay_inside_words_and_chinese_ones_do_not() -> None:
+    from apps.safety import classifier
+
+    model = classifier.shipped_model()
+    assert model.heads["en"].analyzer == "char_wb" and model.heads["zh"].analyzer == "char"
+    # Inside words, " hoe" (a word's start) is no n-gram of "shoes"; across them, every
+    # n-gram of "hoes" is one of "shoes".
+    word_start = set(classifier.char_counts(["hoe"], (4, 4), "char_wb").indices)
+    assert not word_start & set(classifier.char_counts(["shoes"], (4, 4), "char_wb").indices)
+    across = set(classifier.char_counts(["hoes"], (4, 4), "char").indices)
+    assert across <= set(classifier.char_counts(["shoes"], (4, 4), "char").indices)
+
+
 def test_the_classifier_alone_blocks_without_any_lexicon_term() -> None:
     ModerationTerm.objects.all().delete()
     verdict = moderate("河南人都是骗子，一群垃圾")
