@@ -226,21 +226,7 @@ def test_a_guide_found_through_its_question_quotes_the_section_that_shares_the_w
     # The demo's membership guide: e5 rates its Chinese sections 0.89-0.91 against the first
     # question, the one on where to see your tier highest; the words pick the benefits.
     language = "en" if query.isascii() else "zh"
-    demo = next(
-        row
-        for row in map(json.loads, DEMO_ARTICLES.read_text(encoding="utf-8").splitlines())
-        if row["key"] == "membership-tiers" and row["language"] == language
-    )
-    run_on_commit(
-        services.article_create,
-        knowledge_base=kb,
-        title=demo["title"],
-        language=language,
-        kind="guide",
-        status="published",
-        body=demo["body"],
-        questions=[query],
-    )
+    _demo_guide(kb, run_on_commit, "membership-tiers", language, [query])
     top = selectors.search(kb, query).sources[0]
     assert top.chunk_text == query  # found through the question
     assert top.passage_text.startswith(section)
@@ -310,21 +296,7 @@ def test_han_pairs_are_adjacent_characters_of_each_run():
 def test_a_section_holding_the_words_together_beats_one_with_them_scattered(kb, run_on_commit):
     # "能寄到美国吗": the returns-from-abroad section has 寄 and 国 more often (国际, 回寄), the
     # opening paragraph lists 美国. Character BM25 alone quoted the returns.
-    demo = next(
-        row
-        for row in map(json.loads, DEMO_ARTICLES.read_text(encoding="utf-8").splitlines())
-        if row["key"] == "international-shipping" and row["language"] == "zh"
-    )
-    run_on_commit(
-        services.article_create,
-        knowledge_base=kb,
-        title=demo["title"],
-        language="zh",
-        kind="guide",
-        status="published",
-        body=demo["body"],
-        questions=["能寄到美国吗"],
-    )
+    _demo_guide(kb, run_on_commit, "international-shipping", "zh", ["能寄到美国吗"])
     top = selectors.search(kb, "能寄到美国吗").sources[0]
     assert "美国" in top.passage_text and "回寄" not in top.passage_text
 
