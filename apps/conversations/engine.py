@@ -185,6 +185,10 @@ MAX_ANSWER_CHARS = 700
 # A question about something that ended within this long (a promotion) is told it is over: a
 # year, so "春季焕新节还有吗" in November still hears that the spring sale ended in March.
 ENDED_LOOKBACK = timedelta(days=365)
+# "Not sure" offers the two nearest articles only from this confidence: on the demo, a
+# fragment ("membership" 0.23, "积分" 0.46) is worth a guess, "asdfgh" (0.0001) or "are you
+# hiring" (0.0005) is not, and "Did you mean one of these?" beside unrelated titles reads badly.
+SUGGESTION_MIN_CONFIDENCE = 0.01
 # The confidence recorded on an answer to an article the customer chose from those offered:
 # they said which one they mean, so no search score applies.
 CHOSEN_CONFIDENCE = 1.0
@@ -747,7 +751,12 @@ def _respond_to(
         and result.confidence < out_of_scope_below(language)
     ):
         return _handoff(outcome, "out_of_scope", state)
-    suggestions = [s for s in result.sources[:2] if s.fused_score > 0]
+    # Below SUGGESTION_MIN_CONFIDENCE the nearest articles are noise, not a guess.
+    suggestions = (
+        [s for s in result.sources[:2] if s.fused_score > 0]
+        if result.confidence >= SUGGESTION_MIN_CONFIDENCE
+        else []
+    )
     _offer(state, suggestions)
     outcome.decision = Decision.FALLBACK
     outcome.replies.append(

@@ -140,7 +140,7 @@ def test_an_acknowledgement_neither_counts_as_not_sure_nor_makes_up_for_it(
     kb: KnowledgeBase,
 ) -> None:
     conversation = english(kb)
-    [fallback] = say(conversation, "the thing")
+    [fallback] = say(conversation, "membership")
     assert fallback.decision == "fallback" and len(fallback.choices) >= 2
     assert conversation.state["low_confidence_streak"] == 1
     [reply] = say(conversation, "ok")
@@ -154,9 +154,9 @@ def test_an_acknowledgement_neither_counts_as_not_sure_nor_makes_up_for_it(
 
     # A second "not sure" after an "ok" is still the second in a row.
     conversation = english(kb)
-    say(conversation, "the thing")
+    say(conversation, "membership")
     say(conversation, "ok")
-    say(conversation, "the thing")
+    say(conversation, "membership")
     assert conversation.status == ConversationStatus.WAITING_AGENT
     assert conversation.handoff_reason == "low_confidence"
 
@@ -431,3 +431,14 @@ def test_a_chinese_off_topic_sentence_is_handed_off_at_once(kb: KnowledgeBase, t
     [notice] = say(conversation, text)
     assert notice.role == Role.SYSTEM
     assert conversation.handoff_reason == "out_of_scope"
+
+
+def test_not_sure_offers_articles_only_when_they_are_a_guess(kb: KnowledgeBase) -> None:
+    # "asdfgh" is nearest to some delivery article at 0.0001: offering it as "did you mean"
+    # reads as nonsense. A fragment the help centre knows still gets its two nearest.
+    [noise] = say(start(kb, "en"), "asdfgh")
+    assert noise.decision == "fallback"
+    assert noise.choices == ["Talk to a person"] and "say it another way" in noise.text
+    [fragment] = say(start(kb, "en"), "membership")
+    assert fragment.decision == "fallback"
+    assert len(fragment.choices) == 3 and "Membership" in fragment.choices[0]
