@@ -103,17 +103,15 @@ CONFIDENCE_COEFFICIENTS: dict[tuple[str, str], dict[str, float]] = {
 }
 
 
-# Choosing a guide's section (`_choose_passages`): what a pair of adjacent Han characters the
-# query shares with a section weighs, in terms, and what being the nearest section by cosine
-# adds to a section's BM25, per embedding backend: MiniLM's similarities between a guide's
-# sections differ enough to tell them apart, e5's (0.86-0.87 for every section) do not.
+# Choosing a guide's section (`_choose_passages`, measured with `evaluate sections`): what a
+# pair of adjacent Han characters the query shares with a section weighs, in terms; how many
+# times a section's heading counts; what the standardised similarity of the query to each
+# heading adds to the share of the best section's BM25; what the question a follow-up leans
+# on and a synonym's canonical term weigh beside the words typed.
 PHRASE_WEIGHT = 2.0
 HEADING_WEIGHT = 2
-SECTION_LENGTH_B = 0.0
-BM25_K1 = 1.2
 HEADING_SIMILARITY_WEIGHT = 0.3
 TOPIC_TERM_WEIGHT = 0.25
-FOCUS_HEADING_VECTOR = False
 SYNONYM_TERM_WEIGHT = 0.8
 HAN_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 
@@ -507,11 +505,10 @@ def _section_scores(
     weights: dict[str, float], sections: list[Chunk], phrases: dict[str, float] | None = None
 ) -> list[float]:
     """BM25 of each section for the weighted query terms, with the document frequencies of
-    this one article. A section is its own heading (counted HEADING_WEIGHT times: it says what
-    the section is about) and its text; longer sections are normalised (SECTION_LENGTH_B), so a
-    long list that mentions "会员" three times does not outweigh the short section on how to
-    upgrade. `phrases` (pairs of adjacent Han characters, with their weights) count apart from
-    the characters: "美国" in one section says more than "美" and "国" scattered in another."""
+    this one article and no length normalisation (sections are short). A section is its own
+    heading (counted HEADING_WEIGHT times: it says what the section is about) and its text.
+    `phrases` (pairs of adjacent Han characters, with their weights) count apart from the
+    characters: "美国" in one section says more than "美" and "国" scattered in another."""
     phrases = phrases or {}
     counts: list[Counter[str]] = []
     for chunk in sections:
@@ -524,8 +521,6 @@ def _section_scores(
             if found:
                 count[f"phrase:{phrase}"] = found
         counts.append(count)
-    lengths = [sum(c[t] for t in c if not t.startswith("phrase:")) for c in counts]
-    average = sum(lengths) / len(lengths) if lengths else 1.0
     term_weights = weights | {f"phrase:{p}": w for p, w in phrases.items()}
     n = len(sections)
     idf = {
@@ -533,11 +528,7 @@ def _section_scores(
         for term, weight in term_weights.items()
         if (df := sum(1 for c in counts if term in c))
     }
-    scores = []
-    for count, length in zip(counts, lengths, strict=True):
-        norm = BM25_K1 * (1 - SECTION_LENGTH_B + SECTION_LENGTH_B * length / (average or 1.0))
-        scores.append(sum(w * count[t] / (count[t] + norm) for t, w in idf.items() if count[t]))
-    return scores
+    return [sum(w * c[t] / (c[t] + BM25_K1) for t, w in idf.items() if c[t]) for c in counts]
 
 
 def han_pairs(query: str) -> list[str]:
@@ -592,14 +583,6 @@ def _section_terms(
             for pair in han_pairs(text):
                 phrases[pair] = max(phrases.get(pair, 0.0), PHRASE_WEIGHT * weight)
     return weights, phrases
-
-
-def _section_query_vector(backend: str, model: str, text: str) -> Any:
-    try:
-        return query_vector(backend, model, text)
-    except EmbeddingError as exc:
-        logger.warning("follow-up not embedded: %s", exc)
-        return None
 
 
 def _standardised(values: list[float]) -> list[float]:
@@ -778,14 +761,13 @@ def search(
         )
     # Which section of each guide to quote.
     section_weights, section_phrases = _section_terms(query, focus, canonicals, language)
-    heading_vector = vector
-    if focus and vector is not None and FOCUS_HEADING_VECTOR:
-        heading_vector = _section_query_vector(backend, model, focus)
 
     def similarity(headings: list[str]) -> list[float] | None:
-        if heading_vector is None:
+        # The whole query's vector, a follow-up's too: "那要多久" alone says nothing a
+        # heading could be near.
+        if vector is None:
             return None
-        return _heading_similarities(backend, model, heading_vector, headings)
+        return _heading_similarities(backend, model, vector, headings)
 
     _choose_passages(sources, section_weights, section_phrases, similarity)
 
