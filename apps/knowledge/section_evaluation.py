@@ -19,8 +19,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from apps.knowledge import selectors, services
-from apps.knowledge.evaluation import demo_bank, demo_synonyms_load, read_jsonl
-from apps.knowledge.models import ArticleKind, ArticleStatus, Chunk, EmbeddingBackend
+from apps.knowledge.evaluation import bank_index, demo_bank, demo_synonyms_load, read_jsonl
+from apps.knowledge.models import ArticleKind, Chunk, EmbeddingBackend
 
 DEFAULT_QUESTIONS = services.DEMO_DIR.parent / "data" / "guide_section_questions.jsonl"
 # The guide must be among this many results for its section to count (else: "missed").
@@ -77,18 +77,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
         )
         try:
             demo_synonyms_load(kb, language)
-            for row in demo_bank(language):
-                services.article_create(
-                    knowledge_base=kb,
-                    title=row["question"],
-                    body=row["answer"],
-                    kind=row["kind"],
-                    questions=row["questions"],
-                    tags=row["tags"],
-                    language=language,
-                    external_id=row["faq_id"],
-                    status=ArticleStatus.PUBLISHED,
-                )
+            bank_index(kb, demo_bank(language), language)
             guides = set(
                 kb.articles.filter(kind=ArticleKind.GUIDE).values_list("external_id", flat=True)
             )
