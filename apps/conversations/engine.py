@@ -519,7 +519,7 @@ def _decide(
             # offers any while a form is open): the article is wanted, not taken for the value.
             step = slot_filling.form_aside(intent, form, language)
         if intent is not None and step is None:
-            if acknowledgement and _asks_free_text(intent, form):
+            if acknowledgement and slot_filling.asks_free_text(intent, form):
                 # "ok" or "好的" where the reason for a return is asked is no reason: it is
                 # asked for again.
                 step = _asked_again(intent, form, language)
@@ -551,12 +551,6 @@ def _decide(
     return _respond(
         outcome, conversation, text, offered, previous_streak, generation, context, topic
     )
-
-
-def _asks_free_text(intent: Any, form: dict[str, Any]) -> bool:
-    """Whether the open form waits for a free-text value (a return's reason)."""
-    asked = next((s for s in intent.slots if s["name"] == form.get("asking")), None)
-    return asked is not None and asked.get("entity", "text") == "text"
 
 
 def _asked_again(intent: Any, form: dict[str, Any], language: str) -> slot_filling.FormStep | None:
@@ -816,12 +810,8 @@ def _ended_article(kb: Any, text: str, language: str, timings: dict[str, float])
     come may be ("how much off in the new year sale" is not about the mid-year sale that
     ended), and is not announced."""
     now = timezone.now()
-    started = time.perf_counter()
-    query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
-    result = knowledge_selectors.search(
-        kb, query, language=language, window=(now - ENDED_LOOKBACK, now + ENDED_LOOKBACK)
-    )
-    timings["ended_search"] = (time.perf_counter() - started) * 1000
+    window = (now - ENDED_LOOKBACK, now + ENDED_LOOKBACK)
+    result = _search(kb, text, language, timings, window=window, timing="ended_search")
     top = result.top
     if not result.answerable or top is None or top.article is None:
         return None
@@ -855,13 +845,22 @@ def _joined(topic: str, text: str) -> str:
 
 
 def _search(
-    kb: Any, text: str, language: str, timings: dict[str, float], *, focus: str = ""
+    kb: Any,
+    text: str,
+    language: str,
+    timings: dict[str, float],
+    *,
+    focus: str = "",
+    window: tuple[datetime, datetime] | None = None,
+    timing: str = "search",
 ) -> knowledge_selectors.SearchResult:
     started = time.perf_counter()
     # Messages may be longer than a search query; the start says what the question is.
     query = normalize(text)[: settings.KNOWLEDGE["MAX_QUERY_CHARS"]]
-    result = knowledge_selectors.search(kb, query, language=language, focus=normalize(focus))
-    timings["search"] = (time.perf_counter() - started) * 1000
+    result = knowledge_selectors.search(
+        kb, query, language=language, focus=normalize(focus), window=window
+    )
+    timings[timing] = (time.perf_counter() - started) * 1000
     return result
 
 

@@ -530,18 +530,39 @@ def form_start(intent: Any, text: str, language: str, context: ActionContext) ->
     }
     for slot in intent.slots:
         value = _value_for(slot, text, found, asked=False)
-        if value is None and slot["name"] in _REASON_SLOTS and _is_free_text(slot):
-            value = stated_reason(text, found)
         if value is not None:
             form["slots"][slot["name"]] = value
+    _fill_stated_reason(intent, form, text, found)
     return _advance(intent, form, language, context, [], entity_dicts(found))
+
+
+def _fill_stated_reason(intent: Any, form: dict[str, Any], text: str, found: list[Entity]) -> None:
+    """The reason slots still empty, filled with the reason `text` states, if it states one
+    ("我要退货，拉链坏了"; "LM2026112002, the zipper is broken" where the number is asked)."""
+    for slot in intent.slots:
+        name = slot["name"]
+        if name in _REASON_SLOTS and _is_free_text(slot) and name not in form["slots"]:
+            reason = stated_reason(text, found)
+            if reason is not None:
+                form["slots"][name] = reason
+
+
+def asked_slot(intent: Any, form: dict[str, Any]) -> dict[str, Any] | None:
+    """The slot the open form is asking for, if any."""
+    return next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+
+
+def asks_free_text(intent: Any, form: dict[str, Any]) -> bool:
+    """Whether the open form waits for a free-text value (a return's reason)."""
+    asked = asked_slot(intent, form)
+    return asked is not None and _is_free_text(asked)
 
 
 def form_aside(intent: Any, form: dict[str, Any], language: str) -> FormStep | None:
     """The open form kept while a message that is not about it (one of the suggestions the
     last reply offered) is answered, and its value asked for again; None when it asks for no
     value."""
-    asked = next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+    asked = asked_slot(intent, form)
     if asked is None:
         return None
     return FormStep([_prompt(asked, language)], form, aside=True)
@@ -552,7 +573,7 @@ def form_continue(
 ) -> FormStep | None:
     """One customer message while a form is open. None: the message is not about the form
     (a question of its own); the caller closes the form and handles it as a new message."""
-    asked = next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+    asked = asked_slot(intent, form)
     if (
         asked is not None
         and not asked.get("required", True)
@@ -603,12 +624,7 @@ def form_continue(
             form["slots"][asking["name"]] = value
             if not _is_free_text(asking):
                 # "LM2026112002, the zipper is broken": the reason comes with the number.
-                for slot in intent.slots:
-                    name = slot["name"]
-                    if name in _REASON_SLOTS and _is_free_text(slot) and name not in form["slots"]:
-                        reason = stated_reason(text, found)
-                        if reason is not None:
-                            form["slots"][name] = reason
+                _fill_stated_reason(intent, form, text, found)
             return _advance(intent, form, language, context, replies, entities)
         if replies:  # a correction only; checked, then what is missing asked for again
             return _advance(intent, form, language, context, replies, entities)
