@@ -10,7 +10,7 @@ the run) for the channel layer and the caches; their Celery tasks wait in that R
 is started: answering needs none). Each session is one socket on the demo
 knowledge base; its messages are a mix of repeated questions (the exact cache), new questions
 (uncached: a help-centre question reworded with a random preface and detail), an order-status
-form (two turns), and for some sessions a final "talk to a human". Latency is measured by the
+form (three turns), and for some sessions a final "talk to a human". Latency is measured by the
 client from sending a message to receiving the bot's reply. Each message is then classified by
 what the server recorded (cache hit, decision): "cached" is an exact-cache hit, "semantic" a
 similar question's cached answer (one embedding), "uncached" means the server did search.
@@ -68,9 +68,10 @@ DETAILS_ZH = [
     "我在上海。",
     "用支付宝付的。",
 ]
+# The order-status form: the order number, then the last digits of its mobile number.
 FORM_TURNS = {
-    "en": ["Where is my order?", "LM2026112001"],
-    "zh": ["我的订单到哪了", "LM2026112001"],
+    "en": ["Where is my order?", "LM2026112001", "8001"],
+    "zh": ["我的订单到哪了", "LM2026112001", "8001"],
 }
 HANDOFF = {"en": "I want to talk to a human", "zh": "转人工"}
 
@@ -127,7 +128,7 @@ def _plans(count: int, messages: int, rng: random.Random) -> list[Session]:
         plan: list[tuple[str, str]] = []
         while len(plan) < messages:
             roll = rng.random()
-            if roll < 0.15 and len(plan) <= messages - 2:
+            if roll < 0.15 and len(plan) <= messages - len(FORM_TURNS[language]):
                 plan.extend(("form", text) for text in FORM_TURNS[language])
             elif roll < 0.5:
                 plan.append(("cached", rng.choice(CACHED_QUESTIONS)))

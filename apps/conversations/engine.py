@@ -508,7 +508,7 @@ def _decide(
     if is_angry(text):
         return _handoff(outcome, "anger", state)
 
-    context = ActionContext(conversation.pk, conversation.customer_id, language)
+    context = ActionContext(conversation.pk, conversation.customer_id, language, state)
     form = state.get("form")
     if form:
         intent = nlu_selectors.intent_get(form["intent"])

@@ -348,6 +348,7 @@ HANDOFF_REASONS = {
     "out_of_scope": gettext_lazy("outside what the bot handles"),
     "form_failed": gettext_lazy("a form could not be completed"),
     "return_window": gettext_lazy("the return window has passed"),
+    "order_unconfirmed": gettext_lazy("the order could not be confirmed as the customer's"),
 }
 
 

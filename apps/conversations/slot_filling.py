@@ -5,6 +5,11 @@ The open form lives in the conversation's dialogue state:
 `{"intent": "return_request", "slots": {"order_number": "LM2026112001"}, "skipped": ["photo"],
 "asking": "reason", "attempts": 0}`. The engine calls these inside the message's language
 (`translation.override`), so prompts and actions speak it.
+
+An action (or a slot check) may ask for one more value than the intent's slots, by returning a
+result whose `data["ask"]` is that slot (the last digits of an order's mobile number, to confirm
+the order): the form keeps it under "extra" and asks for it like its own, and
+`data["rejected"]` asks for it again, counted as a failed attempt.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ MAX_ATTEMPTS = 3
 # A customer who says this many times that they do not know the order number is passed to one.
 MAX_NOT_KNOWN = 2
 ENTITY_KINDS = ("order_number", "phone", "email", "amount", "date")
+# Kinds of value read from the message without the entity extractor.
+READ_KINDS = ("photo", "phone_tail")
+# The last digits of a mobile number, on their own ("8001", "尾号 8001", "last four are 8001").
+_PHONE_TAIL_RE = re.compile(r"(?<!\d)(\d{4})(?!\d)")
 
 # Cancellations. A cancellation is short: a cancelling phrase ("never mind", "cancel the
 # return", "算了吧", "不用了，谢谢", "我不想退了"), perhaps after a filler ("no, …", "嗯，…") and
@@ -378,6 +387,7 @@ def _slot_label(slot: dict[str, Any]) -> str:
         "amount": _("amount"),
         "date": _("date"),
         "photo": _("photo"),
+        "phone_tail": _("last 4 digits of the mobile number on the order"),
     }
     return labels.get(slot.get("entity", ""), slot["name"].replace("_", " "))
 
@@ -401,11 +411,18 @@ def _invalid(slot: dict[str, Any]) -> str:
         )
     if slot.get("entity") == "photo":
         return _('Please send a link to the photo, or say "skip".')
+    if slot.get("entity") == "phone_tail":
+        return _("Please send just the last 4 digits of the mobile number, for example 1234.")
     return _("Sorry, I couldn't read a %(slot)s in that.") % {"slot": _slot_label(slot)}
 
 
 def _is_free_text(slot: dict[str, Any]) -> bool:
-    return slot.get("entity", "text") not in (*ENTITY_KINDS, "photo")
+    return slot.get("entity", "text") not in (*ENTITY_KINDS, *READ_KINDS)
+
+
+def _form_slots(intent: Any, form: dict[str, Any]) -> list[dict[str, Any]]:
+    """The intent's slots and those its action asked for besides (`data["ask"]`)."""
+    return [*intent.slots, *form.get("extra", [])]
 
 
 def _value_for(
@@ -429,6 +446,14 @@ def _value_for(
     if kind == "photo":
         match = URL_RE.search(text)
         return match.group(0) if match else None
+    if kind == "phone_tail":
+        # A whole mobile number gives its last digits; alone, one group of four digits, only
+        # where they were asked for.
+        for entity in entities:
+            if entity.kind == "phone":
+                return re.sub(r"\D", "", str(entity.value))[-4:]
+        groups = _PHONE_TAIL_RE.findall(normalize(text)) if asked else []
+        return groups[0] if len(groups) == 1 and not re.search(r"\d{5,}", text) else None
     if not asked:
         return None
     cleaned = normalize(text)
@@ -476,11 +501,32 @@ def _acted(
     replies: list[str],
     entities: list[dict[str, Any]],
 ) -> FormStep:
-    """The form after its action (or its check) answered: closed, or asking for the order
+    """The form after its action (or its check) answered: closed, asking for a value the action
+    wants besides (`data["ask"]`, again when `data["rejected"]`), or asking for the order
     number again when that number was not found."""
+    ask = result.data.get("ask")
+    if ask:
+        if ask["name"] not in {slot["name"] for slot in form.get("extra", [])}:
+            form.setdefault("extra", []).append(ask)
+        form["asking"] = ask["name"]
+        if not result.data.get("rejected"):
+            return FormStep([*replies, result.text], form, entities=entities, action_result=result)
+        form["slots"].pop(ask["name"], None)
+        form["attempts"] = form.get("attempts", 0) + 1
+        if form["attempts"] < MAX_ATTEMPTS:
+            return FormStep([*replies, result.text], form, entities=entities, action_result=result)
+        return FormStep(
+            [*replies, _("Sorry, I couldn't confirm that.")],
+            None,
+            decision="action",
+            entities=entities,
+            action_result=result,
+            handoff_reason="form_failed",
+        )
     if result.data.get("found") is False and "order_number" in form["slots"]:
         # A number that is well-formed but unknown: ask for it again rather than give up.
         form["slots"].pop("order_number")
+        _extras_cleared(form)
         form["asking"] = "order_number"
         form["attempts"] = form.get("attempts", 0) + 1
         if form["attempts"] < MAX_ATTEMPTS:
@@ -496,6 +542,13 @@ def _acted(
         action_result=result,
         handoff_reason=handoff_reason,
     )
+
+
+def _extras_cleared(form: dict[str, Any]) -> None:
+    """The values the action asked for besides, dropped when a value they were given for
+    changes (the mobile digits given for one order confirm nothing about another)."""
+    for extra in form.get("extra", []):
+        form["slots"].pop(extra["name"], None)
 
 
 def _order_number_unknown(
@@ -549,7 +602,7 @@ def _fill_stated_reason(intent: Any, form: dict[str, Any], text: str, found: lis
 
 def asked_slot(intent: Any, form: dict[str, Any]) -> dict[str, Any] | None:
     """The slot the open form is asking for, if any."""
-    return next((s for s in intent.slots if s["name"] == form.get("asking")), None)
+    return next((s for s in _form_slots(intent, form) if s["name"] == form.get("asking")), None)
 
 
 def asks_free_text(intent: Any, form: dict[str, Any]) -> bool:
@@ -589,7 +642,7 @@ def form_continue(
         # or request of its own, which the caller answers as a new message.
         return None
     entities = entity_dicts(found)
-    slots_by_name = {slot["name"]: slot for slot in intent.slots}
+    slots_by_name = {slot["name"]: slot for slot in _form_slots(intent, form)}
     asking = slots_by_name.get(form.get("asking") or "")
     replies: list[str] = []
     # Corrections: a value for a slot already filled ("不对，订单号是 …").
@@ -599,6 +652,7 @@ def form_continue(
         value = _value_for(slot, text, found, asked=False)
         if value is not None and value != form["slots"][slot["name"]]:
             form["slots"][slot["name"]] = value
+            _extras_cleared(form)
             replies.append(
                 _("Got it, the %(slot)s is now %(value)s.")
                 % {"slot": _slot_label(slot), "value": value}

@@ -17,6 +17,9 @@ class ActionContext:
     conversation_id: int
     customer_id: int
     language: str
+    # The conversation's dialogue state, saved with the reply: an action may keep what the
+    # conversation has proven in it (the orders whose contact it confirmed).
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,6 +1,12 @@
 """The form actions of the demo store: order status lookup and return request creation, and
 the return form's early check (an order that cannot be returned is refused as soon as its
-number is known)."""
+number is known).
+
+An order's details are given only to a conversation that confirmed the last digits of its
+contact mobile number (`_confirmation`): a number alone, which anyone can guess or read over
+someone's shoulder, shows no more than whether the order exists. A confirmed order stays
+confirmed for the rest of the conversation, so a return after a status lookup is not asked
+again."""
 
 from __future__ import annotations
 
@@ -32,6 +38,55 @@ def _not_found(number: str) -> ActionResult:
         )
         % {"number": number},
         data={"found": False},
+    )
+
+
+# The value the forms ask for to confirm an order (`slot_filling.ask`).
+CONTACT_SLOT = {"name": "contact_digits", "entity": "phone_tail", "required": True}
+# How many confirmed orders a conversation remembers.
+CONFIRMED_KEPT = 10
+
+
+def _confirmation(
+    order: Order, slots: dict[str, Any], context: ActionContext
+) -> ActionResult | None:
+    """None when the conversation may see `order` (confirmed now or earlier); otherwise what to
+    say: the last digits of its mobile number asked for (again), or, for an order with no
+    number or too many wrong tries, a person to take over."""
+    confirmed = list(context.state.get("confirmed_orders") or [])
+    if order.number in confirmed:
+        return None
+    values = {"number": order.number, "digits": services.CONTACT_DIGITS}
+    typed = slots.get(CONTACT_SLOT["name"])
+    if typed is None and order.contact_phone:
+        return ActionResult(
+            _(
+                "To keep your order details private, please tell me the last %(digits)s digits "
+                "of the mobile number on order %(number)s."
+            )
+            % values,
+            data={"ask": CONTACT_SLOT},
+        )
+    outcome = services.contact_confirm(
+        order, str(typed or ""), conversation_id=context.conversation_id or None
+    )
+    if outcome == "ok":
+        context.state["confirmed_orders"] = [*confirmed, order.number][-CONFIRMED_KEPT:]
+        return None
+    if outcome == "wrong":
+        return ActionResult(
+            _(
+                "Those digits don't match the mobile number on order %(number)s. Please check "
+                "them and send the last %(digits)s digits again."
+            )
+            % values,
+            data={"ask": CONTACT_SLOT, "rejected": True},
+        )
+    # "no_contact" or "locked": nobody can confirm the order here; a person can.
+    return ActionResult(
+        _("I can't confirm order %(number)s here, so a colleague will help you with it.") % values,
+        data={"confirmed": False},
+        handoff_reason="order_unconfirmed",
     )
 
 
@@ -81,6 +136,9 @@ def order_status_lookup(slots: dict[str, Any], context: ActionContext) -> Action
     order = services.order_find(number)
     if order is None:
         return _not_found(number)
+    unconfirmed = _confirmation(order, slots, context)
+    if unconfirmed is not None:
+        return unconfirmed
     return ActionResult(_status_text(order), data={"found": True, "status": order.status})
 
 
@@ -116,14 +174,18 @@ def _already_open(request: ReturnRequest, order: Order) -> ActionResult:
 @slot_filling.slot_check("return_request_create")
 def return_request_check(slots: dict[str, Any], context: ActionContext) -> ActionResult | None:
     """The return form's check as soon as it has the order number: an order that is unknown,
-    already has a return open, or cannot be returned ends the form (or asks for the number
-    again) before the reason and the photo are asked for. The rules are `services`'."""
+    not yet confirmed, already has a return open, or cannot be returned ends the form (or asks
+    for the number or the confirmation) before the reason and the photo are asked for. The
+    rules are `services`'."""
     if "order_number" not in slots:
         return None
     number = str(slots["order_number"])
     order = services.order_find(number)
     if order is None:
         return _not_found(number)
+    unconfirmed = _confirmation(order, slots, context)
+    if unconfirmed is not None:
+        return unconfirmed
     existing = services.return_open(order)
     if existing is not None:
         return _already_open(existing, order)
@@ -137,6 +199,9 @@ def return_request_create(slots: dict[str, Any], context: ActionContext) -> Acti
     order = services.order_find(number)
     if order is None:
         return _not_found(number)
+    unconfirmed = _confirmation(order, slots, context)
+    if unconfirmed is not None:
+        return unconfirmed
     try:
         outcome = services.return_request_create(
             order,

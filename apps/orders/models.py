@@ -28,6 +28,16 @@ class Order(TimeStampedModel):
     shipped_at = models.DateTimeField(_("shipped at"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     estimated_delivery = models.DateField(_("estimated delivery"), null=True, blank=True)
+    contact_phone = models.CharField(
+        _("contact mobile number"),
+        max_length=32,
+        blank=True,
+        help_text=_(
+            "The mobile number the order is delivered to. In a chat, the order's details are "
+            "shown only after the customer gives its last 4 digits; an order without one is "
+            "left to a person."
+        ),
+    )
 
     class Meta:
         verbose_name = _("order")

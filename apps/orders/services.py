@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
 from apps.orders.models import Order, OrderStatus, ReturnRequest, ReturnStatus
 
 # Returns within this many days of delivery need no reason check (the help centre's "7-day
 # no-reason returns"); later ones, up to the quality-issue window, go to a person for review.
 NO_REASON_DAYS = 7
 QUALITY_ISSUE_DAYS = 30
+
+
+# A chat shows an order only to someone who gives the last digits of its contact mobile number.
+# Wrong digits for one order are counted over an hour, whoever types them (a new conversation
+# starts the count afresh, the order does not): at the limit the order cannot be confirmed in a
+# chat until the hour is over, and a security event is recorded. Ten thousand possible endings,
+# five tries an hour.
+CONTACT_DIGITS = 4
+CONTACT_MAX_FAILURES = 5
+CONTACT_LOCK_SECONDS = 3600
 
 
 class ReturnRefused(Exception):
@@ -42,6 +56,50 @@ def order_find(number: str) -> Order | None:
         matches = list(Order.objects.filter(number__iregex=rf"^[a-z]{{2}}{number}$")[:2])
         return matches[0] if len(matches) == 1 else None
     return Order.objects.filter(number__iexact=number).first()
+
+
+def contact_tail(phone: str) -> str:
+    """The last `CONTACT_DIGITS` digits of a phone number as typed ("+86 138-0013-8001"), or ""
+    when it has fewer digits."""
+    digits = re.sub(r"\D", "", phone)
+    return digits[-CONTACT_DIGITS:] if len(digits) >= CONTACT_DIGITS else ""
+
+
+def _failures_key(order: Order) -> str:
+    return f"orders:contact-failures:{order.pk}"
+
+
+def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = None) -> str:
+    """Whether `digits` are the last digits of the order's contact mobile number: "ok",
+    "wrong", "locked" (too many wrong tries for this order in the last hour; the try that
+    reaches the limit records a security event) or "no_contact" (the order has none)."""
+    key = _failures_key(order)
+    if int(cache.get(key) or 0) >= CONTACT_MAX_FAILURES:
+        return "locked"
+    expected = contact_tail(order.contact_phone)
+    if not expected:
+        return "no_contact"
+    if hmac.compare_digest(expected, contact_tail(digits) or "-"):
+        return "ok"
+    # add() starts the hour at the first wrong try; incr() keeps the key's expiry.
+    cache.add(key, 0, CONTACT_LOCK_SECONDS)
+    try:
+        failures = cache.incr(key)
+    except ValueError:  # expired between the two calls
+        cache.set(key, 1, CONTACT_LOCK_SECONDS)
+        failures = 1
+    if failures < CONTACT_MAX_FAILURES:
+        return "wrong"
+    audit_record(
+        AuditEvent.Kind.SECURITY,
+        detail={
+            "reason": "order_contact_locked",
+            "order_id": order.pk,
+            "conversation_id": conversation_id,
+            "failures": failures,
+        },
+    )
+    return "locked"
 
 
 def return_open(order: Order) -> ReturnRequest | None:
@@ -106,14 +164,25 @@ DEMO_ORDERS = [
     ("LM2026101506", "Running shoes 42 / 跑步鞋 42 码", "529.00", "delivered", 45, 44, 40),
     ("LM2026111007", "Desk lamp / 台灯", "159.00", "cancelled", 12, None, None),
 ]
+# The demo orders' contact numbers (fictional): each ends in its order number's last two digits
+# after "80", so LM2026112001's ends in 8001. The demo page says so.
+DEMO_CONTACT_PREFIX = "1380000"
+
+
+def demo_contact_phone(number: str) -> str:
+    return f"{DEMO_CONTACT_PREFIX}80{number[-2:]}"
 
 
 def demo_orders_load() -> int:
-    """Create the demo orders that are missing (dates relative to now). Safe to run twice."""
+    """Create the demo orders that are missing (dates relative to now), and give the demo
+    orders made before they had contact numbers theirs. Safe to run twice."""
     now = timezone.now()
     created = 0
     for number, item, total, status, placed, shipped, delivered in DEMO_ORDERS:
         if Order.objects.filter(number=number).exists():
+            Order.objects.filter(number=number, contact_phone="").update(
+                contact_phone=demo_contact_phone(number)
+            )
             continue
         Order.objects.create(
             number=number,
@@ -126,6 +195,7 @@ def demo_orders_load() -> int:
             shipped_at=now - timedelta(days=shipped) if shipped is not None else None,
             delivered_at=now - timedelta(days=delivered) if delivered is not None else None,
             estimated_delivery=(now + timedelta(days=1)).date() if status == "shipped" else None,
+            contact_phone=demo_contact_phone(number),
         )
         created += 1
     return created

@@ -87,6 +87,7 @@ def test_erasure_removes_the_customer_from_every_store_and_verifies_it(
     conversation_services.message_rate(conv, answer.public_id, "up")
     say(conv, "我要退货")
     say(conv, "订单号 LM2026112002")
+    say(conv, "8002")  # the last digits of the order's mobile number, to confirm it
     say(conv, f"耳机有杂音，请打 {PHONE} 联系我")
     say(conv, "跳过")
     returned = ReturnRequest.objects.get(conversation=conv)

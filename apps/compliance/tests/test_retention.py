@@ -55,7 +55,7 @@ def test_archive_verifies_then_deletes_and_restore_brings_it_back(
     say(still_open, "你好")
     before = conversation_snapshot(old)
     assert any(m["original_encrypted"] for m in before["messages"])
-    assert before["flags"] == [(5, "input", "classifier", False, 0.61)]
+    assert before["flags"] == [(7, "input", "classifier", False, 0.61)]
 
     out = StringIO()
     call_command("retention_archive", stdout=out)

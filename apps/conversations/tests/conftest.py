@@ -12,7 +12,7 @@ from apps.knowledge import services as knowledge_services
 from apps.knowledge.models import KnowledgeBase
 from apps.knowledge.tests.conftest import FIXTURE_ARTICLES
 from apps.nlu.models import Intent
-from apps.orders.services import demo_orders_load
+from apps.orders.services import DEMO_ORDERS, demo_orders_load
 
 # The demo store's form intents, with keyword rules only: no classifier is trained in these
 # tests, so the engine runs on the cold-start path (the classifier has tests of its own).
@@ -111,6 +111,15 @@ def english(kb: KnowledgeBase) -> Conversation:
 
 def chinese(kb: KnowledgeBase) -> Conversation:
     return services.conversation_start(knowledge_base=kb, locale="zh-hans")
+
+
+def orders_confirmed(conversation: Conversation) -> Conversation:
+    """`conversation` as if its customer had confirmed every demo order earlier (the last digits
+    of its mobile number), for tests of the forms' other steps; confirming is tested in
+    test_order_confirmation.py."""
+    conversation.state = {**conversation.state, "confirmed_orders": [o[0] for o in DEMO_ORDERS]}
+    conversation.save(update_fields=["state"])
+    return conversation
 
 
 def say(conversation: Conversation, text: str) -> list[Any]:

@@ -217,7 +217,11 @@ def test_order_status_form_asks_validates_and_looks_up(conversation: Conversatio
     assert conversation.state["form"]["asking"] == "order_number"
     retry = say(conversation, "12345")[0]
     assert "LM2026112001" in retry.text  # explains the format
-    done = say(conversation, "LM2026112001")[0]
+    confirm = say(conversation, "LM2026112001")[0]
+    # Nothing about the order before the customer confirms it.
+    assert confirm.decision == "form" and "SF2026112001" not in confirm.text
+    assert conversation.state["form"]["asking"] == "contact_digits"
+    done = say(conversation, "8001")[0]  # the demo order's mobile number ends in 8001
     assert done.decision == "action"
     assert "SF2026112001" in done.text  # the tracking number of the demo order
     assert "form" not in conversation.state
@@ -226,16 +230,23 @@ def test_order_status_form_asks_validates_and_looks_up(conversation: Conversatio
 def test_order_number_in_the_first_message_completes_the_form_at_once(
     conversation: Conversation,
 ) -> None:
-    reply = say(conversation, "where is my order LM2026111804")[0]
+    confirm = say(conversation, "where is my order LM2026111804")[0]
+    assert confirm.decision == "form" and "waiting to be shipped" not in confirm.text
+    reply = say(conversation, "8004")[0]
     assert reply.decision == "action" and "waiting to be shipped" in reply.text
 
 
 def test_return_request_with_correction_skip_and_creation(conversation: Conversation) -> None:
     say(conversation, "我要退货")
     say(conversation, "订单号 LM2026111503")
+    say(conversation, "8003")
+    assert conversation.state["form"]["asking"] == "reason"
     corrected = say(conversation, "不对，订单号是 LM2026112002")[0]
     assert "LM2026112002" in corrected.text
     assert conversation.state["form"]["slots"]["order_number"] == "LM2026112002"
+    # The digits confirmed the first order, not this one: they are asked for again.
+    assert conversation.state["form"]["asking"] == "contact_digits"
+    say(conversation, "8002")
     assert conversation.state["form"]["asking"] == "reason"
     say(conversation, "尺码太小了")
     done = say(conversation, "跳过")[0]

@@ -20,7 +20,7 @@ from django.urls import reverse
 from apps.conversations import engine, slot_filling
 from apps.conversations.engine import HUMAN_REQUEST_RE
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
-from apps.conversations.tests.conftest import chinese, english, say
+from apps.conversations.tests.conftest import chinese, english, orders_confirmed, say
 from apps.core.text import CJK_RE, normalize
 from apps.knowledge import services as knowledge_services
 from apps.knowledge.models import KnowledgeBase
@@ -471,7 +471,7 @@ def start_return(conversation: Conversation, *, reason: str | None = None) -> No
 def test_english_correction_replaces_the_order_number_in_the_return_form(
     chat_kb: KnowledgeBase,
 ) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation)
     [corrected] = say(conversation, "no, the order number is LM2026112002")
     assert corrected.decision == "form"
@@ -494,7 +494,7 @@ def test_a_correction_while_the_photo_is_asked_for_is_not_a_skip(
     chat_kb: KnowledgeBase,
 ) -> None:
     # "no, …" starts the correction; it does not answer "a photo link, or say skip".
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation, reason="The zip broke on day one")
     [corrected] = say(conversation, "no, the order number is LM2026112002")
     assert corrected.decision == "form"
@@ -510,7 +510,7 @@ def test_a_correction_while_the_photo_is_asked_for_is_not_a_skip(
 
 
 def test_a_new_order_number_after_an_unknown_one_is_looked_up(chat_kb: KnowledgeBase) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     unknown = say(conversation, "where is my order LM1111111111")[0]
     assert unknown.decision == "form" and conversation.state["form"]["asking"] == "order_number"
     [done] = say(conversation, "no, the order number is LM2026112001")
@@ -548,7 +548,7 @@ def test_english_cancellation_closes_the_order_status_form(
 def test_english_cancellation_of_a_return_creates_nothing(
     chat_kb: KnowledgeBase, text: str
 ) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation)
     [reply] = say(conversation, text)
     assert reply.text == CANCELLED and "form" not in conversation.state
@@ -585,7 +585,7 @@ def test_a_question_that_starts_like_a_cancellation_is_searched(
 def test_a_return_reason_that_starts_like_a_cancellation_is_the_reason(
     chat_kb: KnowledgeBase, reason: str
 ) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation, reason=reason)
     assert conversation.state["form"]["slots"]["reason"] == reason
     say(conversation, "skip")
@@ -604,7 +604,7 @@ def test_chinese_cancellation_of_the_order_status_form(chat_kb: KnowledgeBase) -
 def test_chinese_cancellation_while_the_reason_is_asked_for(
     chat_kb: KnowledgeBase, text: str
 ) -> None:
-    conversation = chinese(chat_kb)
+    conversation = orders_confirmed(chinese(chat_kb))
     say(conversation, "我要退货")
     ask = say(conversation, "LM2026112002")[0]
     assert ask.text == "请说一下退货原因。"
@@ -685,7 +685,7 @@ def test_a_request_to_cancel_an_order_in_a_return_form_is_answered(
 def test_a_chinese_no_to_the_optional_photo_skips_it(chat_kb: KnowledgeBase, text: str) -> None:
     # "不用了" while a required slot is asked cancels the form; asked whether to add a photo,
     # it means "no photo", and the return is made.
-    conversation = chinese(chat_kb)
+    conversation = orders_confirmed(chinese(chat_kb))
     start_chinese_return(conversation)
     say(conversation, "LM2026112002")
     ask = say(conversation, "尺码太小了")[0]
@@ -699,7 +699,7 @@ def test_a_chinese_no_to_the_optional_photo_skips_it(chat_kb: KnowledgeBase, tex
 
 @pytest.mark.parametrize("text", ["no thanks", "No, thank you.", "nope"])
 def test_an_english_no_to_the_optional_photo_skips_it(chat_kb: KnowledgeBase, text: str) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation, reason="The zip broke on day one")
     [done] = say(conversation, text)
     assert done.decision == "action"
@@ -742,7 +742,7 @@ def complete_return(conversation: Conversation, reason: str, skip: str) -> None:
 def test_an_english_question_at_the_reason_prompt_is_answered_and_the_reason_asked_again(
     chat_kb: KnowledgeBase,
 ) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation)
     replies = say(conversation, "How long does a refund take?")
     [answer] = assert_reason_asked_again(conversation, replies, ASK_REASON, "LM2026111503")
@@ -754,7 +754,7 @@ def test_an_english_question_at_the_reason_prompt_is_answered_and_the_reason_ask
 def test_a_chinese_question_at_the_reason_prompt_is_answered_and_the_reason_asked_again(
     chat_kb: KnowledgeBase,
 ) -> None:
-    conversation = chinese(chat_kb)
+    conversation = orders_confirmed(chinese(chat_kb))
     start_chinese_return(conversation)
     say(conversation, "LM2026112002")
     replies = say(conversation, "退款多久到账？")
@@ -783,12 +783,12 @@ def test_a_question_at_the_reason_prompt_is_not_the_reason_but_what_follows_is(
     chat_kb: KnowledgeBase, question: str, reason: str
 ) -> None:
     if CJK_RE.search(question):
-        conversation = chinese(chat_kb)
+        conversation = orders_confirmed(chinese(chat_kb))
         start_chinese_return(conversation)
         say(conversation, "LM2026112002")
         prompt, order_number, skip = ASK_REASON_ZH, "LM2026112002", "跳过"
     else:
-        conversation = english(chat_kb)
+        conversation = orders_confirmed(english(chat_kb))
         start_return(conversation)
         prompt, order_number, skip = ASK_REASON, "LM2026111503", "skip"
     assert_reason_asked_again(conversation, say(conversation, question), prompt, order_number)
@@ -810,7 +810,7 @@ def test_a_suggestion_tapped_at_the_reason_prompt_is_answered_not_taken_for_the_
     # A knowledge base that wants more confidence than search has: "not sure", with
     # suggestions.
     run_on_commit(knowledge_services.knowledge_base_update, chat_kb, answer_threshold=0.99)
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation)
     replies = say(conversation, "where do I get a prepaid return label?")
     [fallback] = assert_reason_asked_again(conversation, replies, ASK_REASON, "LM2026111503")
@@ -826,7 +826,7 @@ def test_a_suggestion_tapped_at_the_reason_prompt_is_answered_not_taken_for_the_
 def test_twice_not_sure_at_the_reason_prompt_hands_off_without_asking_again(
     chat_kb: KnowledgeBase,
 ) -> None:
-    conversation = english(chat_kb)
+    conversation = orders_confirmed(english(chat_kb))
     start_return(conversation)
     replies = say(conversation, "Can I bring my pet parrot to your office?")
     [fallback] = assert_reason_asked_again(conversation, replies, ASK_REASON, "LM2026111503")

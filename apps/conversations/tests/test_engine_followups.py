@@ -29,7 +29,7 @@ from apps.conversations import engine
 from apps.conversations.caches import AnswerCache
 from apps.conversations.engine import is_acknowledgement, is_follow_up
 from apps.conversations.models import Conversation, ConversationStatus, Message, Role
-from apps.conversations.tests.conftest import chinese, english, say
+from apps.conversations.tests.conftest import chinese, english, orders_confirmed, say
 from apps.knowledge import services as knowledge_services
 from apps.knowledge.models import KnowledgeBase
 from apps.nlu import selectors as nlu_selectors
@@ -61,7 +61,7 @@ def kb(demo_kb: KnowledgeBase, db: Any) -> KnowledgeBase:
 
 
 def start(kb: KnowledgeBase, language: str) -> Conversation:
-    return english(kb) if language == "en" else chinese(kb)
+    return orders_confirmed(english(kb) if language == "en" else chinese(kb))
 
 
 def translated(language: str, message: str) -> str:
@@ -188,7 +188,7 @@ def test_an_acknowledgement_is_no_return_reason(
 
 
 def test_a_lone_question_mark_keeps_the_order_status_form(kb: KnowledgeBase) -> None:
-    conversation = english(kb)
+    conversation = orders_confirmed(english(kb))
     [asked] = say(conversation, "track my order")
     # Before, "?" closed the form and got "not sure".
     [again] = say(conversation, "?")

@@ -16,7 +16,7 @@ from django.utils import translation
 
 from apps.conversations import slot_filling
 from apps.conversations.models import Conversation, ConversationStatus, Role
-from apps.conversations.tests.conftest import chinese, english, say
+from apps.conversations.tests.conftest import chinese, english, orders_confirmed, say
 from apps.knowledge.models import KnowledgeBase
 from apps.nlu.entities import extract_entities
 from apps.orders.models import ReturnRequest
@@ -37,7 +37,7 @@ START_STATUS = {"en": "where is my order", "zh": "我的订单到哪了"}
 
 
 def start(kb: KnowledgeBase, language: str) -> Conversation:
-    return english(kb) if language == "en" else chinese(kb)
+    return orders_confirmed(english(kb) if language == "en" else chinese(kb))
 
 
 def gettext_in(language: str, message: str) -> str:

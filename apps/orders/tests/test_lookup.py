@@ -17,7 +17,12 @@ from apps.orders.models import Order, OrderStatus, ReturnRequest
 
 pytestmark = pytest.mark.django_db
 
-CONTEXT = ActionContext(conversation_id=0, customer_id=0, language="en")
+
+def confirmed() -> ActionContext:
+    """A conversation whose customer has confirmed every demo order (the mobile digits); the
+    confirmation itself is tested in test_confirmation.py."""
+    state = {"confirmed_orders": [order[0] for order in services.DEMO_ORDERS]}
+    return ActionContext(conversation_id=0, customer_id=0, language="en", state=state)
 
 
 @pytest.fixture
@@ -79,7 +84,7 @@ def test_the_return_rules_apply_the_same_to_the_check_and_the_action(
 ) -> None:
     order = Order.objects.get(number=number)
     assert services.return_refusal(order) == refusal
-    check = actions.return_request_check({"order_number": number}, CONTEXT)
+    check = actions.return_request_check({"order_number": number}, confirmed())
     if refusal is None:
         assert check is None
         outcome = services.return_request_create(order, reason="too small")
@@ -90,7 +95,7 @@ def test_the_return_rules_apply_the_same_to_the_check_and_the_action(
         services.return_request_create(order, reason="too small")
     assert raised.value.code == refusal
     created = actions.return_request_create(
-        {"order_number": number, "reason": "too small"}, CONTEXT
+        {"order_number": number, "reason": "too small"}, confirmed()
     )
     assert (created.text, created.data, created.handoff_reason) == (
         check.text,
@@ -105,7 +110,7 @@ def test_past_the_window_hands_off_without_announcing_it_twice(
     demo_orders: None, language: str
 ) -> None:
     with translation.override(language):
-        result = actions.return_request_check({"order_number": "2026101506"}, CONTEXT)
+        result = actions.return_request_check({"order_number": "2026101506"}, confirmed())
     assert result is not None and result.handoff_reason == "return_window"
     assert "LM2026101506" in result.text
     # The hand-off notice the conversation sends says a person is coming; this does not.
@@ -115,15 +120,15 @@ def test_past_the_window_hands_off_without_announcing_it_twice(
 def test_the_check_waits_for_the_order_number_and_asks_again_for_an_unknown_one(
     demo_orders: None,
 ) -> None:
-    assert actions.return_request_check({}, CONTEXT) is None
-    unknown = actions.return_request_check({"order_number": "LM2026112099"}, CONTEXT)
+    assert actions.return_request_check({}, confirmed()) is None
+    unknown = actions.return_request_check({"order_number": "LM2026112099"}, confirmed())
     assert unknown is not None and unknown.data == {"found": False}
 
 
 def test_the_check_reports_a_return_already_open(demo_orders: None) -> None:
     order = Order.objects.get(number="LM2026112002")
     request = services.return_request_create(order, reason="too small").request
-    result = actions.return_request_check({"order_number": "2026112002"}, CONTEXT)
+    result = actions.return_request_check({"order_number": "2026112002"}, confirmed())
     assert result is not None and request.number in result.text
     assert result.data == {"created": False, "return_number": request.number}
 

@@ -1,0 +1,138 @@
+"""An order's details reach a chat only after the customer confirms the last digits of its
+mobile number; the digits are asked for like a form's own value and remembered by the
+conversation."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import translation
+
+from apps.audit.models import AuditEvent
+from apps.conversations.models import ConversationStatus, Role
+from apps.conversations.tests.conftest import chinese, english, say
+from apps.knowledge.models import KnowledgeBase
+from apps.orders import services as order_services
+from apps.orders.models import Order, ReturnRequest
+
+pytestmark = pytest.mark.django_db
+
+TRACKING = "SF202611200188"  # LM2026112001's tracking number
+
+
+def bot_texts(conversation: object) -> str:
+    return "\n".join(conversation.messages.filter(role=Role.BOT).values_list("text", flat=True))  # type: ignore[attr-defined]
+
+
+def test_the_status_is_shown_only_after_the_digits(chat_kb: KnowledgeBase) -> None:
+    conversation = english(chat_kb)
+    [asked] = say(conversation, "where is my order LM2026112001")
+    assert asked.decision == "form" and "last 4 digits" in asked.text
+    assert conversation.state["form"]["asking"] == "contact_digits"
+    [wrong] = say(conversation, "1234")
+    assert wrong.decision == "form" and "don't match" in wrong.text
+    assert conversation.state["form"]["attempts"] == 1
+    assert TRACKING not in bot_texts(conversation) and "earbuds" not in bot_texts(conversation)
+    [shown] = say(conversation, "it's 8001")
+    assert shown.decision == "action" and TRACKING in shown.text
+    assert conversation.state["confirmed_orders"] == ["LM2026112001"]
+    assert "form" not in conversation.state
+    # Asked again later in the conversation: no digits needed.
+    [again] = say(conversation, "where is my order LM2026112001")
+    assert again.decision == "action" and TRACKING in again.text
+
+
+def test_a_whole_mobile_number_confirms_in_chinese(chat_kb: KnowledgeBase) -> None:
+    conversation = chinese(chat_kb)
+    [asked] = say(conversation, "我的订单 LM2026112001 到哪了")
+    with translation.override("zh-hans"):
+        expected = translation.gettext(
+            "To keep your order details private, please tell me the last %(digits)s digits "
+            "of the mobile number on order %(number)s."
+        ) % {"digits": 4, "number": "LM2026112001"}
+    assert asked.text == expected
+    [shown] = say(conversation, "我的手机号是 138 0000 8001")
+    assert shown.decision == "action" and TRACKING in shown.text
+
+
+def test_a_new_conversation_confirms_again(chat_kb: KnowledgeBase) -> None:
+    first = english(chat_kb)
+    say(first, "where is my order LM2026112001")
+    say(first, "8001")
+    second = english(chat_kb)
+    [asked] = say(second, "where is my order LM2026112001")
+    assert asked.decision == "form" and TRACKING not in asked.text
+
+
+def test_three_wrong_tries_hand_off_without_showing_the_order(chat_kb: KnowledgeBase) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "where is my order LM2026112001")
+    for digits in ("1111", "2222", "3333"):
+        say(conversation, digits)
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "form_failed"
+    assert TRACKING not in bot_texts(conversation) and "earbuds" not in bot_texts(conversation)
+
+
+def test_wrong_tries_across_conversations_lock_the_order(chat_kb: KnowledgeBase) -> None:
+    tries = 0
+    while tries < order_services.CONTACT_MAX_FAILURES:
+        conversation = english(chat_kb)
+        say(conversation, "where is my order LM2026112001")
+        for digits in ("1111", "2222"):  # two per conversation, below the form's own limit
+            say(conversation, digits)
+            tries += 1
+    # Now even the right digits are not taken, in a new conversation too: a person helps.
+    conversation = english(chat_kb)
+    say(conversation, "where is my order LM2026112001")
+    [refused, *_] = say(conversation, "8001")
+    assert TRACKING not in refused.text
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "order_unconfirmed"
+    assert AuditEvent.objects.filter(
+        kind=AuditEvent.Kind.SECURITY, detail__reason="order_contact_locked"
+    ).exists()
+
+
+def test_a_confirmed_order_is_not_asked_again_for_a_return(chat_kb: KnowledgeBase) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "where is my order LM2026112002")
+    say(conversation, "8002")
+    [asked] = say(conversation, "I want to return my order LM2026112002")
+    assert asked.text == "Why are you returning it?"
+    say(conversation, "too small")
+    [done] = say(conversation, "skip")
+    assert done.decision == "action"
+    assert ReturnRequest.objects.filter(order__number="LM2026112002").exists()
+
+
+def test_a_return_says_nothing_about_the_order_before_the_digits(
+    chat_kb: KnowledgeBase,
+) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "I want to return my order")
+    [asked] = say(conversation, "LM2026111007")  # a cancelled order
+    assert "cancelled" not in asked.text and "last 4 digits" in asked.text
+    [refused] = say(conversation, "8007")
+    assert "was cancelled" in refused.text
+
+
+def test_a_corrected_order_number_asks_for_its_own_digits(chat_kb: KnowledgeBase) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "I want to return my order LM2026111503")
+    say(conversation, "8003")
+    assert conversation.state["form"]["asking"] == "reason"
+    [corrected] = say(conversation, "no, the order number is LM2026112002")
+    assert "LM2026112002" in corrected.text and "don't match" not in corrected.text
+    assert conversation.state["form"]["asking"] == "contact_digits"
+    say(conversation, "8002")
+    assert conversation.state["form"]["asking"] == "reason"
+    assert conversation.state["confirmed_orders"] == ["LM2026111503", "LM2026112002"]
+
+
+def test_an_order_without_a_mobile_number_goes_to_a_person(chat_kb: KnowledgeBase) -> None:
+    Order.objects.filter(number="LM2026112001").update(contact_phone="")
+    conversation = english(chat_kb)
+    [refused, *_] = say(conversation, "where is my order LM2026112001")
+    assert TRACKING not in refused.text
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "order_unconfirmed"
