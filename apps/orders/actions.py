@@ -41,8 +41,8 @@ def _not_found(number: str) -> ActionResult:
     )
 
 
-# The value the forms ask for to confirm an order (`slot_filling.ask`).
-CONTACT_SLOT = {"name": "contact_digits", "entity": "phone_tail", "required": True}
+# The value the forms ask for to confirm an order (an action's `data["ask"]`).
+CONTACT_SLOT: dict[str, Any] = {"name": "contact_digits", "entity": "phone_tail", "required": True}
 # How many confirmed orders a conversation remembers.
 CONFIRMED_KEPT = 10
 

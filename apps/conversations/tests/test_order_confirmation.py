@@ -8,7 +8,7 @@ import pytest
 from django.utils import translation
 
 from apps.audit.models import AuditEvent
-from apps.conversations.models import ConversationStatus, Role
+from apps.conversations.models import Conversation, ConversationStatus, Role
 from apps.conversations.tests.conftest import chinese, english, say
 from apps.knowledge.models import KnowledgeBase
 from apps.orders import services as order_services
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.django_db
 TRACKING = "SF202611200188"  # LM2026112001's tracking number
 
 
-def bot_texts(conversation: object) -> str:
-    return "\n".join(conversation.messages.filter(role=Role.BOT).values_list("text", flat=True))  # type: ignore[attr-defined]
+def bot_texts(conversation: Conversation) -> str:
+    return "\n".join(conversation.messages.filter(role=Role.BOT).values_list("text", flat=True))
 
 
 def test_the_status_is_shown_only_after_the_digits(chat_kb: KnowledgeBase) -> None:
