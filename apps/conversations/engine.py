@@ -450,8 +450,10 @@ def _decide(
     state = dict(conversation.state or {})
     # Choices offered by the last reply count for this message only, whatever it turns out to be.
     offered = state.pop("offered", None) or []
-    # So does the question searched last, for a follow-up that leans on it.
+    # So does the question searched last, for a follow-up that leans on it, and the article
+    # its answer came from.
     topic = str(state.pop("topic", None) or "")
+    topic_article = state.pop("topic_article", None)
     outcome = Outcome(decision=Decision.FALLBACK, language=language, state=state)
 
     if conversation.status in (ConversationStatus.WAITING_AGENT, ConversationStatus.AGENT):
@@ -540,7 +542,13 @@ def _decide(
             # hand-off).
             state["form"] = step.state
             answered = _respond(
-                outcome, conversation, text, offered, previous_streak, generation, context, topic
+                outcome,
+                conversation,
+                text,
+                offered,
+                previous_streak,
+                (generation, context),
+                (topic, topic_article),
             )
             if state.get("form") is step.state and answered.decision != Decision.HANDOFF:
                 answered.replies.append(Reply("\n".join(step.replies), Decision.FORM))
@@ -549,7 +557,13 @@ def _decide(
             outcome.intent = intent.name
             return _form_step(outcome, step, state)
     return _respond(
-        outcome, conversation, text, offered, previous_streak, generation, context, topic
+        outcome,
+        conversation,
+        text,
+        offered,
+        previous_streak,
+        (generation, context),
+        (topic, topic_article),
     )
 
 
@@ -565,7 +579,7 @@ def _acknowledge(
     text: str,
     offered: list[dict[str, Any]],
     previous_streak: int,
-    topic: str,
+    topic: tuple[str, Any],
 ) -> Outcome:
     """A short reply to an acknowledgement ("ok", "好的") or a lone "?": nothing is searched or
     suggested, and what the conversation was at stays as it was: the "not sure" streak (an "ok"
@@ -574,8 +588,11 @@ def _acknowledge(
     state["low_confidence_streak"] = previous_streak
     if offered:
         state["offered"] = offered
-    if topic:
-        state["topic"] = topic
+    question, article_id = topic
+    if question:
+        state["topic"] = question
+    if article_id is not None:
+        state["topic_article"] = article_id
     asks = "?" in normalize(text) or bool(_AFFIRMATIVE_RE.search(normalize(text).lower()))
     if asks or not conversation.messages.filter(role=Role.BOT).exists():
         reply = _(
@@ -595,13 +612,14 @@ def _respond(
     text: str,
     offered: list[dict[str, Any]],
     previous_streak: int,
-    generation: Generation,
-    context: ActionContext,
-    topic: str = "",
+    work: tuple[Generation, ActionContext],
+    topic: tuple[str, Any] = ("", None),
 ) -> Outcome:
     """A message no open form takes: an acknowledgement, a choice among the articles offered,
     the answer caches, the intents, then search ("not sure" when nothing answers). A question
-    searched is kept as the topic a follow-up ("how long does that take?") is searched with."""
+    searched is kept as the topic a follow-up ("how long does that take?") is searched with,
+    with the article its answer came from. `topic`: the previous message's (question, article
+    id or None)."""
     if is_acknowledgement(text):
         return _acknowledge(outcome, conversation, text, offered, previous_streak, topic)
     follow_up = is_follow_up(text)
@@ -611,15 +629,18 @@ def _respond(
         text,
         offered,
         previous_streak,
-        (generation, context),
+        work,
         topic if follow_up else None,
     )
     if answered.decision in (Decision.ANSWER, Decision.CLARIFY, Decision.FALLBACK):
         # A question searched, answered or not, is what the next message may lean on; a
         # follow-up keeps the question it leaned on ("能寄到美国吗" → "那要多久" → "关税呢").
-        question = topic if follow_up else normalize(pii.remove(text) or text)
+        question = topic[0] if follow_up else normalize(pii.remove(text) or text)
         if question:
             answered.state["topic"] = question[:TOPIC_CHARS]
+        first = answered.replies[0] if answered.replies else None
+        if answered.decision == Decision.ANSWER and first is not None and first.sources:
+            answered.state["topic_article"] = int(first.sources[0]["article_id"])
     return answered
 
 
@@ -630,11 +651,13 @@ def _respond_to(
     offered: list[dict[str, Any]],
     previous_streak: int,
     work: tuple[Generation, ActionContext],
-    topic: str | None,
+    leans_on: tuple[str, Any] | None,
 ) -> Outcome:
-    """`_respond` for a message that is not an acknowledgement. `topic` is None unless the
-    message is a follow-up; then it is the question it leans on ("" when none)."""
+    """`_respond` for a message that is not an acknowledgement. `leans_on` is None unless the
+    message is a follow-up; then it is the question it leans on ("" when none) and the article
+    that answered it (None when none did)."""
     generation, context = work
+    topic, topic_article = leans_on if leans_on is not None else (None, None)
     state, language, timings = outcome.state, outcome.language, outcome.timings_ms
     if offered:
         # A choice the customer tapped (the widget sends its title) or typed: answered from that
@@ -725,7 +748,15 @@ def _respond_to(
     # Neither is the answer to a message that names a form's topic (see above).
     semantic = None if intent is not None and intent.slots else vector
     answered = _answer(
-        outcome, answers, query, result, semantic, embedder, answer_context, cacheable
+        outcome,
+        answers,
+        query,
+        result,
+        semantic,
+        embedder,
+        answer_context,
+        cacheable,
+        leaned_on=topic_article if topic else None,
     )
     if answered is not None:
         return answered
@@ -808,7 +839,9 @@ def _ended_article(kb: Any, text: str, language: str, timings: dict[str, float])
     nothing valid answers, with the articles valid at any time from ENDED_LOOKBACK ago to as
     long ahead. None when no ended article would have been the confident answer; one still to
     come may be ("how much off in the new year sale" is not about the mid-year sale that
-    ended), and is not announced."""
+    ended), and is not announced. Nor is one the question does not name: "满减怎么算" asks how
+    spend-and-save discounts work, and Double 11's "双11满减怎么算" being nearest does not make
+    it a question about Double 11 (every sale has them)."""
     now = timezone.now()
     window = (now - ENDED_LOOKBACK, now + ENDED_LOOKBACK)
     result = _search(kb, text, language, timings, window=window, timing="ended_search")
@@ -816,7 +849,10 @@ def _ended_article(kb: Any, text: str, language: str, timings: dict[str, float])
     if not result.answerable or top is None or top.article is None:
         return None
     until = top.article.valid_until
-    return top.article if until is not None and until <= now else None
+    if until is None or until > now:
+        return None
+    named = knowledge_selectors.title_named(kb.pk, result.query, top.article.title, language)
+    return top.article if named else None
 
 
 def _ended_reply(outcome: Outcome, article: Any, state: dict[str, Any]) -> Outcome:
@@ -873,11 +909,16 @@ def _answer(
     embedder: str,
     context: tuple[Conversation, Generation],
     cacheable: bool = True,
+    leaned_on: int | None = None,
 ) -> Outcome | None:
     """Answer from the best source (generated by the model pool when one is configured, else
     extractive), or ask which of two equally good ones is meant; None when the result is not
     confident enough to answer. `cacheable` False: the answer is not written to the answer
-    caches (a follow-up's, which only fits its conversation)."""
+    caches (a follow-up's, which only fits its conversation). `leaned_on`: for a follow-up, the
+    article that answered the question it leans on; still the best source, it is answered from
+    even with another close behind: "how long does that take" after "can you ship to the US"
+    goes on about international shipping, though its own words come as close to the mainland
+    delivery times."""
     top = result.top
     if not result.answerable or top is None:
         return None
@@ -887,7 +928,11 @@ def _answer(
         if top.fused_score - s.fused_score <= settings.CHAT["CLARIFY_MARGIN"]
         and s.title != top.title
     ]
-    if close and result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]:
+    if (
+        close
+        and result.confidence < settings.CHAT["CLARIFY_BELOW_CONFIDENCE"]
+        and top.article_id != leaned_on
+    ):
         options = [top, *close]
         _offer(outcome.state, options)
         outcome.decision = Decision.CLARIFY

@@ -265,6 +265,26 @@ def expand_synonyms(query: str, kb_id: int, language: str) -> tuple[list[str], l
     return extra, canonicals
 
 
+def _name_words(text: str) -> set[str]:
+    """The words a name is recognised by: pairs of adjacent Han characters, and the terms of
+    other scripts but numbers under 100 (a day or a month: "1-11 November" names nothing)."""
+    words = set(han_pairs(text))
+    words.update(
+        term
+        for term in keyword_terms(text)
+        if not HAN_RUN_RE.fullmatch(term) and not (term.isdigit() and int(term) < 100)
+    )
+    return words
+
+
+def title_named(kb_id: int, query: str, title: str, language: str) -> bool:
+    """Whether the query names what `title` names, with a word of it typed or a synonym of one
+    ("双11" for 双十一): "双十一有什么活动" names "2026双十一购物节", "满减怎么算" names no sale,
+    though a sale's question ("双11满减怎么算") may be its nearest."""
+    extra, _canonicals = expand_synonyms(query, kb_id, language)
+    return bool(_name_words(" ".join([query, *extra])) & _name_words(title))
+
+
 def _tsquery(terms: list[str]) -> str:
     quoted = {"'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms}
     return " | ".join(sorted(quoted))
@@ -565,23 +585,41 @@ def _heading_similarities(
 
 
 def _section_terms(
-    query: str, focus: str, synonyms: list[str], language: str
+    query: str,
+    focus: str,
+    synonyms: list[str],
+    language: str,
+    topic_synonyms: list[str] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The weighted terms and Han-character pairs a guide's section is chosen with: a
     follow-up's own words count fully and the question it leans on at TOPIC_TERM_WEIGHT, the
     canonical term of a synonym typed at SYNONYM_TERM_WEIGHT ("多久" finds the section on 时效;
-    the other variants are the customers' words, not the article's: "几天没有更新")."""
+    the other variants are the customers' words, not the article's: "几天没有更新"), times
+    TOPIC_TERM_WEIGHT when it was typed in the question leaned on (`topic_synonyms`): "US" in
+    "can you ship to the US" says no more about which section "and customs?" wants than "ship"
+    does. A canonical term of more than two Han characters found whole counts as
+    all its pairs found together: "服务时间" in one section says more than "服务" in its heading
+    and "时间" in its text."""
     rest = query.replace(focus, " ") if focus else query
     parts = [(focus, 1.0), (rest, TOPIC_TERM_WEIGHT if focus else 1.0)]
-    parts += [(term, SYNONYM_TERM_WEIGHT) for term in synonyms]
+    synonym_parts = [(term, SYNONYM_TERM_WEIGHT) for term in synonyms]
+    synonym_parts += [
+        (term, SYNONYM_TERM_WEIGHT * TOPIC_TERM_WEIGHT) for term in topic_synonyms or []
+    ]
     weights: dict[str, float] = {}
     phrases: dict[str, float] = {}
-    for text, weight in parts:
+    for text, weight in parts + synonym_parts:
         for term in keyword_terms(text):
             weights[term] = max(weights.get(term, 0.0), weight)
         if language == "zh":
             for pair in han_pairs(text):
                 phrases[pair] = max(phrases.get(pair, 0.0), PHRASE_WEIGHT * weight)
+    if language == "zh":
+        for text, weight in synonym_parts:
+            for run in HAN_RUN_RE.findall(normalize(text)):
+                if len(run) > 2:
+                    whole = PHRASE_WEIGHT * weight * (len(run) - 1)
+                    phrases[run] = max(phrases.get(run, 0.0), whole)
     return weights, phrases
 
 
@@ -759,8 +797,16 @@ def search(
                 article=article,
             )
         )
-    # Which section of each guide to quote.
-    section_weights, section_phrases = _section_terms(query, focus, canonicals, language)
+    # Which section of each guide to quote; a follow-up's synonyms apart from those of the
+    # question it leans on.
+    focus_canonicals = expand_synonyms(focus, kb.pk, language)[1] if focus else canonicals
+    section_weights, section_phrases = _section_terms(
+        query,
+        focus,
+        [c for c in canonicals if c in focus_canonicals],
+        language,
+        [c for c in canonicals if c not in focus_canonicals],
+    )
 
     def similarity(headings: list[str]) -> list[float] | None:
         # The whole query's vector, a follow-up's too: "那要多久" alone says nothing a

@@ -10,12 +10,14 @@ decided (recorded on the customer's message and the conversation) and what the c
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import TestCase
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.conversations import engine, slot_filling
 from apps.conversations.engine import HUMAN_REQUEST_RE
@@ -23,7 +25,7 @@ from apps.conversations.models import Conversation, ConversationStatus, Message,
 from apps.conversations.tests.conftest import chinese, english, orders_confirmed, say
 from apps.core.text import CJK_RE, normalize
 from apps.knowledge import services as knowledge_services
-from apps.knowledge.models import KnowledgeBase
+from apps.knowledge.models import KnowledgeBase, SynonymGroup
 from apps.knowledge.selectors import search
 from apps.nlu import selectors as nlu_selectors
 from apps.nlu import services as nlu_services
@@ -236,6 +238,40 @@ def test_an_offered_article_unpublished_since_is_not_answered_from(
     replies = say(conversation, title)
     assert replies and all(r.text != ANSWERS[title] for r in replies)
     assert offered["article_id"] not in [s["article_id"] for r in replies for s in r.sources]
+
+
+# --- A promotion that has ended ----------------------------------------------------------
+
+
+def test_an_ended_promotion_is_announced_only_to_a_question_that_names_it(
+    chat_kb: KnowledgeBase, run_on_commit: Any
+) -> None:
+    # "满减怎么算" after Double 11: the sale's "双11满减怎么算" was the nearest question, and a
+    # customer who asked how spend-and-save discounts work was told that Double 11 had ended.
+    now = timezone.now()
+    run_on_commit(
+        knowledge_services.article_create,
+        knowledge_base=chat_kb,
+        status="published",
+        language="zh",
+        kind="faq",
+        title="双十一购物节",
+        questions=["双11满减怎么算"],
+        body="活动期间全场每满¥300减¥50，满减在结算时自动计算。",
+        valid_from=now - timedelta(days=20),
+        valid_until=now - timedelta(days=3),
+    )
+    run_on_commit(
+        knowledge_services.synonym_group_save,
+        SynonymGroup(knowledge_base=chat_kb, language="zh", canonical="双十一", variants=["双11"]),
+    )
+    [reply] = say(chinese(chat_kb), "满减怎么算")
+    assert "双十一购物节" not in reply.text, reply.text
+    assert "每满¥300减¥50" not in reply.text
+    for named in ("双十一满减怎么算", "双11满减怎么算"):
+        [reply] = say(chinese(chat_kb), named)
+        assert reply.decision == "answer" and reply.sources == []
+        assert "双十一购物节" in reply.text and "每满¥300减¥50" not in reply.text
 
 
 # --- Out of scope, and intents that always hand off (a trained classifier) ----------------

@@ -356,6 +356,11 @@ def test_what_is_no_follow_up(text: str) -> None:
                 ("and customs?", "International shipping")]),
         ("en", [("how long does a refund take", "How long does a refund take"),
                 ("and to paypal?", "How long does a refund take")]),
+        # Before, "Which of these do you mean?" with the mainland delivery times: the
+        # follow-up's own words come as close to those, but the customer goes on about the
+        # article that answered them.
+        ("en", [("can you ship to the US", "International shipping"),
+                ("how long does that take", "International shipping")]),
         ("zh", [("能寄到美国吗", "国际配送"), ("那要多久", "国际配送"), ("关税呢", "国际配送")]),
         ("zh", [("优惠券用不了", "优惠券"), ("为啥", "优惠券")]),
     ],
@@ -378,6 +383,9 @@ def test_a_follow_up_is_searched_with_the_question_it_leans_on(
         # Before, both quoted the destinations paragraph again (美国 found the guide).
         ("zh", ["能寄到美国吗", "那要多久"], "国际标准件：发货后时效 7-15个工作日", "美国"),
         ("zh", ["会员等级怎么算", "有什么好处"], "每单1.5倍积分", "近12个月"),
+        # Before, the destinations again: "United States" (for "US") weighed as much as a word
+        # of the follow-up.
+        ("en", ["can you ship to the US", "and customs?"], "Import duties", "Hong Kong"),
     ],
 )
 def test_a_follow_up_quotes_the_part_of_the_guide_it_asks_about(

@@ -367,3 +367,63 @@ def test_a_synonym_in_capitals_matches_only_as_written(kb, run_on_commit):
     extra, canonicals = selectors.expand_synonyms("can you ship to the US?", kb.pk, "en")
     assert canonicals == ["United States"] and "USA" in extra
     assert selectors.expand_synonyms("can you help us", kb.pk, "en") == ([], [])
+
+
+def test_a_synonyms_canonical_term_found_whole_outweighs_its_pairs_apart(kb, run_on_commit):
+    # "你们几点下班" (几点 and 下班 are customers' words for 服务时间): the general hours hold
+    # 服务时间 whole ("人工客服服务时间为每天09:00-22:00"); the English-service section has 服务
+    # in its heading and 时间 in its text, and e5's near-equal similarities to the headings
+    # (0.859-0.863) leaned its way: the English-service hours were quoted.
+    _demo_guide(kb, run_on_commit, "contact-customer-service", "zh", ["客服几点上班"])
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(
+            knowledge_base=kb,
+            language="zh",
+            canonical="服务时间",
+            variants=["几点", "下班", "上班", "营业时间"],
+        ),
+    )
+    top = selectors.search(kb, "你们几点下班").sources[0]
+    assert "09:00-22:00" in top.passage_text and "英文客服" not in top.passage_text
+
+
+def test_a_synonym_in_the_question_a_follow_up_leans_on_counts_like_its_words(kb, run_on_commit):
+    # "can you ship to the US" then "and customs?": "United States" (for "US") weighed as much
+    # as a synonym the follow-up typed, so the destinations paragraph, which lists it, was
+    # quoted again instead of the customs section.
+    _demo_guide(kb, run_on_commit, "international-shipping", "en", ["do you ship overseas"])
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(
+            knowledge_base=kb, language="en", canonical="United States", variants=["US", "USA"]
+        ),
+    )
+    for follow_up, section in (
+        ("and customs?", "Import duties and taxes"),
+        ("what can't I send?", "Standalone batteries"),
+    ):
+        query = f"can you ship to the US {follow_up}"
+        top = selectors.search(kb, query, focus=follow_up).sources[0]
+        assert top.passage_text.startswith(section), (follow_up, top.passage_heading)
+
+
+@pytest.mark.parametrize(
+    ("query", "title", "named"),
+    [
+        ("双十一有什么活动", "2026双十一购物节（2026年11月1日-11月11日）", True),
+        ("双11满减怎么算", "2026双十一购物节（2026年11月1日-11月11日）", True),  # a synonym
+        ("满减怎么算", "2026双十一购物节（2026年11月1日-11月11日）", False),
+        ("618还有优惠吗", "2026年618年中大促（2026年6月1日-6月18日）", True),
+        ("is the singles day sale still on?", "Singles' Day sale: 20% off electronics", True),
+        # Days and months name nothing.
+        ("can I return it within 11 days", "Double 11 Festival 2026 (1-11 November 2026)", False),
+    ],
+)
+def test_whether_a_question_names_what_a_title_names(kb, run_on_commit, query, title, named):
+    run_on_commit(
+        services.synonym_group_save,
+        SynonymGroup(knowledge_base=kb, language="zh", canonical="双十一", variants=["双11"]),
+    )
+    language = "en" if query.isascii() else "zh"
+    assert selectors.title_named(kb.pk, query, title, language) is named
