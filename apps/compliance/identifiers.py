@@ -1,6 +1,7 @@
 """A data subject's identifier: normalised, pseudonymised, and found again in free text.
 
-E-mail addresses and phone numbers are never stored as fields anywhere in the platform; they
+E-mail addresses are never stored as fields anywhere in the platform, and phone numbers only as
+an order's contact mobile number (`Order.contact_phone`, written in any format); otherwise they
 only occur inside what customers wrote (the encrypted originals of their messages, form answers,
 return reasons). Finding them is therefore a text search, tolerant of how people write them:
 

@@ -38,6 +38,11 @@ class Subject:
     archived_conversation_ids: set[str] = field(default_factory=set)
     message_pks: set[int] = field(default_factory=set)
     return_pks: set[int] = field(default_factory=set)
+    # The numbers of the orders the subject's conversations (archived ones included) confirmed
+    # by the last digits of their contact mobile number. Read when the subject is resolved and
+    # kept in the request's record: the erasure removes the conversations (their state) before
+    # the verification searches again, or a later run.
+    order_numbers: set[str] = field(default_factory=set)
     # What the customers wrote (as stored and as written), for the answer caches' keys.
     texts: set[str] = field(default_factory=set)
     # (knowledge base id, language) pairs the answer caches may hold their questions under.
@@ -68,6 +73,7 @@ class Subject:
             "conversations": sorted(self.conversation_ids),
             "archived_conversations": sorted(self.archived_conversation_ids),
             "returns": sorted(self.return_pks),
+            "orders": sorted(self.order_numbers),
         }
 
 
@@ -143,6 +149,14 @@ def _mentioning_conversations(subject: Subject) -> set[int]:
             if conversation_id is not None:
                 found.add(conversation_id)
     return found
+
+
+def confirmed_orders(state: Any) -> set[str]:
+    """The order numbers a conversation's dialogue state says it confirmed."""
+    numbers = state.get("confirmed_orders") if isinstance(state, dict) else None
+    if not isinstance(numbers, list):
+        return set()
+    return {number for number in numbers if isinstance(number, str) and number}
 
 
 def record_texts(record: dict[str, Any], subject: Subject | None = None) -> list[str]:
@@ -237,11 +251,12 @@ def subject_resolve(
         Q(customer_id__in=subject.customer_pks)
         | Q(public_id__in=[c for c in known.get("conversations", []) if _uuid(c)])
     )
-    for pk, public_id, kb_id, language in conversations.values_list(
-        "pk", "public_id", "knowledge_base_id", "language"
+    for pk, public_id, kb_id, language, state in conversations.values_list(
+        "pk", "public_id", "knowledge_base_id", "language", "state"
     ):
         subject.conversation_pks.add(pk)
         subject.conversation_ids.add(str(public_id))
+        subject.order_numbers |= confirmed_orders(state)
         subject.cache_scopes |= {(kb_id, language), (kb_id, "en"), (kb_id, "zh")}
     subject.return_pks |= set(
         ReturnRequest.objects.filter(conversation_id__in=subject.conversation_pks).values_list(
@@ -249,6 +264,8 @@ def subject_resolve(
         )
     )
     subject.return_pks |= {int(pk) for pk in known.get("returns", [])}
+    # A run after a failed verification: the conversations that confirmed them may be gone.
+    subject.order_numbers |= {n for n in known.get("orders", []) if isinstance(n, str) and n}
     for pk, role, text, original in Message.objects.filter(
         conversation_id__in=subject.conversation_pks
     ).values_list("pk", "role", "text", "original_encrypted"):
@@ -260,6 +277,7 @@ def subject_resolve(
         if record_matches(subject, record):
             subject.archived_conversation_ids.add(record["conversation"]["public_id"])
             subject.customer_ids.add(record["customer"]["public_id"])
+            subject.order_numbers |= confirmed_orders(record["conversation"].get("state"))
             for message in record["messages"]:
                 if message.get("role") == Role.CUSTOMER:
                     subject.texts.add(message.get("text", ""))

@@ -38,7 +38,7 @@ from apps.compliance.selectors import Subject, decrypted, record_matches, unread
 from apps.conversations.caches import AnswerCache, cache_question, question_digest
 from apps.conversations.models import Conversation, Customer, Message, SemanticCacheEntry
 from apps.knowledge.models import KnowledgeBase
-from apps.orders.models import ReturnRequest
+from apps.orders.models import Order, ReturnRequest
 from apps.safety.models import ModerationFlag
 
 logger = logging.getLogger(__name__)
@@ -236,25 +236,28 @@ class FormsStore(Store):
         return _conversations(subject).exclude(state={}).update(state={})
 
 
+def _returns(subject: Subject) -> Any:
+    """The subject's return requests: found when the subject was resolved, or opened in one of
+    the subject's conversations."""
+    return ReturnRequest.objects.filter(
+        Q(pk__in=subject.return_pks) | Q(conversation__in=_conversations(subject))
+    )
+
+
 class OrdersStore(Store):
     """Return requests opened in the subject's conversations hold free text (the reason) and a
     photo link: both are emptied and the link to the conversation cut. The return and its order
-    stay (the store's own records); the Order model holds no personal fields."""
+    stay (the store's own records); the orders' contact mobile numbers are the next store's."""
 
     key = "orders"
     label = _("Orders and returns (personal fields)")
 
-    def _returns(self, subject: Subject) -> Any:
-        return ReturnRequest.objects.filter(
-            Q(pk__in=subject.return_pks) | Q(conversation__in=_conversations(subject))
-        )
-
     def _holding(self, subject: Subject) -> Any:
         """The subject's returns that still hold a reason, a photo or the conversation link."""
-        return self._returns(subject).exclude(reason="", photo_url="", conversation__isnull=True)
+        return _returns(subject).exclude(reason="", photo_url="", conversation__isnull=True)
 
     def find(self, subject: Subject) -> Found:
-        returns = self._returns(subject)
+        returns = _returns(subject)
         holding = self._holding(subject)
         count = holding.count()
         if subject.mentionable:
@@ -270,8 +273,8 @@ class OrdersStore(Store):
         if not details.get("returns"):
             return ""
         return gettext(
-            "%(orders)d linked orders kept: orders hold no personal fields; the returns' "
-            "reason and photo were emptied."
+            "%(orders)d linked orders kept (the store's records); the returns' reason and "
+            "photo were emptied."
         ) % {"orders": details.get("orders_linked", 0)}
 
     def erase(self, subject: Subject) -> int:
@@ -288,8 +291,87 @@ class OrdersStore(Store):
                 "photo_url": r.photo_url,
                 "created_at": retention.jsonable(r.created_at),
             }
-            for r in self._returns(subject).select_related("order").order_by("pk")
+            for r in _returns(subject).select_related("order").order_by("pk")
         ]
+
+
+class OrderContactsStore(Store):
+    """The mobile number an order is delivered to (`Order.contact_phone`). The subject's orders
+    are those whose number is the subject's phone number (a phone request), those of the
+    subject's returns, and those the subject's conversations confirmed in a chat by the
+    number's last digits (`Subject.order_numbers`). The number is emptied and the order stays
+    (the store's record): a chat can then no longer confirm it and leaves it to a person."""
+
+    key = "order_contacts"
+    label = _("Orders' contact mobile numbers")
+
+    def _by_phone(self, subject: Subject) -> list[int]:
+        """Orders whose contact number is the subject's phone number: narrowed in the database
+        to numbers holding its last 4 digits, separators between them allowed ("138 0013 80
+        00"), then matched as a phone number (separators, country codes)."""
+        if subject.identifier_kind != IdentifierKind.PHONE or not subject.value:
+            return []
+        tail = r"\D*".join(subject.value[-4:])
+        candidates = Order.objects.filter(contact_phone__regex=tail)
+        return [
+            pk
+            for pk, phone in candidates.values_list("pk", "contact_phone")
+            if subject.mentioned_in(phone)
+        ]
+
+    def _holding(self, subject: Subject) -> Any:
+        """The subject's orders that still hold a contact number."""
+        return Order.objects.filter(
+            Q(pk__in=self._by_phone(subject))
+            | Q(pk__in=_returns(subject).values("order_id"))
+            | Q(number__in=sorted(subject.order_numbers))
+        ).exclude(contact_phone="")
+
+    def find(self, subject: Subject) -> Found:
+        count = self._holding(subject).count()
+        return Found(count, {"orders": count})
+
+    def note(self, details: dict[str, Any]) -> str:
+        lines = {
+            "orders": gettext(
+                "%(n)d orders kept (the store's records) with their contact mobile number "
+                "emptied: a chat can no longer confirm them, so a person helps with them."
+            ),
+        }
+        return _notes(lines, details)
+
+    def erase(self, subject: Subject) -> int:
+        return self._holding(subject).update(contact_phone="")
+
+    def export(self, subject: Subject) -> Any:
+        """Each order with its number in full where it is the subject's own phone number, else
+        only its last 4 digits: confirming an order in a chat shows that the subject knew those,
+        not that the number is theirs (it may be a relative's)."""
+        own = set(self._by_phone(subject))
+        return [
+            {
+                "number": number,
+                "item": item,
+                "contact_phone": phone if pk in own else _masked(phone),
+            }
+            for pk, number, item, phone in self._holding(subject)
+            .order_by("number")
+            .values_list("pk", "number", "item", "contact_phone")
+        ]
+
+
+def _masked(phone: str) -> str:
+    """`phone` with every digit but the last 4 as "*"."""
+    digits = sum(c.isdigit() for c in phone)
+    seen = 0
+    masked = []
+    for c in phone:
+        if c.isdigit():
+            seen += 1
+            masked.append(c if seen > digits - 4 else "*")
+        else:
+            masked.append(c)
+    return "".join(masked)
 
 
 class AgentEventsStore(Store):
@@ -825,6 +907,7 @@ STORES: list[Store] = [
     FeedbackStore(),
     FormsStore(),
     OrdersStore(),
+    OrderContactsStore(),
     AgentEventsStore(),
     ModerationFlagsStore(),
     SemanticCacheStore(),
@@ -844,6 +927,9 @@ EXTERNAL_ERASE_ORDER = ["exact_cache", "redis", "celery_results", "archives", "e
 DATABASE_ERASE_ORDER = [
     "originals",
     "feedback",
+    # Before "orders", which cuts the links from the returns to the conversations (this store
+    # finds the subject's orders through them too).
+    "order_contacts",
     "forms",
     "orders",
     "agent_events",
