@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -184,6 +185,15 @@ def pdf_layout(path: Path) -> str:
 def pdf_text(path: Path) -> str:
     """The PDF's text with white space removed, so that words wrapped in a cell still match."""
     return "".join(pdf_layout(path).split())
+
+
+def export_files(request: DataSubjectRequest, officer: Any, folder: Path) -> tuple[dict, str]:
+    """An access request's JSON export (its stores) and its PDF's text (white space removed)."""
+    data, _ = services.data_subject_request_file(request, "json", officer)
+    pdf, _ = services.data_subject_request_file(request, "pdf", officer)
+    path = folder / f"{request.public_id}.pdf"
+    path.write_bytes(pdf)
+    return json.loads(data)["stores"], pdf_text(path)
 
 
 def table_row(layout: str, after: str, label_start: str) -> tuple[int, int]:

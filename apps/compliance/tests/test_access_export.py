@@ -16,9 +16,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import translation
 
 from apps.agents.models import ConversationEvent, EventKind
-from apps.compliance import retention, services, stores
-from apps.compliance.models import DataSubjectRequest, RequestStatus
-from apps.compliance.tests.conftest import close, pdf_text, request_run, squash, start
+from apps.compliance import retention, stores
+from apps.compliance.models import RequestStatus
+from apps.compliance.tests.conftest import close, export_files, request_run, squash, start
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Message, Role
 from apps.conversations.tests.conftest import say
@@ -39,15 +39,6 @@ def _access(officers: tuple[Any, Any], run_on_commit: Any, identifier: str) -> A
     request = request_run(officers, run_on_commit, "access", "channel_id", identifier)
     assert request.status == RequestStatus.COMPLETED, (request.error, request.error_detail)
     return request
-
-
-def _export(request: DataSubjectRequest, officer: Any, folder: Path) -> tuple[dict, str]:
-    """The JSON export's stores and the PDF's text (white space removed)."""
-    data, _ = services.data_subject_request_file(request, "json", officer)
-    pdf, _ = services.data_subject_request_file(request, "pdf", officer)
-    path = folder / f"{request.public_id}.pdf"
-    path.write_bytes(pdf)
-    return json.loads(data)["stores"], pdf_text(path)
 
 
 @pytest.mark.slow
@@ -96,7 +87,7 @@ def test_the_access_export_holds_what_every_store_holds(
 
     first = _access(officers, run_on_commit, "app-user-42")
     request = _access(officers, run_on_commit, "app-user-42")  # the first one's files: a store
-    exported, text = _export(request, officers[1], compliance_storage)
+    exported, text = export_files(request, officers[1], compliance_storage)
 
     for store in stores.STORES:
         assert (store.exported_with or store.key) in exported, store.key
