@@ -511,6 +511,14 @@ def _decide(
         return _handoff(outcome, "anger", state)
 
     context = ActionContext(conversation.pk, conversation.customer_id, language, state)
+
+    def respond() -> Outcome:
+        """The message handled as one no open form takes (see `_respond`)."""
+        work = (generation, context)
+        return _respond(
+            outcome, conversation, text, offered, previous_streak, work, (topic, topic_article)
+        )
+
     form = state.get("form")
     if form:
         intent = nlu_selectors.intent_get(form["intent"])
@@ -541,30 +549,14 @@ def _decide(
             # value asked for again after the answer, unless the answer ended the form (a
             # hand-off).
             state["form"] = step.state
-            answered = _respond(
-                outcome,
-                conversation,
-                text,
-                offered,
-                previous_streak,
-                (generation, context),
-                (topic, topic_article),
-            )
+            answered = respond()
             if state.get("form") is step.state and answered.decision != Decision.HANDOFF:
                 answered.replies.append(Reply("\n".join(step.replies), Decision.FORM))
             return answered
         else:
             outcome.intent = intent.name
             return _form_step(outcome, step, state)
-    return _respond(
-        outcome,
-        conversation,
-        text,
-        offered,
-        previous_streak,
-        (generation, context),
-        (topic, topic_article),
-    )
+    return respond()
 
 
 def _asked_again(intent: Any, form: dict[str, Any], language: str) -> slot_filling.FormStep | None:
