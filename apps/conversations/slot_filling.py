@@ -269,6 +269,47 @@ _NOT_KNOWN_ZH_RE = re.compile(
 )
 
 
+# Where the last digits of an order's mobile number are asked for: the customer cannot give them
+# (not their number, forgotten, changed) or asks why they are needed.
+_CANNOT_CONFIRM_RE = re.compile(
+    r"\b(?:don['’]?t|do\s+not|didn['’]?t|can['’]?t|cannot|couldn['’]?t)\s+"
+    r"(?:know|remember|recall|have|access|find)\b"
+    r"|\bno\s+idea\b|\bnot\s+(?:my|mine)\b|\bforg[eo]t\b"
+    r"|\b(?:changed|lost|new|old)\s+(?:my\s+)?(?:phone|number|mobile)\b"
+    r"|\b(?:wife|husband|partner|mom|mum|dad|mother|father|friend|son|daughter|colleague|"
+    r"someone\s+else)\b"
+    r"|不知道|不晓得|不清楚|不记得|记不[得清住]|忘了|忘记|换号|换了号|换手机号|停机|不是我的"
+    r"|别人|家人|老婆|老公|妻子|丈夫|朋友|爸|妈|同事|帮我下的",
+    re.IGNORECASE,
+)
+_WHY_RE = re.compile(
+    r"\bwhy\b|\bwhat\s+for\b|为什么|为啥|干嘛|干什么用|凭什么|有什么用", re.IGNORECASE
+)
+
+
+def _contact_unconfirmed(
+    asking: dict[str, Any], form: dict[str, Any], text: str, language: str, entities: list[Any]
+) -> FormStep | None:
+    """A message with no digits where an order's mobile digits are asked for: why they are
+    needed, explained and asked for again (no attempt counted); not known, a person to confirm
+    the order another way; None for anything else."""
+    cleaned = normalize(text)
+    if _WHY_RE.search(cleaned):
+        why = _(
+            "Order details such as the item and the tracking number are shown only to someone "
+            "who knows the mobile number the order is delivered to."
+        )
+        return FormStep([why, _prompt(asking, language)], form, entities=entities)
+    if _CANNOT_CONFIRM_RE.search(cleaned):
+        return FormStep(
+            [_("No problem: a colleague can confirm the order with you another way.")],
+            None,
+            entities=entities,
+            handoff_reason="order_unconfirmed",
+        )
+    return None
+
+
 def is_order_number_unknown(text: str) -> bool:
     """Whether `text`, typed where the order number is asked for, says the customer does not
     know it or asks where to find it ("I don't know the order number", "where do I find it",
@@ -682,6 +723,10 @@ def form_continue(
             return _advance(intent, form, language, context, replies, entities)
         if replies:  # a correction only; checked, then what is missing asked for again
             return _advance(intent, form, language, context, replies, entities)
+        if asking.get("entity") == "phone_tail":
+            step = _contact_unconfirmed(asking, form, text, language, entities)
+            if step is not None:
+                return step
         if asking.get("entity") == "order_number" and is_order_number_unknown(text):
             return _order_number_unknown(asking, form, language, entities)
         if not found and (

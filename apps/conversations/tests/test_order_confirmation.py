@@ -136,3 +136,44 @@ def test_an_order_without_a_mobile_number_goes_to_a_person(chat_kb: KnowledgeBas
     assert TRACKING not in refused.text
     assert conversation.status == ConversationStatus.WAITING_AGENT
     assert conversation.handoff_reason == "order_unconfirmed"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I don't know the number, my wife ordered it", "不记得了", "我换号了", "not my phone"],
+)
+def test_a_customer_who_cannot_give_the_digits_goes_to_a_person(
+    chat_kb: KnowledgeBase, text: str
+) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "where is my order LM2026112001")
+    [reply, *_] = say(conversation, text)
+    chinese_text = any("\u4e00" <= c <= "\u9fff" for c in text)
+    with translation.override("zh-hans" if chinese_text else "en"):
+        expected = translation.gettext(
+            "No problem: a colleague can confirm the order with you another way."
+        )
+    assert reply.text == expected
+    assert conversation.status == ConversationStatus.WAITING_AGENT
+    assert conversation.handoff_reason == "order_unconfirmed"
+    assert TRACKING not in bot_texts(conversation)
+
+
+@pytest.mark.parametrize("text", ["why do you need that?", "为什么要手机号"])
+def test_why_the_digits_are_asked_is_explained_and_they_are_asked_again(
+    chat_kb: KnowledgeBase, text: str
+) -> None:
+    conversation = english(chat_kb)
+    say(conversation, "where is my order LM2026112001")
+    [reply] = say(conversation, text)
+    assert conversation.status == ConversationStatus.BOT
+    form = conversation.state["form"]
+    assert form["asking"] == "contact_digits" and form["attempts"] == 0
+    with translation.override("zh-hans" if "为" in text else "en"):
+        why = translation.gettext(
+            "Order details such as the item and the tracking number are shown only to someone "
+            "who knows the mobile number the order is delivered to."
+        )
+    assert reply.text.startswith(why)
+    [shown] = say(conversation, "8001")
+    assert TRACKING in shown.text
