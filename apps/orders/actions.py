@@ -58,7 +58,7 @@ def _confirmation(
         return None
     values = {"number": order.number, "digits": services.CONTACT_DIGITS}
     typed = slots.get(CONTACT_SLOT["name"])
-    if typed is None and order.contact_phone:
+    if typed is None and order.contact_phone and not services.contact_locked(order):
         return ActionResult(
             _(
                 "To keep your order details private, please tell me the last %(digits)s digits "

@@ -69,12 +69,17 @@ def _failures_key(order: Order) -> str:
     return f"orders:contact-failures:{order.pk}"
 
 
+def contact_locked(order: Order) -> bool:
+    """Whether too many wrong tries in the last hour keep `order` from being confirmed."""
+    return int(cache.get(_failures_key(order)) or 0) >= CONTACT_MAX_FAILURES
+
+
 def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = None) -> str:
     """Whether `digits` are the last digits of the order's contact mobile number: "ok",
     "wrong", "locked" (too many wrong tries for this order in the last hour; the try that
     reaches the limit records a security event) or "no_contact" (the order has none)."""
     key = _failures_key(order)
-    if int(cache.get(key) or 0) >= CONTACT_MAX_FAILURES:
+    if contact_locked(order):
         return "locked"
     expected = contact_tail(order.contact_phone)
     if not expected:

@@ -58,6 +58,10 @@ def test_too_many_wrong_tries_lock_the_order_and_are_recorded(order: Order) -> N
     assert services.contact_confirm(order, "0000", conversation_id=7) == "locked"
     # Locked for everyone, the right digits included, until the hour is over.
     assert services.contact_confirm(order, "8001") == "locked"
+    assert services.contact_locked(order)
+    context = ActionContext(conversation_id=0, customer_id=0, language="en")
+    refused = actions.order_status_lookup({"order_number": order.number}, context)
+    assert refused.handoff_reason == "order_unconfirmed" and "ask" not in refused.data
     [event] = AuditEvent.objects.filter(kind=AuditEvent.Kind.SECURITY)
     assert event.detail == {
         "reason": "order_contact_locked",
