@@ -11,7 +11,8 @@ back: no customer, message or hand-off stays behind, and no agent is ever offere
 Answerable queries are counted as `right` (answered from the labelled article), `wrong` (from
 another), `ended` (told that the promotion asked about is over: no article is quoted),
 `clarified_right` / `clarified` ("which of these?", with or without the labelled article among
-the choices), `not_sure`, `handed_off`, `form` (a form started or an intent's fixed reply) or
+the choices), `not_sure_suggested` / `not_sure` ("not sure", suggesting the labelled article
+or not), `handed_off`, `form` (a form started or an intent's fixed reply) or
 `refused` (the guard); out-of-scope ones as `handed_off`, `not_sure` or `answered` (anything
 else). Rates are shares of the answerable and out-of-scope queries respectively.
 """
@@ -32,7 +33,13 @@ from django.db import transaction
 from django.test.utils import override_settings
 
 from apps.conversations import services
-from apps.conversations.models import Channel, ConversationStatus, Decision, Message
+from apps.conversations.models import (
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Decision,
+    Message,
+)
 from apps.core.text import CJK_RE
 from apps.knowledge import selectors as knowledge_selectors
 from apps.knowledge.evaluation import read_jsonl
@@ -44,6 +51,7 @@ ANSWERABLE = (
     "ended",
     "clarified_right",
     "clarified",
+    "not_sure_suggested",
     "not_sure",
     "handed_off",
     "form",
@@ -82,16 +90,23 @@ def _knowledge_base(kb_id: int) -> KnowledgeBase:
 
 
 def _outcome(
-    answerable: bool, gold: str, message: Message, handed_off: bool, external: dict[int, str]
+    answerable: bool,
+    gold: str,
+    message: Message,
+    conversation: Conversation,
+    external: dict[int, str],
 ) -> tuple[str, list[str]]:
     """The query's category and the external ids of the articles the reply cites (or offers),
-    from what the engine recorded on the customer's message."""
+    from what the engine recorded on the customer's message and the conversation."""
     cited = [external.get(int(s.get("article_id") or 0), "?") for s in message.sources]
-    if handed_off:
+    if conversation.status == ConversationStatus.WAITING_AGENT:
         return "handed_off", cited
     decision = message.decision
     if decision == Decision.FALLBACK:
-        return "not_sure", cited
+        offered = conversation.state.get("offered") or []
+        cited = [external.get(int(o.get("article_id") or 0), "?") for o in offered]
+        suggested = answerable and gold in cited
+        return ("not_sure_suggested" if suggested else "not_sure"), cited
     if not answerable:
         return "answered", cited
     if decision == Decision.ANSWER:
@@ -143,7 +158,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
                     answerable,
                     str(row["faq_id"] or ""),
                     message,
-                    conversation.status == ConversationStatus.WAITING_AGENT,
+                    conversation,
                     external,
                 )
                 counts["answerable" if answerable else "out_of_scope"][category] += 1

@@ -60,3 +60,19 @@ def test_bad_input_is_refused(chat_kb: KnowledgeBase, tmp_path: Path) -> None:
         evaluate(tmp_path, QUERIES, "--kb", "999999")
     with pytest.raises(CommandError, match="needs query and faq_id"):
         evaluate(tmp_path, [{"query": "hi"}], "--kb", str(chat_kb.pk))
+
+
+def test_not_sure_counts_whether_the_right_article_was_suggested() -> None:
+    from apps.conversations.evaluation import _outcome
+
+    unsure = Message(decision="fallback", sources=[])
+    offered = Conversation(status="bot", state={"offered": [{"article_id": 5}, {"article_id": 6}]})
+    external = {5: "refund-time", 6: "invoice"}
+    assert _outcome(True, "invoice", unsure, offered, external) == (
+        "not_sure_suggested",
+        ["refund-time", "invoice"],
+    )
+    assert _outcome(True, "password", unsure, offered, external)[0] == "not_sure"
+    assert _outcome(False, "", unsure, offered, external)[0] == "not_sure"
+    offered.status = "waiting_agent"
+    assert _outcome(True, "invoice", unsure, offered, external)[0] == "handed_off"
