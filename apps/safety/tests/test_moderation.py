@@ -149,6 +149,17 @@ def test_the_default_lexicon_blocks_insults_in_both_languages() -> None:
     assert "傻逼" in moderate("你个傻 逼").terms
 
 
+@pytest.mark.parametrize("text", ["你是猪吗", "你是猪啊", "你 是 头 猪"])
+def test_calling_the_agent_a_pig_is_blocked(text: str) -> None:
+    verdict = moderate(text, "zh")
+    assert verdict.blocked and verdict.source == "lexicon", verdict
+
+
+@pytest.mark.parametrize("text", ["我买的猪肉脯坏了", "小猪佩奇玩具能退吗", "猪肉怎么退"])
+def test_pork_and_toy_pigs_pass(text: str) -> None:
+    assert not moderate(text, "zh").blocked
+
+
 def test_lexicon_edits_take_effect_at_once() -> None:
     text = "your product is a scam and you are clowns"
     assert not moderate(text).blocked  # the classifier lets it through
