@@ -278,6 +278,12 @@ def subject_resolve(
             subject.archived_conversation_ids.add(record["conversation"]["public_id"])
             subject.customer_ids.add(record["customer"]["public_id"])
             subject.order_numbers |= confirmed_orders(record["conversation"].get("state"))
+            # Archiving cut the returns' link to the conversation; the record names them.
+            subject.return_pks |= set(
+                ReturnRequest.objects.filter(number__in=record.get("returns") or []).values_list(
+                    "pk", flat=True
+                )
+            )
             for message in record["messages"]:
                 if message.get("role") == Role.CUSTOMER:
                     subject.texts.add(message.get("text", ""))

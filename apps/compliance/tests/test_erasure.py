@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.storage import FileSystemStorage
+from django.core.management import call_command
 from django.utils import translation
 
 from apps.agents.models import ConversationEvent, EventKind
@@ -25,6 +27,7 @@ from apps.compliance import retention, services
 from apps.compliance.models import DataSubjectRequest, RequestStatus
 from apps.compliance.tests.conftest import (
     close,
+    old_conversation,
     pdf_layout,
     pdf_text,
     squash,
@@ -441,3 +444,26 @@ def test_a_store_failing_mid_erasure_leaves_the_database_unchanged_and_a_rerun_f
     assert request.results["messages"]["removed"] == len(before["messages"])
     assert list(retention.archive_records()) == []
     assert not Customer.objects.filter(pk=conv.customer_id).exists()
+
+
+def test_erasure_by_channel_id_empties_the_returns_of_archived_conversations(
+    chat_kb: Any, officers: tuple[Any, Any], compliance_storage: Path, run_on_commit: Any
+) -> None:
+    """Archiving a conversation cuts its returns' link to it; the archived record still names
+    them, so an erasure by the app's user id finds their reason and photo."""
+    requester, approver = officers
+    old = old_conversation(chat_kb, "app-user-77")
+    returned = ReturnRequest.objects.get(conversation=old)
+    call_command("retention_archive", stdout=io.StringIO())
+    returned.refresh_from_db()
+    assert returned.conversation_id is None and returned.reason
+
+    request = services.data_subject_request_create(
+        user=requester, kind="erasure", identifier_kind="channel_id", identifier="app-user-77"
+    )
+    services.data_subject_request_approve(request, approver)
+    run_on_commit(services.data_subject_request_queue, request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED, (request.error, request.error_detail)
+    returned.refresh_from_db()
+    assert (returned.reason, returned.photo_url) == ("", "")
