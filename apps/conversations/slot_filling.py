@@ -556,13 +556,16 @@ def _acted(
         form["attempts"] = form.get("attempts", 0) + 1
         if form["attempts"] < MAX_ATTEMPTS:
             return FormStep([*replies, result.text], form, entities=entities, action_result=result)
+        # Wrong digits for an order's mobile number: the order could not be confirmed, which
+        # the person taking over needs to know more than that a form failed.
+        unconfirmed = ask.get("entity") == "phone_tail"
         return FormStep(
             [*replies, _("Sorry, I couldn't confirm that.")],
             None,
             decision="action",
             entities=entities,
             action_result=result,
-            handoff_reason="form_failed",
+            handoff_reason="order_unconfirmed" if unconfirmed else "form_failed",
         )
     if result.data.get("found") is False and "order_number" in form["slots"]:
         # A number that is well-formed but unknown: ask for it again rather than give up.

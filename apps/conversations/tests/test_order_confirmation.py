@@ -69,7 +69,7 @@ def test_three_wrong_tries_hand_off_without_showing_the_order(chat_kb: Knowledge
     for digits in ("1111", "2222", "3333"):
         say(conversation, digits)
     assert conversation.status == ConversationStatus.WAITING_AGENT
-    assert conversation.handoff_reason == "form_failed"
+    assert conversation.handoff_reason == "order_unconfirmed"
     assert TRACKING not in bot_texts(conversation) and "earbuds" not in bot_texts(conversation)
 
 
