@@ -17,6 +17,7 @@ from apps.compliance.models import IdentifierKind
 from apps.conversations.models import Conversation, Customer, Message, Role
 from apps.core import crypto
 from apps.orders.models import ReturnRequest
+from apps.orders.services import confirmed_orders
 from apps.safety.pseudonyms import pseudonym_candidates
 
 logger = logging.getLogger(__name__)
@@ -151,14 +152,6 @@ def _mentioning_conversations(subject: Subject) -> set[int]:
     return found
 
 
-def confirmed_orders(state: Any) -> set[str]:
-    """The order numbers a conversation's dialogue state says it confirmed."""
-    numbers = state.get("confirmed_orders") if isinstance(state, dict) else None
-    if not isinstance(numbers, list):
-        return set()
-    return {number for number in numbers if isinstance(number, str) and number}
-
-
 def record_texts(record: dict[str, Any], subject: Subject | None = None) -> list[str]:
     """Every free text of an archived conversation, encrypted originals decrypted."""
     texts = [
@@ -256,7 +249,7 @@ def subject_resolve(
     ):
         subject.conversation_pks.add(pk)
         subject.conversation_ids.add(str(public_id))
-        subject.order_numbers |= confirmed_orders(state)
+        subject.order_numbers.update(confirmed_orders(state))
         subject.cache_scopes |= {(kb_id, language), (kb_id, "en"), (kb_id, "zh")}
     subject.return_pks |= set(
         ReturnRequest.objects.filter(conversation_id__in=subject.conversation_pks).values_list(
@@ -277,7 +270,7 @@ def subject_resolve(
         if record_matches(subject, record):
             subject.archived_conversation_ids.add(record["conversation"]["public_id"])
             subject.customer_ids.add(record["customer"]["public_id"])
-            subject.order_numbers |= confirmed_orders(record["conversation"].get("state"))
+            subject.order_numbers.update(confirmed_orders(record["conversation"].get("state")))
             # Archiving cut the returns' link to the conversation; the record names them.
             subject.return_pks |= set(
                 ReturnRequest.objects.filter(number__in=record.get("returns") or []).values_list(

@@ -43,8 +43,6 @@ def _not_found(number: str) -> ActionResult:
 
 # The value the forms ask for to confirm an order (an action's `data["ask"]`).
 CONTACT_SLOT: dict[str, Any] = {"name": "contact_digits", "entity": "phone_tail", "required": True}
-# How many confirmed orders a conversation remembers.
-CONFIRMED_KEPT = 10
 
 
 def _confirmation(
@@ -53,7 +51,7 @@ def _confirmation(
     """None when the conversation may see `order` (confirmed now or earlier); otherwise what to
     say: the last digits of its mobile number asked for (again), or, for an order with no
     number or too many wrong tries, a person to take over."""
-    confirmed = list(context.state.get("confirmed_orders") or [])
+    confirmed = services.confirmed_orders(context.state)
     if order.number in confirmed:
         return None
     values = {"number": order.number, "digits": services.CONTACT_DIGITS}
@@ -71,7 +69,8 @@ def _confirmation(
         order, str(typed or ""), conversation_id=context.conversation_id or None
     )
     if outcome == "ok":
-        context.state["confirmed_orders"] = [*confirmed, order.number][-CONFIRMED_KEPT:]
+        kept = [*confirmed, order.number][-services.CONFIRMED_KEPT :]
+        context.state[services.CONFIRMED_ORDERS_KEY] = kept
         return None
     if outcome == "wrong":
         return ActionResult(

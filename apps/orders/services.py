@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
@@ -56,6 +57,20 @@ def order_find(number: str) -> Order | None:
         matches = list(Order.objects.filter(number__iregex=rf"^[a-z]{{2}}{number}$")[:2])
         return matches[0] if len(matches) == 1 else None
     return Order.objects.filter(number__iexact=number).first()
+
+
+# Where a conversation's dialogue state keeps the numbers of the orders it confirmed (the
+# actions write it; data-subject requests read it), and how many it keeps.
+CONFIRMED_ORDERS_KEY = "confirmed_orders"
+CONFIRMED_KEPT = 10
+
+
+def confirmed_orders(state: Any) -> list[str]:
+    """The order numbers a conversation's dialogue state says it confirmed, oldest first."""
+    numbers = state.get(CONFIRMED_ORDERS_KEY) if isinstance(state, dict) else None
+    if not isinstance(numbers, list):
+        return []
+    return [number for number in numbers if isinstance(number, str) and number]
 
 
 def contact_tail(phone: str) -> str:
