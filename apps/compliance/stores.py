@@ -14,6 +14,7 @@ its messages with their originals decrypted, ratings, form state and agent event
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -319,10 +320,13 @@ class OrderContactsStore(Store):
             if subject.mentioned_in(phone)
         ]
 
-    def _holding(self, subject: Subject) -> Any:
-        """The subject's orders that still hold a contact number."""
+    def _holding(self, subject: Subject, by_phone: list[int] | None = None) -> Any:
+        """The subject's orders that still hold a contact number (`by_phone`: `_by_phone`'s
+        answer, when the caller has it already)."""
+        if by_phone is None:
+            by_phone = self._by_phone(subject)
         return Order.objects.filter(
-            Q(pk__in=self._by_phone(subject))
+            Q(pk__in=by_phone)
             | Q(pk__in=_returns(subject).values("order_id"))
             | Q(number__in=sorted(subject.order_numbers))
         ).exclude(contact_phone="")
@@ -347,31 +351,26 @@ class OrderContactsStore(Store):
         """Each order with its number in full where it is the subject's own phone number, else
         only its last 4 digits: confirming an order in a chat shows that the subject knew those,
         not that the number is theirs (it may be a relative's)."""
-        own = set(self._by_phone(subject))
+        own = self._by_phone(subject)
         return [
             {
                 "number": number,
                 "item": item,
                 "contact_phone": phone if pk in own else _masked(phone),
             }
-            for pk, number, item, phone in self._holding(subject)
+            for pk, number, item, phone in self._holding(subject, own)
             .order_by("number")
             .values_list("pk", "number", "item", "contact_phone")
         ]
 
 
+# A digit with at least 4 more digits after it.
+_MASKED_DIGIT_RE = re.compile(r"\d(?=(?:\D*\d){4})")
+
+
 def _masked(phone: str) -> str:
     """`phone` with every digit but the last 4 as "*"."""
-    digits = sum(c.isdigit() for c in phone)
-    seen = 0
-    masked = []
-    for c in phone:
-        if c.isdigit():
-            seen += 1
-            masked.append(c if seen > digits - 4 else "*")
-        else:
-            masked.append(c)
-    return "".join(masked)
+    return _MASKED_DIGIT_RE.sub("*", phone)
 
 
 class AgentEventsStore(Store):
