@@ -546,40 +546,41 @@ def _acted(
     wants besides (`data["ask"]`, again when `data["rejected"]`), or asking for the order
     number again when that number was not found."""
     ask = result.data.get("ask")
+    if ask and ask["name"] not in {slot["name"] for slot in form.get("extra", [])}:
+        form.setdefault("extra", []).append(ask)
+    again = None  # the slot asked for again, counted as a failed attempt
     if ask:
-        if ask["name"] not in {slot["name"] for slot in form.get("extra", [])}:
-            form.setdefault("extra", []).append(ask)
         form["asking"] = ask["name"]
         if not result.data.get("rejected"):
             return FormStep([*replies, result.text], form, entities=entities, action_result=result)
-        form["slots"].pop(ask["name"], None)
-        form["attempts"] = form.get("attempts", 0) + 1
-        if form["attempts"] < MAX_ATTEMPTS:
-            return FormStep([*replies, result.text], form, entities=entities, action_result=result)
-        # Wrong digits for an order's mobile number: the order could not be confirmed, which
-        # the person taking over needs to know more than that a form failed.
-        unconfirmed = ask.get("entity") == "phone_tail"
+        again = ask["name"]
+    elif result.data.get("found") is False and "order_number" in form["slots"]:
+        # A number that is well-formed but unknown: ask for it again rather than give up.
+        _extras_cleared(form)
+        again = "order_number"
+    if again is None:
         return FormStep(
-            [*replies, _("Sorry, I couldn't confirm that.")],
+            [*replies, result.text],
             None,
             decision="action",
             entities=entities,
             action_result=result,
-            handoff_reason="order_unconfirmed" if unconfirmed else "form_failed",
+            handoff_reason=result.handoff_reason,
         )
-    if result.data.get("found") is False and "order_number" in form["slots"]:
-        # A number that is well-formed but unknown: ask for it again rather than give up.
-        form["slots"].pop("order_number")
-        _extras_cleared(form)
-        form["asking"] = "order_number"
-        form["attempts"] = form.get("attempts", 0) + 1
-        if form["attempts"] < MAX_ATTEMPTS:
-            return FormStep([*replies, result.text], form, entities=entities, action_result=result)
-        handoff_reason = "form_failed"
-    else:
-        handoff_reason = result.handoff_reason
+    form["slots"].pop(again, None)
+    form["asking"] = again
+    form["attempts"] = form.get("attempts", 0) + 1
+    if form["attempts"] < MAX_ATTEMPTS:
+        return FormStep([*replies, result.text], form, entities=entities, action_result=result)
+    text, handoff_reason = result.text, "form_failed"
+    if ask:
+        # Wrong digits for an order's mobile number: the order could not be confirmed, which
+        # the person taking over needs to know more than that a form failed.
+        text = _("Sorry, I couldn't confirm that.")
+        if ask.get("entity") == "phone_tail":
+            handoff_reason = "order_unconfirmed"
     return FormStep(
-        [*replies, result.text],
+        [*replies, text],
         None,
         decision="action",
         entities=entities,
