@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.orders.models import Order, OrderStatus, ReturnRequest
+from apps.orders.models import ContactCheckFailure, Order, OrderStatus, ReturnRequest
 
 # Links typed without a scheme are read as https (Django 6's default, asked for explicitly).
 URL_FIELDS: dict[Any, dict[str, Any]] = {
@@ -44,3 +44,19 @@ class ReturnRequestAdmin(admin.ModelAdmin):
     list_select_related = ("order",)
     raw_id_fields = ("order", "conversation")
     formfield_overrides = URL_FIELDS
+
+
+@admin.register(ContactCheckFailure)
+class ContactCheckFailureAdmin(admin.ModelAdmin):
+    """Wrong answers to orders' contact checks, to look at: `contact_confirm` writes them and
+    deletes those older than the lock window."""
+
+    list_display = ("order", "created_at", "conversation")
+    list_select_related = ("order", "conversation")
+    search_fields = ("order__number",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

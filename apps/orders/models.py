@@ -82,3 +82,37 @@ class ReturnRequest(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.number
+
+
+class ContactCheckFailure(models.Model):
+    """One wrong answer to an order's contact check in a chat (the last digits of its mobile
+    number). Kept in the database, not the cache, so that a restart or a second server process
+    does not hand out fresh tries; rows older than the lock window are deleted as new ones come."""
+
+    order = models.ForeignKey(
+        Order,
+        on_delete=models.CASCADE,
+        related_name="contact_check_failures",
+        verbose_name=_("order"),
+        db_index=False,  # the (order, created_at) index below serves lookups by order
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    conversation = models.ForeignKey(
+        "conversations.Conversation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("conversation"),
+    )
+
+    class Meta:
+        verbose_name = _("failed contact check")
+        verbose_name_plural = _("failed contact checks")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["order", "created_at"], name="orders_contact_fail_order_at")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} @ {self.created_at}"

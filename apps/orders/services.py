@@ -6,17 +6,22 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
-from apps.orders.models import Order, OrderStatus, ReturnRequest, ReturnStatus
+from apps.orders.models import (
+    ContactCheckFailure,
+    Order,
+    OrderStatus,
+    ReturnRequest,
+    ReturnStatus,
+)
 
 # Returns within this many days of delivery need no reason check (the help centre's "7-day
 # no-reason returns"); later ones, up to the quality-issue window, go to a person for review.
@@ -25,10 +30,12 @@ QUALITY_ISSUE_DAYS = 30
 
 
 # A chat shows an order only to someone who gives the last digits of its contact mobile number.
-# Wrong digits for one order are counted over an hour, whoever types them (a new conversation
-# starts the count afresh, the order does not): at the limit the order cannot be confirmed in a
-# chat until the hour is over, and a security event is recorded. Ten thousand possible endings,
-# five tries an hour.
+# Wrong digits for one order are counted over the last hour, whoever types them (a new
+# conversation starts the count afresh, the order does not): at the limit the order cannot be
+# confirmed in a chat until the oldest of those tries is an hour old, and a security event is
+# recorded. Ten thousand possible endings, five tries an hour. Each wrong try is a
+# `ContactCheckFailure` row in the database, not a cache entry: a restart or a second server
+# process (the embedded mode's cache is each process's own memory) must not hand out fresh tries.
 CONTACT_DIGITS = 4
 CONTACT_MAX_FAILURES = 5
 CONTACT_LOCK_SECONDS = 3600
@@ -80,20 +87,21 @@ def contact_tail(phone: str) -> str:
     return digits[-CONTACT_DIGITS:] if len(digits) >= CONTACT_DIGITS else ""
 
 
-def _failures_key(order: Order) -> str:
-    return f"orders:contact-failures:{order.pk}"
+def _window_start() -> datetime:
+    """Wrong tries made after this moment count towards the limit."""
+    return timezone.now() - timedelta(seconds=CONTACT_LOCK_SECONDS)
 
 
 def contact_locked(order: Order) -> bool:
     """Whether too many wrong tries in the last hour keep `order` from being confirmed."""
-    return int(cache.get(_failures_key(order)) or 0) >= CONTACT_MAX_FAILURES
+    recent = ContactCheckFailure.objects.filter(order_id=order.pk, created_at__gt=_window_start())
+    return recent.count() >= CONTACT_MAX_FAILURES
 
 
 def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = None) -> str:
     """Whether `digits` are the last digits of the order's contact mobile number: "ok",
     "wrong", "locked" (too many wrong tries for this order in the last hour; the try that
     reaches the limit records a security event) or "no_contact" (the order has none)."""
-    key = _failures_key(order)
     if contact_locked(order):
         return "locked"
     expected = contact_tail(order.contact_phone)
@@ -101,14 +109,21 @@ def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = 
         return "no_contact"
     if hmac.compare_digest(expected, contact_tail(digits) or "-"):
         return "ok"
-    # add() starts the hour at the first wrong try; incr() keeps the key's expiry.
-    cache.add(key, 0, CONTACT_LOCK_SECONDS)
-    try:
-        failures = cache.incr(key)
-    except ValueError:  # expired between the two calls
-        cache.set(key, 1, CONTACT_LOCK_SECONDS)
-        failures = 1
-    if failures < CONTACT_MAX_FAILURES:
+    with transaction.atomic():
+        # Wrong tries for one order are counted and recorded one at a time, so that of two
+        # coming together only one can reach the limit (and record the event), and none
+        # goes past it.
+        Order.objects.select_for_update().only("pk").get(pk=order.pk)
+        failures = ContactCheckFailure.objects.filter(order_id=order.pk)
+        # Tries from before the hour no longer count: dropped here, so the table stays small
+        # and what is left is the count.
+        failures.filter(created_at__lte=_window_start()).delete()
+        count = failures.count()
+        if count >= CONTACT_MAX_FAILURES:  # another try reached the limit meanwhile
+            return "locked"
+        ContactCheckFailure.objects.create(order_id=order.pk, conversation_id=conversation_id)
+        count += 1
+    if count < CONTACT_MAX_FAILURES:
         return "wrong"
     audit_record(
         AuditEvent.Kind.SECURITY,
@@ -116,7 +131,7 @@ def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = 
             "reason": "order_contact_locked",
             "order_id": order.pk,
             "conversation_id": conversation_id,
-            "failures": failures,
+            "failures": count,
         },
     )
     return "locked"

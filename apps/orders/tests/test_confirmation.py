@@ -3,24 +3,46 @@ and the per-order limit on wrong tries."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.conversations import services as conversation_services
+from apps.conversations.models import Conversation
+from apps.knowledge import services as knowledge_services
 from apps.nlu.actions import ActionContext
 from apps.orders import actions, services
-from apps.orders.models import Order
+from apps.orders.models import ContactCheckFailure, Order
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def order(db: Any) -> Order:
-    cache.clear()  # wrong tries are counted in the cache, which outlives a test's transaction
     services.demo_orders_load()
     return Order.objects.get(number="LM2026112001")
+
+
+@pytest.fixture
+def conversation(db: Any) -> Conversation:
+    """A conversation for the wrong tries to name (the failures point at it)."""
+    kb = knowledge_services.knowledge_base_create(name="Orders", languages=["en"])
+    return conversation_services.conversation_start(knowledge_base=kb, locale="en")
+
+
+def lock_events() -> list[AuditEvent]:
+    return list(
+        AuditEvent.objects.filter(
+            kind=AuditEvent.Kind.SECURITY, detail__reason="order_contact_locked"
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,11 +73,13 @@ def test_an_order_without_a_number_cannot_be_confirmed(order: Order) -> None:
     assert services.contact_confirm(order, "8001") == "no_contact"
 
 
-def test_too_many_wrong_tries_lock_the_order_and_are_recorded(order: Order) -> None:
+def test_too_many_wrong_tries_lock_the_order_and_are_recorded(
+    order: Order, conversation: Conversation
+) -> None:
     for _ in range(services.CONTACT_MAX_FAILURES - 1):
-        assert services.contact_confirm(order, "0000", conversation_id=7) == "wrong"
+        assert services.contact_confirm(order, "0000", conversation_id=conversation.pk) == "wrong"
     assert not AuditEvent.objects.filter(kind=AuditEvent.Kind.SECURITY).exists()
-    assert services.contact_confirm(order, "0000", conversation_id=7) == "locked"
+    assert services.contact_confirm(order, "0000", conversation_id=conversation.pk) == "locked"
     # Locked for everyone, the right digits included, until the hour is over.
     assert services.contact_confirm(order, "8001") == "locked"
     assert services.contact_locked(order)
@@ -66,12 +90,86 @@ def test_too_many_wrong_tries_lock_the_order_and_are_recorded(order: Order) -> N
     assert event.detail == {
         "reason": "order_contact_locked",
         "order_id": order.pk,
-        "conversation_id": 7,
+        "conversation_id": conversation.pk,
         "failures": services.CONTACT_MAX_FAILURES,
     }
     # Another order is not locked.
     other = Order.objects.get(number="LM2026112002")
     assert services.contact_confirm(other, "8002") == "ok"
+    # Each wrong try is kept, with the conversation it came from.
+    failures = ContactCheckFailure.objects.filter(order=order)
+    assert failures.count() == services.CONTACT_MAX_FAILURES
+    assert set(failures.values_list("conversation_id", flat=True)) == {conversation.pk}
+
+
+def test_the_lock_survives_a_cleared_cache(order: Order) -> None:
+    # The embedded mode's cache is each process's memory: a restart, or another server
+    # process, sees it empty. The wrong tries must still count.
+    for _ in range(services.CONTACT_MAX_FAILURES - 1):
+        assert services.contact_confirm(order, "0000") == "wrong"
+        cache.clear()
+    assert services.contact_confirm(order, "0000") == "locked"
+    cache.clear()
+    assert services.contact_locked(order)
+    assert services.contact_confirm(order, "8001") == "locked"
+
+
+def test_wrong_tries_older_than_the_hour_do_not_count(order: Order) -> None:
+    for _ in range(services.CONTACT_MAX_FAILURES):
+        services.contact_confirm(order, "0000")
+    assert services.contact_locked(order)
+    window = timedelta(seconds=services.CONTACT_LOCK_SECONDS)
+    # All but one of them an hour old (and a second): no longer locked, and one try is left
+    # before the limit is reached again.
+    failures = ContactCheckFailure.objects.filter(order=order)
+    old = list(failures.values_list("pk", flat=True)[: services.CONTACT_MAX_FAILURES - 1])
+    ContactCheckFailure.objects.filter(pk__in=old).update(
+        created_at=timezone.now() - window - timedelta(seconds=1)
+    )
+    assert not services.contact_locked(order)
+    assert services.contact_confirm(order, "8001") == "ok"
+    for _ in range(services.CONTACT_MAX_FAILURES - 2):
+        assert services.contact_confirm(order, "0000") == "wrong"
+    # The old rows went when the next wrong try was recorded.
+    assert not failures.filter(pk__in=old).exists()
+    assert failures.count() == services.CONTACT_MAX_FAILURES - 1
+    assert services.contact_confirm(order, "0000") == "locked"
+    # Reaching the limit again is a new event.
+    assert len(lock_events()) == 2
+
+
+def test_the_lock_is_recorded_once(order: Order) -> None:
+    for _ in range(services.CONTACT_MAX_FAILURES + 3):
+        services.contact_confirm(order, "0000")
+    services.contact_confirm(order, "8001")
+    [event] = lock_events()
+    assert event.detail["failures"] == services.CONTACT_MAX_FAILURES
+    # Tries while locked are not counted.
+    assert ContactCheckFailure.objects.filter(order=order).count() == (
+        services.CONTACT_MAX_FAILURES
+    )
+
+
+def test_wrong_tries_at_once_reach_the_limit_once(transactional_db: Any) -> None:
+    services.demo_orders_load()
+    order = Order.objects.get(number="LM2026112001")
+    for _ in range(services.CONTACT_MAX_FAILURES - 2):
+        services.contact_confirm(order, "0000")
+
+    def wrong_try(_: int) -> str:
+        try:
+            return services.contact_confirm(order, "0000")
+        finally:
+            connection.close()  # each thread has a connection of its own
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(wrong_try, range(6)))
+    assert outcomes.count("wrong") == 1
+    assert outcomes.count("locked") == 5
+    assert ContactCheckFailure.objects.filter(order=order).count() == (
+        services.CONTACT_MAX_FAILURES
+    )
+    assert len(lock_events()) == 1
 
 
 def test_the_actions_show_nothing_of_an_unconfirmed_order(order: Order) -> None:
@@ -113,3 +211,18 @@ def test_an_order_nobody_can_confirm_goes_to_a_person(order: Order) -> None:
     result = actions.order_status_lookup({"order_number": "LM2026112001"}, context)
     assert result.handoff_reason == "order_unconfirmed"
     assert order.tracking_number not in result.text and "earbuds" not in result.text
+
+
+def test_the_wrong_tries_are_shown_read_only_in_the_admin(
+    order: Order, conversation: Conversation, admin_client: Any, django_assert_max_num_queries: Any
+) -> None:
+    for _ in range(3):
+        services.contact_confirm(order, "0000", conversation_id=conversation.pk)
+    with django_assert_max_num_queries(10):
+        page = admin_client.get(reverse("admin:orders_contactcheckfailure_changelist"))
+    assert page.status_code == 200 and order.number in page.content.decode()
+    assert admin_client.get(reverse("admin:orders_contactcheckfailure_add")).status_code == 403
+    failure = ContactCheckFailure.objects.filter(order=order).first()
+    assert failure is not None
+    url = reverse("admin:orders_contactcheckfailure_change", args=[failure.pk])
+    assert admin_client.post(url, {"order": order.pk}).status_code == 403

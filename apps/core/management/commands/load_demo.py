@@ -34,7 +34,7 @@ GROUP_PERMISSIONS = {
         "knowledge": ["article", "category", "synonymgroup", "knowledgebase", "historicalarticle"],
         "nlu": ["intent", "intentexample", "classifierversion"],
         "conversations": ["conversation", "message", "customer"],
-        "orders": ["order", "returnrequest"],
+        "orders": ["order", "returnrequest", "contactcheckfailure"],
     },
 }
 
