@@ -15,7 +15,9 @@ Order of the checks (each one records its outcome on the message):
 7. Exact answer cache, then the semantic answer cache; not for a follow-up that leans on the
    previous question ("how long does that take?", "那要多久"), whose answer is never cached.
 8. Intent (NLU): hand-off intents, forms, fixed responses. A form intent gives way to an
-   article that clearly matches better (a how-to question, "cancel my order").
+   article that clearly matches better (a how-to question, "cancel my order"). A question about
+   its topic that no article answers confidently ("can opened makeup be returned?") is offered
+   the nearest articles and the choice that starts the form, when staff named that choice.
 9. Retrieval (a follow-up searched with the previous question searched): answer from
    the best source with its citation, ask which one when the top sources are equally good, or
    say "not sure"; twice not sure in a row (or clearly out of scope) hands off.
@@ -133,6 +135,18 @@ HOW_TO_RE = re.compile(
     r"^\s*(?:how (?:do|can|should) (?:i|we|you)|how to|what is the (?:process|policy)|can i)\b"
     r"|\bwhat (?:do|should|can) (?:i|we) do\b"
     r"|怎么|如何|怎样|流程|规定|政策",
+    re.IGNORECASE,
+)
+# A question about a form's topic, rather than a request to start the form: "can opened makeup
+# be returned?", "do I get the shipping fee back on a return?", "where do I start a return?",
+# "能退吗", "运费退不退". Not "I want to return this" or "我要退货", nor "can you ..." (a request
+# put politely).
+ASKS_RE = re.compile(
+    r"[?？]\s*$"
+    r"|^\s*(?:can|could|may|do|does|did|is|are|will|would|should|what|which|when|where|why|how)"
+    r"\b(?!\s+you\b)"
+    r"|\b(?:can|could|may|will|would|do|does|is|are)\s+(?:i|we|it|they|this|that|these|those)\b"
+    r"|[吗么嘛]\W*$|能不能|可不可以|可以不|是否|会不会|有没有|(\w)不\1",
     re.IGNORECASE,
 )
 # An acknowledgement that says nothing to act on: "ok", "got it", "I see", "好的", "嗯嗯", "收到"
@@ -356,7 +370,7 @@ def _chosen(
     the message is none of them, or that article may no longer be shown (unpublished, out of
     its validity window, or moved to another knowledge base since it was offered)."""
     offer = _offered_choice(offered, text)
-    if offer is None:
+    if offer is None or "article_id" not in offer:
         return None
     article = knowledge_selectors.article_visible_get(int(offer["article_id"]))
     if article is None or article.knowledge_base_id != kb_id:
@@ -651,6 +665,15 @@ def _respond_to(
     generation, context = work
     topic, topic_article = leans_on if leans_on is not None else (None, None)
     state, language, timings = outcome.state, outcome.language, outcome.timings_ms
+    offer = _offered_choice(offered, text) if offered else None
+    if offer is not None and offer.get("intent"):
+        # The choice that starts a form, offered beside articles (`_form_offer`).
+        intent = nlu_selectors.intent_get(str(offer["intent"]))
+        if intent is not None and intent.slots:
+            outcome.intent, outcome.intent_confidence = intent.name, CHOSEN_CONFIDENCE
+            return _form_step(
+                outcome, slot_filling.form_start(intent, text, language, context), state
+            )
     if offered:
         # A choice the customer tapped (the widget sends its title) or typed: answered from that
         # article without a search, whose score for a bare title can be low (two near-duplicate
@@ -723,6 +746,13 @@ def _respond_to(
             # reason is asked) does not start another form over it, which would lose the values
             # given so far: it is searched like any question.
             if not state.get("form"):
+                label = form_start_label(intent, language)
+                if label and (how_to or _asks(text)):
+                    if result is None:
+                        result = _search(kb, query, language, timings)
+                    offering = _form_offer(outcome, result, intent, label)
+                    if offering is not None:
+                        return offering
                 return _form_step(
                     outcome, slot_filling.form_start(intent, text, language, context), state
                 )
@@ -789,6 +819,48 @@ def _respond_to(
             ),
             Decision.FALLBACK,
             choices=[*(s.title for s in suggestions), _("Talk to a person")],
+            confidence=result.confidence,
+        )
+    )
+    return outcome
+
+
+def _asks(text: str) -> bool:
+    """Whether a message asks about something (`ASKS_RE`) without naming an order or another
+    value a form would take."""
+    return bool(ASKS_RE.search(normalize(text))) and not extract_entities(text)
+
+
+def form_start_label(intent: Any, language: str) -> str:
+    """The choice that starts the intent's form ("Start a return"), or "" when staff gave none."""
+    label = intent.start_label_zh if language == "zh" else intent.start_label_en
+    return str(label or "").strip()
+
+
+def _form_offer(
+    outcome: Outcome, result: knowledge_selectors.SearchResult, intent: Any, label: str
+) -> Outcome | None:
+    """A question about a form's topic that no article answers confidently ("can I return a
+    swimsuit I tried on?"): the nearest two articles are offered, and the choice that starts the
+    form. Asking for the order at once would take the question for a request, and the form
+    cannot say what the policy is. None when no article is near enough to offer."""
+    suggestions = (
+        [s for s in result.sources[:2] if s.fused_score > 0]
+        if result.confidence >= SUGGESTION_MIN_CONFIDENCE
+        else []
+    )
+    if not suggestions:
+        return None
+    _offer(outcome.state, suggestions)
+    outcome.state["offered"].append({"intent": intent.name, "title": label})
+    outcome.decision = Decision.CLARIFY
+    outcome.replies.append(
+        Reply(
+            _("Do you mean one of these? Or choose “%(start)s” and I will help you with it now.")
+            % {"start": label},
+            Decision.CLARIFY,
+            sources=[source_dict(s) for s in suggestions],
+            choices=[*(s.title for s in suggestions), label],
             confidence=result.confidence,
         )
     )

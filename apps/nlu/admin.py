@@ -49,6 +49,8 @@ class IntentAdminForm(forms.ModelForm):
             "response_zh",
             "slots",
             "action",
+            "start_label_en",
+            "start_label_zh",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -97,6 +97,18 @@ class Intent(TimeStampedModel):
         blank=True,
         help_text=_("What runs when every required slot is filled."),
     )
+    start_label_en = models.CharField(
+        _("start button (English)"),
+        max_length=60,
+        blank=True,
+        help_text=_(
+            'For an intent with slots: the choice that starts its form ("Start a return"). '
+            "A question about the form's topic that the help centre does not answer confidently "
+            '("can opened makeup be returned?") is then offered the nearest articles and this '
+            "choice, instead of starting the form at once."
+        ),
+    )
+    start_label_zh = models.CharField(_("start button (Chinese)"), max_length=60, blank=True)
     handoff_policy = models.CharField(
         _("handoff policy"),
         max_length=16,

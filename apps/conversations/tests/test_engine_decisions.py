@@ -29,7 +29,7 @@ from apps.knowledge.models import KnowledgeBase, SynonymGroup
 from apps.knowledge.selectors import search
 from apps.nlu import selectors as nlu_selectors
 from apps.nlu import services as nlu_services
-from apps.nlu.models import ClassifierStatus
+from apps.nlu.models import ClassifierStatus, Intent
 from apps.orders.models import ReturnRequest
 
 CANCELLED = "OK, I've cancelled that."
@@ -905,3 +905,103 @@ def test_twice_not_sure_at_the_reason_prompt_hands_off_without_asking_again(
 )
 def test_what_counts_as_a_question_where_a_reason_is_asked(text: str, asks: bool) -> None:
     assert slot_filling.is_question_aside(text) is asks
+
+
+# --- A question about a form's topic: articles, and the choice that starts the form ----------
+
+
+@pytest.fixture
+def return_labels(chat_kb: KnowledgeBase) -> KnowledgeBase:
+    Intent.objects.filter(name="return_request").update(
+        start_label_en="Start a return", start_label_zh="申请退货"
+    )
+    return chat_kb
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "label", "prompt"),
+    [
+        (
+            "en",
+            "is there a fee if I return my order?",
+            "Start a return",
+            "Which order would you like to return? Please give the order number.",
+        ),
+        ("zh", "申请退货需要自己出运费吗？", "申请退货", "请问要退哪个订单？请提供订单号。"),
+    ],
+)
+def test_a_question_about_a_form_gets_articles_and_the_choice_to_start_it(
+    return_labels: KnowledgeBase, language: str, question: str, label: str, prompt: str
+) -> None:
+    conversation = english(return_labels) if language == "en" else chinese(return_labels)
+    [reply] = say(conversation, question)
+    message = last_customer_message(conversation)
+    assert message.intent == "return_request"
+    assert reply.decision == "clarify"
+    # The nearest articles first, then the form's own choice; no order number asked yet.
+    assert reply.choices[-1] == label and len(reply.choices) >= 2
+    assert [s["title"] for s in reply.sources] == reply.choices[:-1]
+    assert label in reply.text
+    assert not conversation.state.get("form")
+
+    [started] = say(conversation, label)
+    assert started.text == prompt
+    form = conversation.state["form"]
+    assert form["intent"] == "return_request" and form["asking"] == "order_number"
+    assert last_customer_message(conversation).intent == "return_request"
+
+
+def test_an_offered_article_is_still_answered_when_chosen(return_labels: KnowledgeBase) -> None:
+    conversation = english(return_labels)
+    [offer] = say(conversation, "is there a fee if I return my order?")
+    [answer] = say(conversation, offer.choices[0])
+    assert answer.decision == "answer"
+    assert answer.sources[0]["title"] == offer.choices[0]
+    assert not conversation.state.get("form")
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("en", "I want to return my order"),  # a request, not a question
+        ("zh", "我要退货"),
+        ("en", "can I return my order LM2026112002?"),  # names the order: the form takes it
+        ("zh", "订单LM2026112002能申请退货吗？"),
+    ],
+)
+def test_requests_and_questions_naming_an_order_start_the_form_at_once(
+    return_labels: KnowledgeBase, language: str, text: str
+) -> None:
+    conversation = english(return_labels) if language == "en" else chinese(return_labels)
+    [reply] = say(conversation, text)
+    assert reply.decision == "form"
+    assert conversation.state["form"]["intent"] == "return_request"
+
+
+def test_without_a_start_label_a_question_starts_the_form(chat_kb: KnowledgeBase) -> None:
+    conversation = english(chat_kb)
+    [reply] = say(conversation, "is there a fee if I return my order?")
+    assert reply.decision == "form"
+    assert reply.text == "Which order would you like to return? Please give the order number."
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("can opened makeup be returned", True),
+        ("do I get the shipping fee back on a return", True),
+        ("I bought a gift card by mistake, can I return it", True),
+        ("where in the app do I start a return", True),
+        ("refund please?", True),
+        ("I want to return my jacket", False),
+        ("can you start a return for me", False),
+        ("return my order", False),
+        ("无理由退货的话，原来付的运费退不退", True),
+        ("这个能退吗", True),
+        ("可不可以退货", True),
+        ("我要退货", False),
+        ("申请退货", False),
+    ],
+)
+def test_what_reads_as_a_question(text: str, asks: bool) -> None:
+    assert bool(engine.ASKS_RE.search(normalize(text))) is asks

@@ -280,6 +280,29 @@ def test_a_form_request_starts_its_form(
     assert last_customer_message(conversation).intent == intent
 
 
+# Questions about returns the help centre does not answer confidently: the demo's return
+# intent offers the nearest articles and its "Start a return" choice, not the form at once.
+NOT_RETURNABLE = "Which items cannot be returned without a reason?"
+MUST_OFFER = [
+    ("en", "can I return a swimsuit I tried on", NOT_RETURNABLE),
+    ("en", "can opened makeup be returned", NOT_RETURNABLE),
+    ("zh", "无理由退货的话，原来付的运费退不退", "7天无理由退货是怎么规定的？"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("language", "text", "title"), MUST_OFFER)
+def test_a_question_about_returns_is_offered_articles_and_the_return_form(
+    kb: KnowledgeBase, language: str, text: str, title: str
+) -> None:
+    conversation = start(kb, language)
+    [reply] = say(conversation, text)
+    assert reply.decision == "clarify", reply.text
+    assert title in reply.choices[:-1]
+    assert reply.choices[-1] == ("Start a return" if language == "en" else "申请退货")
+    assert last_customer_message(conversation).intent == "return_request"
+    assert "form" not in conversation.state
+
+
 def predicted(intent: str, confidence: float) -> Any:
     def classify(text: str, language: str | None = None) -> IntentPrediction:
         return IntentPrediction(intent, confidence, False, "classifier", 1, [(intent, confidence)])
