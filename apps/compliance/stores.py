@@ -37,10 +37,17 @@ from apps.compliance import retention
 from apps.compliance.models import DataSubjectRequest, IdentifierKind
 from apps.compliance.selectors import Subject, decrypted, record_matches, unreadable
 from apps.conversations.caches import AnswerCache, cache_question, question_digest
-from apps.conversations.models import Conversation, Customer, Message, SemanticCacheEntry
+from apps.conversations.models import (
+    Channel,
+    Conversation,
+    Customer,
+    Message,
+    SemanticCacheEntry,
+)
 from apps.knowledge.models import KnowledgeBase
 from apps.orders.models import Order, ReturnRequest
 from apps.safety.models import ModerationFlag
+from apps.safety.pseudonyms import pseudonym_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -297,14 +304,17 @@ class OrdersStore(Store):
 
 
 class OrderContactsStore(Store):
-    """The mobile number an order is delivered to (`Order.contact_phone`). The subject's orders
-    are those whose number is the subject's phone number (a phone request), those of the
-    subject's returns, and those the subject's conversations confirmed in a chat by the
-    number's last digits (`Subject.order_numbers`). The number is emptied and the order stays
-    (the store's record): a chat can then no longer confirm it and leaves it to a person."""
+    """The mobile number an order is delivered to (`Order.contact_phone`) and the store account
+    that placed it (`Order.customer_ref`). The subject's orders are those whose number is the
+    subject's phone number (a phone request), those of the subject's returns, those the
+    subject's conversations confirmed in a chat by the number's last digits
+    (`Subject.order_numbers`), and those placed by the subject's store account (an app user:
+    `_by_account`). The number is emptied, and the account of the orders the subject placed;
+    the order stays (the store's record): a chat can then no longer confirm it and leaves it
+    to a person."""
 
     key = "order_contacts"
-    label = _("Orders' contact mobile numbers")
+    label = _("Orders' contact mobile numbers and store accounts")
 
     def _by_phone(self, subject: Subject) -> list[int]:
         """Orders whose contact number is the subject's phone number: narrowed in the database
@@ -320,20 +330,77 @@ class OrderContactsStore(Store):
             if subject.mentioned_in(phone)
         ]
 
-    def _holding(self, subject: Subject, by_phone: list[int] | None = None) -> Any:
-        """The subject's orders that still hold a contact number (`by_phone`: `_by_phone`'s
-        answer, when the caller has it already)."""
+    def _account_pseudonyms(self, subject: Subject) -> set[str]:
+        """The stored pseudonyms of the subject's store accounts: the external ids of its
+        customers of the conversation API (an app's user ids; a WeChat openid is no store
+        account), and a channel id asked about for the API or any channel. Once the customers
+        are erased (the verification, a run again) their channels are no longer known, and every
+        external id of the subject counts: a wider search, never a narrower one."""
+        external = subject.external_ids - {""}
+        channels = Customer.objects.filter(external_id__in=external).values_list(
+            "external_id", "channel"
+        )
+        elsewhere = {e for e, channel in channels if channel != Channel.API}
+        api = {e for e, channel in channels if channel == Channel.API}
+        accounts = external - (elsewhere - api)
+        if (
+            subject.identifier_kind == IdentifierKind.CHANNEL_ID
+            and subject.channel in ("", Channel.API)
+            and subject.value
+        ):
+            accounts.update(pseudonym_candidates(subject.value))
+        return accounts
+
+    def _by_account(self, subject: Subject) -> set[str]:
+        """The store accounts, as orders name them, that are the subject's. Orders keep the
+        store's own id and customers only its pseudonym, so every account the orders name is
+        pseudonymised (under each configured key) and compared: a scan, as for the mentions of
+        an e-mail address; data-subject requests are rare."""
+        accounts = self._account_pseudonyms(subject)
+        if not accounts:
+            return set()
+        refs = (
+            Order.objects.exclude(customer_ref="")
+            .order_by("customer_ref")
+            .values_list("customer_ref", flat=True)
+            .distinct()
+        )
+        return {
+            ref
+            for ref in refs.iterator(chunk_size=2000)
+            if accounts.intersection(pseudonym_candidates(ref))
+        }
+
+    def _holding(
+        self, subject: Subject, by_phone: list[int] | None = None, refs: set[str] | None = None
+    ) -> Any:
+        """The subject's orders that still hold a contact number or the subject's store account
+        (`by_phone`, `refs`: `_by_phone`'s and `_by_account`'s answers, when the caller has
+        them already)."""
         if by_phone is None:
             by_phone = self._by_phone(subject)
-        return Order.objects.filter(
+        if refs is None:
+            refs = self._by_account(subject)
+        linked = (
             Q(pk__in=by_phone)
             | Q(pk__in=_returns(subject).values("order_id"))
             | Q(number__in=sorted(subject.order_numbers))
-        ).exclude(contact_phone="")
+            | Q(customer_ref__in=sorted(refs))
+        )
+        return Order.objects.filter(linked).filter(
+            ~Q(contact_phone="") | Q(customer_ref__in=sorted(refs))
+        )
 
     def find(self, subject: Subject) -> Found:
-        count = self._holding(subject).count()
-        return Found(count, {"orders": count})
+        refs = self._by_account(subject)
+        holding = self._holding(subject, refs=refs)
+        return Found(
+            holding.count(),
+            {
+                "orders": holding.exclude(contact_phone="").count(),
+                "accounts": holding.filter(customer_ref__in=sorted(refs)).count(),
+            },
+        )
 
     def note(self, details: dict[str, Any]) -> str:
         lines = {
@@ -341,26 +408,36 @@ class OrderContactsStore(Store):
                 "%(n)d orders kept (the store's records) with their contact mobile number "
                 "emptied: a chat can no longer confirm them, so a person helps with them."
             ),
+            "accounts": gettext(
+                "%(n)d orders kept with the subject's store account emptied: an app's chat no "
+                "longer shows them to that account without the mobile digits."
+            ),
         }
         return _notes(lines, details)
 
     def erase(self, subject: Subject) -> int:
-        return self._holding(subject).update(contact_phone="")
+        refs = self._by_account(subject)
+        pks = list(self._holding(subject, refs=refs).values_list("pk", flat=True))
+        Order.objects.filter(pk__in=pks).exclude(contact_phone="").update(contact_phone="")
+        Order.objects.filter(pk__in=pks, customer_ref__in=sorted(refs)).update(customer_ref="")
+        return len(pks)
 
     def export(self, subject: Subject) -> Any:
         """Each order with its number in full where it is the subject's own phone number, else
         only its last 4 digits: confirming an order in a chat shows that the subject knew those,
-        not that the number is theirs (it may be a relative's)."""
-        own = self._by_phone(subject)
+        not that the number is theirs (it may be a relative's). The store account is given for
+        the orders the subject placed (another order's may be someone else's)."""
+        own, refs = self._by_phone(subject), self._by_account(subject)
         return [
             {
                 "number": number,
                 "item": item,
                 "contact_phone": phone if pk in own else _masked(phone),
+                "customer_ref": ref if ref in refs else "",
             }
-            for pk, number, item, phone in self._holding(subject, own)
+            for pk, number, item, phone, ref in self._holding(subject, own, refs)
             .order_by("number")
-            .values_list("pk", "number", "item", "contact_phone")
+            .values_list("pk", "number", "item", "contact_phone", "customer_ref")
         ]
 
 

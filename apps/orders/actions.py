@@ -4,9 +4,10 @@ number is known).
 
 An order's details are given only to a conversation that confirmed the last digits of its
 contact mobile number (`_confirmation`): a number alone, which anyone can guess or read over
-someone's shoulder, shows no more than whether the order exists. A confirmed order stays
-confirmed for the rest of the conversation, so a return after a status lookup is not asked
-again."""
+someone's shoulder, shows no more than whether the order exists. A conversation an app opened
+for the order's own store account (`services.order_owner_confirmed`) confirms it without the
+digits. A confirmed order stays confirmed for the rest of the conversation, so a return after a
+status lookup is not asked again."""
 
 from __future__ import annotations
 
@@ -45,14 +46,27 @@ def _not_found(number: str) -> ActionResult:
 CONTACT_SLOT: dict[str, Any] = {"name": "contact_digits", "entity": "phone_tail", "required": True}
 
 
+def _remember(context: ActionContext, confirmed: list[str], order: Order) -> None:
+    """Keep `order` among the conversation's confirmed orders (the latest ones)."""
+    kept = [*confirmed, order.number][-services.CONFIRMED_KEPT :]
+    context.state[services.CONFIRMED_ORDERS_KEY] = kept
+
+
 def _confirmation(
     order: Order, slots: dict[str, Any], context: ActionContext
 ) -> ActionResult | None:
     """None when the conversation may see `order` (confirmed now or earlier); otherwise what to
     say: the last digits of its mobile number asked for (again), or, for an order with no
-    number or too many wrong tries, a person to take over."""
+    number or too many wrong tries, a person to take over.
+
+    The order's own store account, vouched for by the app that opened the conversation, needs
+    no digits, even for an order locked by wrong tries: the lock is against guessers, and the
+    owner has nothing to guess."""
     confirmed = services.confirmed_orders(context.state)
     if order.number in confirmed:
+        return None
+    if services.order_owner_confirmed(order, context.customer_id):
+        _remember(context, confirmed, order)
         return None
     values = {"number": order.number, "digits": services.CONTACT_DIGITS}
     typed = slots.get(CONTACT_SLOT["name"])
@@ -69,8 +83,7 @@ def _confirmation(
         order, str(typed or ""), conversation_id=context.conversation_id or None
     )
     if outcome == "ok":
-        kept = [*confirmed, order.number][-services.CONFIRMED_KEPT :]
-        context.state[services.CONFIRMED_ORDERS_KEY] = kept
+        _remember(context, confirmed, order)
         return None
     if outcome == "wrong":
         return ActionResult(

@@ -26,7 +26,7 @@ class ReturnInline(admin.TabularInline):
 class OrderAdmin(admin.ModelAdmin):
     list_display = ("number", "item", "status", "total", "currency", "placed_at", "delivered_at")
     list_filter = ("status",)
-    search_fields = ("number", "item", "tracking_number", "contact_phone")
+    search_fields = ("number", "item", "tracking_number", "contact_phone", "customer_ref")
     inlines = [ReturnInline]
 
     def save_model(self, request: HttpRequest, obj: Order, form: Any, change: bool) -> None:

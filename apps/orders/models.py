@@ -38,6 +38,17 @@ class Order(TimeStampedModel):
             "left to a person."
         ),
     )
+    customer_ref = models.CharField(
+        _("store account"),
+        max_length=128,
+        blank=True,
+        db_index=True,
+        help_text=_(
+            "The store's own user id for the buyer. In a conversation an app opened for that "
+            "user (the conversation API's external_id, with an API key required), the order is "
+            "confirmed without the mobile digits."
+        ),
+    )
 
     class Meta:
         verbose_name = _("order")

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
+from apps.conversations.models import Channel, Customer
 from apps.orders.models import (
     ContactCheckFailure,
     Order,
@@ -22,6 +24,7 @@ from apps.orders.models import (
     ReturnRequest,
     ReturnStatus,
 )
+from apps.safety.pseudonyms import pseudonym_candidates
 
 # Returns within this many days of delivery need no reason check (the help centre's "7-day
 # no-reason returns"); later ones, up to the quality-issue window, go to a person for review.
@@ -137,6 +140,31 @@ def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = 
     return "locked"
 
 
+def order_owner_confirmed(order: Order, customer_id: int) -> bool:
+    """Whether the customer is the store account `order` names (`Order.customer_ref`), as an
+    app vouched for: a customer of the conversation API (`Channel.API`) whose external id, the
+    app's own user id for them, is the order's account. Kept only as a keyed pseudonym, it is
+    compared with the account's pseudonyms under every configured key.
+
+    Only while the conversation API requires a key (CHAT["API_REQUIRES_KEY"]): without one,
+    anyone may open an API conversation with any external id, so the id proves nothing. Other
+    channels never count: a web widget's customer has no identity, and a WeChat openid is not a
+    store account."""
+    if not order.customer_ref or not settings.CHAT.get("API_REQUIRES_KEY", False):
+        return False
+    external_id = (
+        Customer.objects.filter(pk=customer_id, channel=Channel.API)
+        .values_list("external_id", flat=True)
+        .first()
+    )
+    if not external_id:
+        return False
+    return any(
+        hmac.compare_digest(external_id, candidate)
+        for candidate in pseudonym_candidates(order.customer_ref)
+    )
+
+
 def return_open(order: Order) -> ReturnRequest | None:
     """The return already open for `order` (any but a rejected one), if there is one."""
     return order.returns.exclude(status=ReturnStatus.REJECTED).first()
@@ -208,15 +236,25 @@ def demo_contact_phone(number: str) -> str:
     return f"{DEMO_CONTACT_PREFIX}80{number[-2:]}"
 
 
+def demo_customer_ref(number: str) -> str:
+    """The demo store account that placed the order: "demo-user-1" the odd-numbered ones
+    (LM2026112001), "demo-user-2" the even-numbered ones, so each account has orders of its
+    own and the other's to be refused."""
+    return "demo-user-1" if int(number[-1]) % 2 else "demo-user-2"
+
+
 def demo_orders_load() -> int:
     """Create the demo orders that are missing (dates relative to now), and give the demo
-    orders made before they had contact numbers theirs. Safe to run twice."""
+    orders made before they had contact numbers or store accounts theirs. Safe to run twice."""
     now = timezone.now()
     created = 0
     for number, item, total, status, placed, shipped, delivered in DEMO_ORDERS:
         if Order.objects.filter(number=number).exists():
             Order.objects.filter(number=number, contact_phone="").update(
                 contact_phone=demo_contact_phone(number)
+            )
+            Order.objects.filter(number=number, customer_ref="").update(
+                customer_ref=demo_customer_ref(number)
             )
             continue
         Order.objects.create(
@@ -231,6 +269,7 @@ def demo_orders_load() -> int:
             delivered_at=now - timedelta(days=delivered) if delivered is not None else None,
             estimated_delivery=(now + timedelta(days=1)).date() if status == "shipped" else None,
             contact_phone=demo_contact_phone(number),
+            customer_ref=demo_customer_ref(number),
         )
         created += 1
     return created

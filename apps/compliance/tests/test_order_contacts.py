@@ -1,6 +1,7 @@
 """An order's contact mobile number (`Order.contact_phone`) belongs to the data subject whose
 phone number it is, whose return is for the order, or whose conversation confirmed the order in
-a chat: exported, emptied by an erasure (the order itself stays), and searched for again."""
+a chat; an order placed by a store account (`Order.customer_ref`) is that app user's, account
+and number: exported, emptied by an erasure (the order itself stays), and searched for again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from apps.compliance import retention, services
+from apps.compliance import retention, selectors, services, stores
 from apps.compliance.models import RequestStatus
 from apps.compliance.tests.conftest import (
     close,
@@ -25,11 +26,15 @@ from apps.conversations.models import ConversationStatus
 from apps.conversations.tests.conftest import english, say
 from apps.orders.models import Order, ReturnRequest
 
-LABEL = "Orders' contact mobile numbers"
+LABEL = "Orders' contact mobile numbers and store accounts"
 
 
 def _phones() -> dict[str, str]:
     return dict(Order.objects.values_list("number", "contact_phone"))
+
+
+def _accounts() -> dict[str, str]:
+    return dict(Order.objects.values_list("number", "customer_ref"))
 
 
 def _item(number: str) -> str:
@@ -62,8 +67,14 @@ def test_a_phone_request_exports_and_erases_that_numbers_orders_only(
             "number": "LM2026111503",
             "item": _item("LM2026111503"),
             "contact_phone": "+86 138-0000-8002",
+            "customer_ref": "",  # demo-user-1's: not the phone's owner's to see
         },
-        {"number": "LM2026112002", "item": _item("LM2026112002"), "contact_phone": "13800008002"},
+        {
+            "number": "LM2026112002",
+            "item": _item("LM2026112002"),
+            "contact_phone": "13800008002",
+            "customer_ref": "",
+        },
     ]
     section = text[text.index(squash(LABEL)) : text.index(squash("Answer cache questions"))]
     assert "LM2026112002" in section and "13800008002" in section
@@ -76,9 +87,11 @@ def test_a_phone_request_exports_and_erases_that_numbers_orders_only(
     assert (results["found"], results["removed"]) == (2, 2)
     assert erasure.verification["ok"] is True
     assert erasure.verification["stores"]["order_contacts"]["found"] == 0
-    # The two orders stay, without the number; every other order keeps its own.
+    # The two orders stay, without the number; every other order keeps its own. The store
+    # accounts stay: the phone's owner placed neither order.
     after = _phones()
     assert after == {**before, "LM2026111503": "", "LM2026112002": ""}
+    assert "" not in _accounts().values()
     assert after["LM2026111804"] == "139 0000 8002"
 
     layout = pdf_layout(compliance_storage / "files" / erasure.report_file)
@@ -150,7 +163,6 @@ def test_a_contact_number_left_behind_fails_the_verification(
 ) -> None:
     conv = start(chat_kb, external_id="app-user-33")
     _confirm(conv, "LM2026112001")
-    from apps.compliance import stores
 
     monkeypatch.setattr(stores.OrderContactsStore, "erase", lambda self, subject: 0)
     erasure = request_run(officers, run_on_commit, "erasure", "channel_id", "app-user-33")
@@ -164,3 +176,81 @@ def test_a_contact_number_left_behind_fails_the_verification(
     erasure.refresh_from_db()
     assert erasure.status == RequestStatus.COMPLETED, erasure.error
     assert Order.objects.get(number="LM2026112001").contact_phone == ""
+
+
+# The demo store accounts: demo-user-1 placed the odd-numbered demo orders, demo-user-2 the rest.
+USER_1_ORDERS = ["LM2026111007", "LM2026111503", "LM2026112001", "LM2026112205"]
+
+
+def test_an_app_users_request_covers_the_orders_their_store_account_placed(
+    chat_kb: Any, officers: tuple[Any, Any], compliance_storage: Path, run_on_commit: Any
+) -> None:
+    # The app opened a conversation for its user demo-user-1; nothing was asked about orders.
+    customer = start(chat_kb, external_id="demo-user-1").customer
+    before_phones, before_accounts = _phones(), _accounts()
+    assert sorted(n for n, ref in before_accounts.items() if ref == "demo-user-1") == USER_1_ORDERS
+
+    # Found by the customer's public id: only the stored pseudonym of the account is known.
+    public_id = str(customer.public_id)
+    access = request_run(officers, run_on_commit, "access", "pseudonym", public_id)
+    assert access.status == RequestStatus.COMPLETED, (access.error, access.error_detail)
+    exported, _ = export_files(access, officers[1], compliance_storage)
+    assert [
+        (o["number"], o["customer_ref"], o["contact_phone"]) for o in exported["order_contacts"]
+    ] == [(n, "demo-user-1", "*******80" + n[-2:]) for n in USER_1_ORDERS]
+
+    erasure = request_run(officers, run_on_commit, "erasure", "pseudonym", public_id)
+    assert erasure.status == RequestStatus.COMPLETED, (erasure.error, erasure.error_detail)
+    results = erasure.results["order_contacts"]
+    assert (results["found"], results["removed"]) == (4, 4)
+    assert erasure.verification["ok"] is True
+    assert erasure.verification["stores"]["order_contacts"]["found"] == 0
+    emptied = dict.fromkeys(USER_1_ORDERS, "")
+    assert _accounts() == {**before_accounts, **emptied}
+    assert _phones() == {**before_phones, **emptied}
+    layout = pdf_layout(compliance_storage / "files" / erasure.report_file)
+    assert squash("4 orders kept with the subject's store account emptied") in squash(layout)
+
+
+@pytest.mark.parametrize(
+    ("identifier_kind", "channel", "found"),
+    [
+        # The account asked about by its id, for the app: its orders, though it never chatted.
+        ("channel_id", "api", 3),
+        ("channel_id", "", 3),
+        # The same string as a WeChat openid is no store account.
+        ("channel_id", "wechat", 0),
+        ("wechat_customer", "", 0),
+        ("app_customer", "", 3),
+    ],
+)
+def test_only_an_app_users_id_is_a_store_account(
+    chat_kb: Any, identifier_kind: str, channel: str, found: int
+) -> None:
+    value = "demo-user-2"
+    if identifier_kind.endswith("_customer"):
+        customer_channel = "wechat" if identifier_kind == "wechat_customer" else "api"
+        customer = start(chat_kb, external_id="demo-user-2", channel=customer_channel).customer
+        identifier_kind, value = "pseudonym", str(customer.public_id)
+    subject = selectors.subject_resolve(identifier_kind, value, channel=channel)
+    result = stores.OrderContactsStore().find(subject)
+    assert (result.count, result.details["accounts"]) == (found, found)
+
+
+def test_a_store_account_left_behind_fails_the_verification(
+    chat_kb: Any, officers: tuple[Any, Any], run_on_commit: Any, monkeypatch: Any
+) -> None:
+    public_id = str(start(chat_kb, external_id="demo-user-1").customer.public_id)
+    monkeypatch.setattr(stores.OrderContactsStore, "erase", lambda self, subject: 0)
+    erasure = request_run(officers, run_on_commit, "erasure", "pseudonym", public_id)
+    assert erasure.status == RequestStatus.FAILED
+    # The customer is gone, and with it its channel: the account is still found, by the
+    # pseudonym the request recorded.
+    assert erasure.verification["stores"]["order_contacts"]["found"] == 4
+
+    monkeypatch.undo()
+    run_on_commit(services.data_subject_request_queue, erasure, officers[1])
+    erasure.refresh_from_db()
+    assert erasure.status == RequestStatus.COMPLETED, erasure.error
+    assert Order.objects.filter(customer_ref="demo-user-1").count() == 0
+    assert Order.objects.filter(customer_ref="demo-user-2").count() == 3

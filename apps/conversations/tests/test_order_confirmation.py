@@ -4,11 +4,15 @@ conversation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from django.utils import translation
 
 from apps.audit.models import AuditEvent
-from apps.conversations.models import Conversation, ConversationStatus, Role
+from apps.conversations import services as conversation_services
+from apps.conversations.models import Channel, Conversation, ConversationStatus, Role
 from apps.conversations.tests.conftest import chinese, english, say
 from apps.knowledge.models import KnowledgeBase
 from apps.orders import services as order_services
@@ -177,3 +181,77 @@ def test_why_the_digits_are_asked_is_explained_and_they_are_asked_again(
     assert reply.text.startswith(why)
     [shown] = say(conversation, "8001")
     assert TRACKING in shown.text
+
+
+# --- A conversation an app opened for its signed-in user ------------------------------------
+
+
+@pytest.fixture
+def keyed_api(settings: Any) -> None:
+    """The conversation API needs a key, so an API customer's external id is the app's word."""
+    settings.CHAT = {**settings.CHAT, "API_REQUIRES_KEY": True}
+
+
+def app_user(kb: KnowledgeBase, external_id: str) -> Conversation:
+    """A conversation an app opened through the API for its user `external_id`."""
+    return conversation_services.conversation_start(
+        knowledge_base=kb, channel=Channel.API, locale="en", external_id=external_id
+    )
+
+
+def test_an_app_user_sees_their_own_order_without_the_digits(
+    chat_kb: KnowledgeBase, keyed_api: None
+) -> None:
+    # LM2026112001 was placed by the store account demo-user-1.
+    conversation = app_user(chat_kb, "demo-user-1")
+    [shown] = say(conversation, "where is my order LM2026112001")
+    assert shown.decision == "action" and TRACKING in shown.text
+    assert "digits" not in bot_texts(conversation)
+    assert conversation.state["confirmed_orders"] == ["LM2026112001"]
+
+
+def test_an_app_users_return_of_their_own_order_goes_straight_to_the_reason(
+    chat_kb: KnowledgeBase, keyed_api: None
+) -> None:
+    conversation = app_user(chat_kb, "demo-user-2")
+    [asked] = say(conversation, "I want to return my order LM2026112002")
+    assert asked.text == "Why are you returning it?"
+
+
+@pytest.mark.parametrize(
+    "opened",
+    [
+        pytest.param(lambda kb: app_user(kb, "demo-user-2"), id="another-account"),
+        pytest.param(lambda kb: app_user(kb, "someone-else"), id="unknown-account"),
+        pytest.param(english, id="web-widget"),
+    ],
+)
+def test_anyone_but_the_orders_account_is_asked_for_the_digits(
+    chat_kb: KnowledgeBase, keyed_api: None, opened: Callable[[KnowledgeBase], Conversation]
+) -> None:
+    conversation = opened(chat_kb)
+    [asked] = say(conversation, "where is my order LM2026112001")
+    assert asked.decision == "form" and "last 4 digits" in asked.text
+    assert TRACKING not in asked.text and "confirmed_orders" not in conversation.state
+
+
+def test_without_a_required_key_an_external_id_proves_nothing(chat_kb: KnowledgeBase) -> None:
+    # Anyone may open an API conversation and name any user when the API needs no key.
+    conversation = app_user(chat_kb, "demo-user-1")
+    [asked] = say(conversation, "where is my order LM2026112001")
+    assert asked.decision == "form" and "last 4 digits" in asked.text
+    assert TRACKING not in asked.text
+
+
+def test_an_app_user_whose_order_is_locked_still_sees_it(
+    chat_kb: KnowledgeBase, keyed_api: None
+) -> None:
+    order = Order.objects.get(number="LM2026112001")
+    for _ in range(order_services.CONTACT_MAX_FAILURES):
+        order_services.contact_confirm(order, "0000")
+    guesser = english(chat_kb)
+    say(guesser, "where is my order LM2026112001")
+    assert guesser.handoff_reason == "order_unconfirmed"
+    owner = app_user(chat_kb, "demo-user-1")
+    [shown] = say(owner, "where is my order LM2026112001")
+    assert TRACKING in shown.text and owner.status == ConversationStatus.BOT

@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.conversations import services as conversation_services
-from apps.conversations.models import Conversation
+from apps.conversations.models import Channel, Conversation
 from apps.knowledge import services as knowledge_services
+from apps.knowledge.models import KnowledgeBase
 from apps.nlu.actions import ActionContext
 from apps.orders import actions, services
 from apps.orders.models import ContactCheckFailure, Order
@@ -226,3 +227,107 @@ def test_the_wrong_tries_are_shown_read_only_in_the_admin(
     assert failure is not None
     url = reverse("admin:orders_contactcheckfailure_change", args=[failure.pk])
     assert admin_client.post(url, {"order": order.pk}).status_code == 403
+
+
+# --- The order's own store account, as an app vouched for ------------------------------------
+
+
+@pytest.fixture
+def keyed_api(settings: Any) -> None:
+    """The conversation API needs a key: only then is an API customer's external id the app's."""
+    settings.CHAT = {**settings.CHAT, "API_REQUIRES_KEY": True}
+
+
+def app_customer(external_id: str, channel: str = Channel.API) -> int:
+    """The customer of a conversation an app opened for its user `external_id`."""
+    kb = KnowledgeBase.objects.first() or knowledge_services.knowledge_base_create(
+        name="App", languages=["en"]
+    )
+    return conversation_services.conversation_start(
+        knowledge_base=kb, channel=channel, locale="en", external_id=external_id
+    ).customer_id
+
+
+def test_the_demo_orders_have_store_accounts_even_when_loaded_before_them(db: Any) -> None:
+    services.demo_orders_load()
+    Order.objects.filter(number="LM2026112002").update(customer_ref="")
+    services.demo_orders_load()
+    accounts = dict(Order.objects.values_list("number", "customer_ref"))
+    assert accounts["LM2026112001"] == "demo-user-1"
+    assert accounts["LM2026112002"] == "demo-user-2"
+    assert set(accounts.values()) == {"demo-user-1", "demo-user-2"}
+
+
+def test_the_app_user_the_order_names_is_its_owner(order: Order, keyed_api: None) -> None:
+    assert services.order_owner_confirmed(order, app_customer("demo-user-1"))
+    # The id as the app spells it: pseudonyms are made of its normalised form.
+    assert services.order_owner_confirmed(order, app_customer(" Demo-User-1"))
+    assert not services.order_owner_confirmed(order, app_customer("demo-user-2"))
+    # The same id from a channel that does not vouch for a store account.
+    assert not services.order_owner_confirmed(order, app_customer("demo-user-1", Channel.WECHAT))
+    assert not services.order_owner_confirmed(order, app_customer("demo-user-1", Channel.WEB))
+    assert not services.order_owner_confirmed(order, 0)
+    order.customer_ref = ""
+    assert not services.order_owner_confirmed(order, app_customer("demo-user-1"))
+
+
+def test_an_open_conversation_api_vouches_for_nobody(order: Order) -> None:
+    # Anyone may open an API conversation with any external id when no key is required.
+    assert not services.order_owner_confirmed(order, app_customer("demo-user-1"))
+
+
+def test_the_owner_is_recognised_under_an_earlier_key(
+    order: Order, keyed_api: None, settings: Any
+) -> None:
+    old_key = settings.PSEUDONYM_KEY
+    customer = app_customer("demo-user-1")  # its external id made with the old key
+    settings.PSEUDONYM_KEY = f"a-newer-key-for-the-test,{old_key}"
+    assert services.order_owner_confirmed(order, customer)
+    settings.PSEUDONYM_KEY = "a-newer-key-for-the-test"
+    assert not services.order_owner_confirmed(order, customer)
+
+
+def test_the_owner_sees_the_order_without_digits_and_it_is_remembered(
+    order: Order, keyed_api: None
+) -> None:
+    context = ActionContext(
+        conversation_id=0, customer_id=app_customer("demo-user-1"), language="en"
+    )
+    shown = actions.order_status_lookup({"order_number": order.number}, context)
+    assert order.tracking_number in shown.text and "ask" not in shown.data
+    assert context.state["confirmed_orders"] == [order.number]
+    # Another account's order is asked for as before, and not remembered.
+    other = actions.order_status_lookup({"order_number": "LM2026112002"}, context)
+    assert other.data == {"ask": actions.CONTACT_SLOT}
+    assert context.state["confirmed_orders"] == [order.number]
+    # The return form's check too: the owner's delivered order goes on to the reason.
+    assert actions.return_request_check({"order_number": "LM2026111503"}, context) is None
+    assert context.state["confirmed_orders"] == [order.number, "LM2026111503"]
+
+
+def test_the_owner_sees_an_order_locked_by_guessers(order: Order, keyed_api: None) -> None:
+    for _ in range(services.CONTACT_MAX_FAILURES):
+        services.contact_confirm(order, "0000")
+    assert services.contact_locked(order)
+    stranger = ActionContext(
+        conversation_id=0, customer_id=app_customer("demo-user-2"), language="en"
+    )
+    refused = actions.order_status_lookup({"order_number": order.number}, stranger)
+    assert refused.handoff_reason == "order_unconfirmed"
+    owner = ActionContext(conversation_id=0, customer_id=app_customer("demo-user-1"), language="en")
+    shown = actions.order_status_lookup({"order_number": order.number}, owner)
+    assert order.tracking_number in shown.text and not shown.handoff_reason
+    # Nothing the owner did counted as a try.
+    assert ContactCheckFailure.objects.filter(order=order).count() == (
+        services.CONTACT_MAX_FAILURES
+    )
+
+
+def test_the_store_account_is_on_the_order_form_and_searchable(
+    order: Order, admin_client: Any
+) -> None:
+    page = admin_client.get(reverse("admin:orders_order_change", args=[order.pk]))
+    assert page.status_code == 200 and 'name="customer_ref"' in page.content.decode()
+    found = admin_client.get(reverse("admin:orders_order_changelist"), {"q": "demo-user-2"})
+    html = found.content.decode()
+    assert "LM2026112002" in html and "LM2026112001" not in html
