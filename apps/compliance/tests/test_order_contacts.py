@@ -194,10 +194,12 @@ def test_an_app_users_request_covers_the_orders_their_store_account_placed(
     public_id = str(customer.public_id)
     access = request_run(officers, run_on_commit, "access", "pseudonym", public_id)
     assert access.status == RequestStatus.COMPLETED, (access.error, access.error_detail)
-    exported, _ = export_files(access, officers[1], compliance_storage)
+    exported, text = export_files(access, officers[1], compliance_storage)
     assert [
         (o["number"], o["customer_ref"], o["contact_phone"]) for o in exported["order_contacts"]
     ] == [(n, "demo-user-1", "*******80" + n[-2:]) for n in USER_1_ORDERS]
+    # The PDF gives the account beside each order too.
+    assert text.count("demo-user-1") == len(USER_1_ORDERS)
 
     erasure = request_run(officers, run_on_commit, "erasure", "pseudonym", public_id)
     assert erasure.status == RequestStatus.COMPLETED, (erasure.error, erasure.error_detail)
