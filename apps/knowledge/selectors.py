@@ -521,6 +521,15 @@ def _embed_query(backend: str, model: str, text: str) -> tuple[Any, float]:
     return vector, (time.perf_counter() - started) * 1000
 
 
+# "can't" as the guides write it: "what can't I send?" asks for "Items we cannot ship abroad".
+_CANT_RE = re.compile(r"\bcan['’]t\b", re.IGNORECASE)
+
+
+def _section_words(text: str) -> list[str]:
+    """`keyword_terms` for choosing a section, with "can't" read as "cannot"."""
+    return keyword_terms(_CANT_RE.sub("cannot", text))
+
+
 def _section_scores(
     weights: dict[str, float], sections: list[Chunk], phrases: dict[str, float] | None = None
 ) -> list[float]:
@@ -533,8 +542,8 @@ def _section_scores(
     counts: list[Counter[str]] = []
     for chunk in sections:
         heading = " ".join(chunk.heading.split(" > ")[1:])
-        count: Counter[str] = Counter(keyword_terms(chunk.text))
-        for term in keyword_terms(heading):
+        count: Counter[str] = Counter(_section_words(chunk.text))
+        for term in _section_words(heading):
             count[term] += HEADING_WEIGHT
         for phrase in phrases:
             found = chunk.text.count(phrase) + HEADING_WEIGHT * heading.count(phrase)
@@ -609,7 +618,7 @@ def _section_terms(
     weights: dict[str, float] = {}
     phrases: dict[str, float] = {}
     for text, weight in parts + synonym_parts:
-        for term in keyword_terms(text):
+        for term in _section_words(text):
             weights[term] = max(weights.get(term, 0.0), weight)
         if language == "zh":
             for pair in han_pairs(text):
