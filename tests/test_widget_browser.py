@@ -136,6 +136,19 @@ def test_customer_asks_rates_loses_connection_and_comes_back(
     expect(page.locator(".log .msg[data-seq]")).to_have_count(len(before_reload))
     assert transcript(page) == before_reload
     assert [m["rating"] for m in transcript(page) if m["seq"] == answer_en["seq"]] == ["up"]
+
+    # A question about returns the help centre is not sure of: the nearest articles and the
+    # return form's own choice, as buttons; the form starts with the tap.
+    offer = ask(page, "can opened makeup be returned", answers_before=3)
+    assert "Start a return" in offer["text"]
+    choices = page.locator(".choices button")
+    expect(choices.last).to_have_text("Start a return")
+    expect(choices.first).to_have_text("Which items cannot be returned without a reason?")
+    choices.last.click()
+    expect(page.locator(".msg.bot")).to_have_count(5, timeout=30_000)
+    assert transcript(page)[-2]["text"] == "Start a return"
+    assert transcript(page)[-1]["text"].startswith("Which order is it?")
+    expect(page.locator(".choices button")).to_have_count(0)
     context.close()
 
 
