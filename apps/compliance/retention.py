@@ -57,6 +57,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.agents.models import ConversationEvent
+from apps.audit.models import ApiKey
 from apps.compliance.models import ArchiveBatch, RetentionHold
 from apps.conversations.models import Conversation, ConversationStatus, Customer, Message
 from apps.core.exceptions import NotFoundError, ServiceError
@@ -700,8 +701,14 @@ def _restore_record(record: dict[str, Any]) -> Conversation:
     def user(value: Any) -> Any:
         return value if value in users else None
 
+    # The API key that opened it, while it exists (a key deleted since vouches for nobody).
+    api_key_id = conv_values.get("api_key_id")
+    if api_key_id is not None and not ApiKey.objects.filter(pk=api_key_id).exists():
+        api_key_id = None
     conv_values.update(
-        customer_id=customer.pk, assigned_agent_id=user(conv_values.get("assigned_agent_id"))
+        customer_id=customer.pk,
+        assigned_agent_id=user(conv_values.get("assigned_agent_id")),
+        api_key_id=api_key_id,
     )
     conversation = Conversation.objects.create(**conv_values)
     Conversation.objects.filter(pk=conversation.pk).update(

@@ -104,6 +104,7 @@ class ConversationCreateApi(_ConversationApi):
             channel=Channel.API,
             locale=data.validated_data["locale"],
             external_id=data.validated_data["external_id"],
+            api_key=request.auth if isinstance(request.auth, ApiKey) else None,
         )
         return Response(
             {

@@ -78,6 +78,18 @@ class Conversation(TimeStampedModel):
         help_text=_("The open form and its slots, the low-confidence streak."),
     )
     summary = models.TextField(_("summary"), blank=True)
+    api_key = models.ForeignKey(
+        "audit.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("opened with API key"),
+        help_text=_(
+            "The integration that opened the conversation through the API, when it sent a key: "
+            "it vouches for the customer's external id (an app's signed-in user)."
+        ),
+    )
     handoff_reason = models.CharField(_("handoff reason"), max_length=64, blank=True)
     handed_off_at = models.DateTimeField(_("handed off at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)

@@ -58,7 +58,11 @@ def conversation_start(
     locale: str = "en",
     customer: Customer | None = None,
     external_id: str = "",
+    api_key: Any = None,
 ) -> Conversation:
+    """A new conversation, for the customer whose channel id is `external_id` (found again, or
+    made) or a new anonymous one. `api_key`: the API key an app opened it with, which vouches
+    for `external_id` (its signed-in user)."""
     if not isinstance(knowledge_base, KnowledgeBase):
         from apps.knowledge.selectors import knowledge_base_get
 
@@ -80,6 +84,7 @@ def conversation_start(
             knowledge_base=knowledge_base,
             channel=channel,
             language="zh" if locale == "zh-hans" else "en",
+            api_key=api_key,
         )
 
 

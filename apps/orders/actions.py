@@ -65,7 +65,7 @@ def _confirmation(
     confirmed = services.confirmed_orders(context.state)
     if order.number in confirmed:
         return None
-    if services.order_owner_confirmed(order, context.customer_id):
+    if services.order_owner_confirmed(order, context.conversation_id):
         _remember(context, confirmed, order)
         return None
     values = {"number": order.number, "digits": services.CONTACT_DIGITS}

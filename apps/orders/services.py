@@ -10,13 +10,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
-from apps.conversations.models import Channel, Customer
+from apps.conversations.models import Channel, Conversation
 from apps.orders.models import (
     ContactCheckFailure,
     Order,
@@ -140,26 +139,29 @@ def contact_confirm(order: Order, digits: str, *, conversation_id: int | None = 
     return "locked"
 
 
-def order_owner_confirmed(order: Order, customer_id: int) -> bool:
-    """Whether the customer is the store account `order` names (`Order.customer_ref`), as an
-    app vouched for: a customer of the conversation API (`Channel.API`) whose external id, the
-    app's own user id for them, is the order's account. Kept only as a keyed pseudonym, it is
-    compared with the account's pseudonyms under every configured key.
+def order_owner_confirmed(order: Order, conversation_id: int) -> bool:
+    """Whether the conversation's customer is the store account `order` names
+    (`Order.customer_ref`), as an app vouched for: a conversation of the conversation API opened
+    with an API key that is still active (`Conversation.api_key`), whose customer's external id,
+    the app's own user id for them, is the order's account. Kept only as a keyed pseudonym, it
+    is compared with the account's pseudonyms under every configured key.
 
-    Only while the conversation API requires a key (CHAT["API_REQUIRES_KEY"]): without one,
-    anyone may open an API conversation with any external id, so the id proves nothing. Other
-    channels never count: a web widget's customer has no identity, and a WeChat openid is not a
-    store account."""
-    if not order.customer_ref or not settings.CHAT.get("API_REQUIRES_KEY", False):
+    Without a key anyone may open an API conversation with any external id, so the id proves
+    nothing. Other channels never count: a web widget's customer has no identity, and a WeChat
+    openid is not a store account."""
+    if not order.customer_ref:
         return False
-    external_id = (
-        Customer.objects.filter(pk=customer_id, channel=Channel.API)
-        .values_list("external_id", flat=True)
+    conversation = (
+        Conversation.objects.filter(
+            pk=conversation_id, channel=Channel.API, customer__channel=Channel.API
+        )
+        .select_related("api_key", "customer")
         .first()
     )
-    if not external_id:
+    if conversation is None or conversation.api_key is None or not conversation.api_key.active:
         return False
-    return any(
+    external_id = conversation.customer.external_id
+    return bool(external_id) and any(
         hmac.compare_digest(external_id, candidate)
         for candidate in pseudonym_candidates(order.customer_ref)
     )

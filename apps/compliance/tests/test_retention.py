@@ -16,6 +16,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, storages
 from django.core.management import CommandError, call_command
 
+from apps.audit import keys
+from apps.audit.models import ApiKey, Scope
 from apps.compliance import retention, selectors
 from apps.compliance.models import ArchiveBatch, RetentionHold
 from apps.compliance.tests.conftest import close, conversation_snapshot, old_conversation, start
@@ -238,3 +240,27 @@ def test_a_full_disk_while_the_new_manifest_is_written_leaves_the_batch_as_it_wa
     retention.conversation_restore(first.public_id)
     assert retention.manifests() == [] and retention.batch_files() == []
     assert not ArchiveBatch.objects.exists()
+
+
+def test_a_restored_conversation_keeps_the_api_key_that_opened_it_while_the_key_exists(
+    chat_kb: Any, compliance_storage: Path, django_user_model: Any
+) -> None:
+    owner = django_user_model.objects.create_user("shop-app", password="pw-shop-app")
+    kept, deleted = (
+        keys.api_key_create(name=name, user=owner, scopes=[Scope.CHAT]).api_key
+        for name in ("kept", "deleted")
+    )
+    opened = {key.pk: old_conversation(chat_kb, f"u-{key.pk}") for key in (kept, deleted)}
+    for key_id, conversation in opened.items():
+        Conversation.objects.filter(pk=conversation.pk).update(api_key_id=key_id)
+    call_command("retention_archive", stdout=StringIO())
+    assert not Conversation.objects.filter(pk__in=[c.pk for c in opened.values()]).exists()
+    ApiKey.objects.filter(pk=deleted.pk).delete()
+
+    for conversation in opened.values():
+        call_command("retention_restore", str(conversation.public_id), stdout=StringIO())
+    restored = {
+        key_id: Conversation.objects.get(public_id=c.public_id).api_key_id
+        for key_id, c in opened.items()
+    }
+    assert restored == {kept.pk: kept.pk, deleted.pk: None}

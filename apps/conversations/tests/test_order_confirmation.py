@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import translation
 
-from apps.audit.models import AuditEvent
+from apps.audit import keys
+from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Channel, Conversation, ConversationStatus, Role
 from apps.conversations.tests.conftest import chinese, english, say
@@ -187,23 +189,25 @@ def test_why_the_digits_are_asked_is_explained_and_they_are_asked_again(
 
 
 @pytest.fixture
-def keyed_api(settings: Any) -> None:
-    """The conversation API needs a key, so an API customer's external id is the app's word."""
-    settings.CHAT = {**settings.CHAT, "API_REQUIRES_KEY": True}
+def app_key(django_user_model: Any) -> ApiKey:
+    """The chat key an app's backend opens conversations with."""
+    owner = django_user_model.objects.create_user("shop-app", password="pw-shop-app")
+    return keys.api_key_create(name="shop app", user=owner, scopes=[Scope.CHAT]).api_key
 
 
-def app_user(kb: KnowledgeBase, external_id: str) -> Conversation:
-    """A conversation an app opened through the API for its user `external_id`."""
+def app_user(kb: KnowledgeBase, external_id: str, key: ApiKey | None = None) -> Conversation:
+    """A conversation an app opened through the API for its user `external_id`, with its key
+    (which vouches for the user) or without."""
     return conversation_services.conversation_start(
-        knowledge_base=kb, channel=Channel.API, locale="en", external_id=external_id
+        knowledge_base=kb, channel=Channel.API, locale="en", external_id=external_id, api_key=key
     )
 
 
 def test_an_app_user_sees_their_own_order_without_the_digits(
-    chat_kb: KnowledgeBase, keyed_api: None
+    chat_kb: KnowledgeBase, app_key: ApiKey
 ) -> None:
     # LM2026112001 was placed by the store account demo-user-1.
-    conversation = app_user(chat_kb, "demo-user-1")
+    conversation = app_user(chat_kb, "demo-user-1", app_key)
     [shown] = say(conversation, "where is my order LM2026112001")
     assert shown.decision == "action" and TRACKING in shown.text
     assert "digits" not in bot_texts(conversation)
@@ -211,40 +215,44 @@ def test_an_app_user_sees_their_own_order_without_the_digits(
 
 
 def test_an_app_users_return_of_their_own_order_goes_straight_to_the_reason(
-    chat_kb: KnowledgeBase, keyed_api: None
+    chat_kb: KnowledgeBase, app_key: ApiKey
 ) -> None:
-    conversation = app_user(chat_kb, "demo-user-2")
+    conversation = app_user(chat_kb, "demo-user-2", app_key)
     [asked] = say(conversation, "I want to return my order LM2026112002")
     assert asked.text == "Why are you returning it?"
+
+
+def _revoked(key: ApiKey) -> ApiKey:
+    keys.api_key_revoke(key)
+    key.refresh_from_db()
+    return key
 
 
 @pytest.mark.parametrize(
     "opened",
     [
-        pytest.param(lambda kb: app_user(kb, "demo-user-2"), id="another-account"),
-        pytest.param(lambda kb: app_user(kb, "someone-else"), id="unknown-account"),
-        pytest.param(english, id="web-widget"),
+        pytest.param(lambda kb, key: app_user(kb, "demo-user-2", key), id="another-account"),
+        pytest.param(lambda kb, key: app_user(kb, "someone-else", key), id="unknown-account"),
+        # Anyone may open an API conversation without a key (unless CHAT_API_REQUIRES_KEY) and
+        # name any user: the name proves nothing.
+        pytest.param(lambda kb, key: app_user(kb, "demo-user-1"), id="no-key"),
+        pytest.param(lambda kb, key: app_user(kb, "demo-user-1", _revoked(key)), id="revoked"),
+        pytest.param(lambda kb, key: english(kb), id="web-widget"),
     ],
 )
 def test_anyone_but_the_orders_account_is_asked_for_the_digits(
-    chat_kb: KnowledgeBase, keyed_api: None, opened: Callable[[KnowledgeBase], Conversation]
+    chat_kb: KnowledgeBase,
+    app_key: ApiKey,
+    opened: Callable[[KnowledgeBase, ApiKey], Conversation],
 ) -> None:
-    conversation = opened(chat_kb)
+    conversation = opened(chat_kb, app_key)
     [asked] = say(conversation, "where is my order LM2026112001")
     assert asked.decision == "form" and "last 4 digits" in asked.text
     assert TRACKING not in asked.text and "confirmed_orders" not in conversation.state
 
 
-def test_without_a_required_key_an_external_id_proves_nothing(chat_kb: KnowledgeBase) -> None:
-    # Anyone may open an API conversation and name any user when the API needs no key.
-    conversation = app_user(chat_kb, "demo-user-1")
-    [asked] = say(conversation, "where is my order LM2026112001")
-    assert asked.decision == "form" and "last 4 digits" in asked.text
-    assert TRACKING not in asked.text
-
-
 def test_an_app_user_whose_order_is_locked_still_sees_it(
-    chat_kb: KnowledgeBase, keyed_api: None
+    chat_kb: KnowledgeBase, app_key: ApiKey
 ) -> None:
     order = Order.objects.get(number="LM2026112001")
     for _ in range(order_services.CONTACT_MAX_FAILURES):
@@ -252,6 +260,33 @@ def test_an_app_user_whose_order_is_locked_still_sees_it(
     guesser = english(chat_kb)
     say(guesser, "where is my order LM2026112001")
     assert guesser.handoff_reason == "order_unconfirmed"
-    owner = app_user(chat_kb, "demo-user-1")
+    owner = app_user(chat_kb, "demo-user-1", app_key)
     [shown] = say(owner, "where is my order LM2026112001")
     assert TRACKING in shown.text and owner.status == ConversationStatus.BOT
+
+
+@pytest.mark.parametrize(("with_key", "shown"), [(True, True), (False, False)])
+def test_over_rest_the_apps_key_vouches_for_its_user(
+    chat_kb: KnowledgeBase, app_key: ApiKey, client: Client, with_key: bool, shown: bool
+) -> None:
+    # The app's backend opens the conversation for its signed-in user demo-user-1, sending its
+    # chat key; the same call without the key names the same user, and proves nothing.
+    key = keys.api_key_create(name="shop app 2", user=app_key.user, scopes=[Scope.CHAT]).key
+    headers: dict[str, Any] = {"HTTP_X_API_KEY": key} if with_key else {}
+    made = client.post(
+        "/api/v1/conversations",
+        {"kb": chat_kb.pk, "external_id": "demo-user-1"},
+        content_type="application/json",
+        **headers,
+    )
+    assert made.status_code == 201, made.content
+    body = made.json()
+    reply = client.post(
+        f"/api/v1/conversations/{body['id']}/messages",
+        {"text": "where is my order LM2026112001"},
+        "application/json",
+        HTTP_AUTHORIZATION=f"Conversation {body['token']}",
+        **headers,
+    ).json()["replies"][0]["text"]
+    assert (TRACKING in reply) is shown
+    assert ("last 4 digits" in reply) is not shown

@@ -13,7 +13,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.audit.models import AuditEvent
+from apps.audit import keys
+from apps.audit.models import ApiKey, AuditEvent, Scope
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Channel, Conversation
 from apps.knowledge import services as knowledge_services
@@ -233,19 +234,20 @@ def test_the_wrong_tries_are_shown_read_only_in_the_admin(
 
 
 @pytest.fixture
-def keyed_api(settings: Any) -> None:
-    """The conversation API needs a key: only then is an API customer's external id the app's."""
-    settings.CHAT = {**settings.CHAT, "API_REQUIRES_KEY": True}
+def app_key(django_user_model: Any) -> ApiKey:
+    """The chat key an app's backend opens conversations with."""
+    owner = django_user_model.objects.create_user("shop-app", password="pw-shop-app")
+    return keys.api_key_create(name="shop app", user=owner, scopes=[Scope.CHAT]).api_key
 
 
-def app_customer(external_id: str, channel: str = Channel.API) -> int:
-    """The customer of a conversation an app opened for its user `external_id`."""
+def app_conversation(external_id: str, key: ApiKey | None, channel: str = Channel.API) -> int:
+    """A conversation an app opened for its user `external_id`, with `key` (or none)."""
     kb = KnowledgeBase.objects.first() or knowledge_services.knowledge_base_create(
         name="App", languages=["en"]
     )
     return conversation_services.conversation_start(
-        knowledge_base=kb, channel=channel, locale="en", external_id=external_id
-    ).customer_id
+        knowledge_base=kb, channel=channel, locale="en", external_id=external_id, api_key=key
+    ).pk
 
 
 def test_the_demo_orders_have_store_accounts_even_when_loaded_before_them(db: Any) -> None:
@@ -258,29 +260,42 @@ def test_the_demo_orders_have_store_accounts_even_when_loaded_before_them(db: An
     assert set(accounts.values()) == {"demo-user-1", "demo-user-2"}
 
 
-def test_the_app_user_the_order_names_is_its_owner(order: Order, keyed_api: None) -> None:
-    assert services.order_owner_confirmed(order, app_customer("demo-user-1"))
+def test_the_app_user_the_order_names_is_its_owner(order: Order, app_key: ApiKey) -> None:
+    assert services.order_owner_confirmed(order, app_conversation("demo-user-1", app_key))
     # The id as the app spells it: pseudonyms are made of its normalised form.
-    assert services.order_owner_confirmed(order, app_customer(" Demo-User-1"))
-    assert not services.order_owner_confirmed(order, app_customer("demo-user-2"))
+    assert services.order_owner_confirmed(order, app_conversation(" Demo-User-1", app_key))
+    assert not services.order_owner_confirmed(order, app_conversation("demo-user-2", app_key))
     # The same id from a channel that does not vouch for a store account.
-    assert not services.order_owner_confirmed(order, app_customer("demo-user-1", Channel.WECHAT))
-    assert not services.order_owner_confirmed(order, app_customer("demo-user-1", Channel.WEB))
+    for channel in (Channel.WECHAT, Channel.WEB):
+        opened = app_conversation("demo-user-1", app_key, channel)
+        assert not services.order_owner_confirmed(order, opened)
     assert not services.order_owner_confirmed(order, 0)
     order.customer_ref = ""
-    assert not services.order_owner_confirmed(order, app_customer("demo-user-1"))
+    assert not services.order_owner_confirmed(order, app_conversation("demo-user-1", app_key))
 
 
-def test_an_open_conversation_api_vouches_for_nobody(order: Order) -> None:
-    # Anyone may open an API conversation with any external id when no key is required.
-    assert not services.order_owner_confirmed(order, app_customer("demo-user-1"))
+def test_only_a_conversation_opened_with_an_active_key_vouches(
+    order: Order, app_key: ApiKey
+) -> None:
+    # Anyone may open an API conversation with any external id and no key (unless
+    # CHAT_API_REQUIRES_KEY is on).
+    assert not services.order_owner_confirmed(order, app_conversation("demo-user-1", None))
+    vouched = app_conversation("demo-user-1", app_key)
+    assert services.order_owner_confirmed(order, vouched)
+    # A key that expired or was revoked since vouches no more, for its old conversations too.
+    ApiKey.objects.filter(pk=app_key.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert not services.order_owner_confirmed(order, vouched)
+    ApiKey.objects.filter(pk=app_key.pk).update(expires_at=None)
+    assert services.order_owner_confirmed(order, vouched)
+    keys.api_key_revoke(app_key)
+    assert not services.order_owner_confirmed(order, vouched)
 
 
 def test_the_owner_is_recognised_under_an_earlier_key(
-    order: Order, keyed_api: None, settings: Any
+    order: Order, app_key: ApiKey, settings: Any
 ) -> None:
     old_key = settings.PSEUDONYM_KEY
-    customer = app_customer("demo-user-1")  # its external id made with the old key
+    customer = app_conversation("demo-user-1", app_key)  # its external id made with the old key
     settings.PSEUDONYM_KEY = f"a-newer-key-for-the-test,{old_key}"
     assert services.order_owner_confirmed(order, customer)
     settings.PSEUDONYM_KEY = "a-newer-key-for-the-test"
@@ -288,11 +303,10 @@ def test_the_owner_is_recognised_under_an_earlier_key(
 
 
 def test_the_owner_sees_the_order_without_digits_and_it_is_remembered(
-    order: Order, keyed_api: None
+    order: Order, app_key: ApiKey
 ) -> None:
-    context = ActionContext(
-        conversation_id=0, customer_id=app_customer("demo-user-1"), language="en"
-    )
+    opened = app_conversation("demo-user-1", app_key)
+    context = ActionContext(conversation_id=opened, customer_id=0, language="en")
     shown = actions.order_status_lookup({"order_number": order.number}, context)
     assert order.tracking_number in shown.text and "ask" not in shown.data
     assert context.state["confirmed_orders"] == [order.number]
@@ -305,16 +319,18 @@ def test_the_owner_sees_the_order_without_digits_and_it_is_remembered(
     assert context.state["confirmed_orders"] == [order.number, "LM2026111503"]
 
 
-def test_the_owner_sees_an_order_locked_by_guessers(order: Order, keyed_api: None) -> None:
+def test_the_owner_sees_an_order_locked_by_guessers(order: Order, app_key: ApiKey) -> None:
     for _ in range(services.CONTACT_MAX_FAILURES):
         services.contact_confirm(order, "0000")
     assert services.contact_locked(order)
     stranger = ActionContext(
-        conversation_id=0, customer_id=app_customer("demo-user-2"), language="en"
+        conversation_id=app_conversation("demo-user-2", app_key), customer_id=0, language="en"
     )
     refused = actions.order_status_lookup({"order_number": order.number}, stranger)
     assert refused.handoff_reason == "order_unconfirmed"
-    owner = ActionContext(conversation_id=0, customer_id=app_customer("demo-user-1"), language="en")
+    owner = ActionContext(
+        conversation_id=app_conversation("demo-user-1", app_key), customer_id=0, language="en"
+    )
     shown = actions.order_status_lookup({"order_number": order.number}, owner)
     assert order.tracking_number in shown.text and not shown.handoff_reason
     # Nothing the owner did counted as a try.
