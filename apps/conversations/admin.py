@@ -60,6 +60,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "intent",
         "state",
         "summary",
+        "api_key",
         "handoff_reason",
         "handed_off_at",
         "closed_at",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django.utils import translation
 
 from apps.audit import keys
@@ -290,3 +291,14 @@ def test_over_rest_the_apps_key_vouches_for_its_user(
     ).json()["replies"][0]["text"]
     assert (TRACKING in reply) is shown
     assert ("last 4 digits" in reply) is not shown
+
+
+def test_the_admin_shows_which_key_opened_a_conversation(
+    chat_kb: KnowledgeBase, app_key: ApiKey, admin_client: Client
+) -> None:
+    conversation = app_user(chat_kb, "demo-user-1", app_key)
+    url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert str(app_key) in html and 'name="api_key"' not in html  # shown, not editable
