@@ -746,7 +746,7 @@ def _respond_to(
             # reason is asked) does not start another form over it, which would lose the values
             # given so far: it is searched like any question.
             if not state.get("form"):
-                label = form_start_label(intent, language)
+                label = _start_label(intent, language)
                 if label and (how_to or _asks(text)):
                     if result is None:
                         result = _search(kb, query, language, timings)
@@ -798,12 +798,7 @@ def _respond_to(
         and result.confidence < out_of_scope_below(language)
     ):
         return _handoff(outcome, "out_of_scope", state)
-    # Below SUGGESTION_MIN_CONFIDENCE the nearest articles are noise, not a guess.
-    suggestions = (
-        [s for s in result.sources[:2] if s.fused_score > 0]
-        if result.confidence >= SUGGESTION_MIN_CONFIDENCE
-        else []
-    )
+    suggestions = _suggestions(result)
     _offer(state, suggestions)
     outcome.decision = Decision.FALLBACK
     outcome.replies.append(
@@ -825,13 +820,21 @@ def _respond_to(
     return outcome
 
 
+def _suggestions(result: knowledge_selectors.SearchResult) -> list[knowledge_selectors.Source]:
+    """The nearest two articles, to offer when none answers; none below
+    SUGGESTION_MIN_CONFIDENCE, where they are noise, not a guess."""
+    if result.confidence < SUGGESTION_MIN_CONFIDENCE:
+        return []
+    return [s for s in result.sources[:2] if s.fused_score > 0]
+
+
 def _asks(text: str) -> bool:
     """Whether a message asks about something (`ASKS_RE`) without naming an order or another
     value a form would take."""
     return bool(ASKS_RE.search(normalize(text))) and not extract_entities(text)
 
 
-def form_start_label(intent: Any, language: str) -> str:
+def _start_label(intent: Any, language: str) -> str:
     """The choice that starts the intent's form ("Start a return"), or "" when staff gave none."""
     label = intent.start_label_zh if language == "zh" else intent.start_label_en
     return str(label or "").strip()
@@ -844,11 +847,7 @@ def _form_offer(
     swimsuit I tried on?"): the nearest two articles are offered, and the choice that starts the
     form. Asking for the order at once would take the question for a request, and the form
     cannot say what the policy is. None when no article is near enough to offer."""
-    suggestions = (
-        [s for s in result.sources[:2] if s.fused_score > 0]
-        if result.confidence >= SUGGESTION_MIN_CONFIDENCE
-        else []
-    )
+    suggestions = _suggestions(result)
     if not suggestions:
         return None
     _offer(outcome.state, suggestions)
