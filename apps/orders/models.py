@@ -45,7 +45,7 @@ class Order(TimeStampedModel):
         db_index=True,
         help_text=_(
             "The store's own user id for the buyer. In a conversation an app opened for that "
-            "user (the conversation API's external_id, with an API key required), the order is "
+            "user with its chat API key (the conversation API's external_id), the order is "
             "confirmed without the mobile digits."
         ),
     )

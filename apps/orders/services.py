@@ -246,18 +246,14 @@ def demo_customer_ref(number: str) -> str:
 
 
 def demo_orders_load() -> int:
-    """Create the demo orders that are missing (dates relative to now), and give the demo
-    orders made before they had contact numbers or store accounts theirs. Safe to run twice."""
+    """Create the demo orders that are missing (dates relative to now). Safe to run twice; an
+    existing order is left as it is, so a contact number or store account a data-subject
+    erasure emptied stays empty (demo orders made before orders had them got theirs once, in
+    migration orders 0005)."""
     now = timezone.now()
     created = 0
     for number, item, total, status, placed, shipped, delivered in DEMO_ORDERS:
         if Order.objects.filter(number=number).exists():
-            Order.objects.filter(number=number, contact_phone="").update(
-                contact_phone=demo_contact_phone(number)
-            )
-            Order.objects.filter(number=number, customer_ref="").update(
-                customer_ref=demo_customer_ref(number)
-            )
             continue
         Order.objects.create(
             number=number,

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='customer_ref',
-            field=models.CharField(blank=True, db_index=True, help_text="The store's own user id for the buyer. In a conversation an app opened for that user (the conversation API's external_id, with an API key required), the order is confirmed without the mobile digits.", max_length=128, verbose_name='store account'),
+            field=models.CharField(blank=True, db_index=True, help_text="The store's own user id for the buyer. In a conversation an app opened for that user with its chat API key (the conversation API's external_id), the order is confirmed without the mobile digits.", max_length=128, verbose_name='store account'),
         ),
     ]

@@ -3,11 +3,13 @@ and the per-order limit on wrong tries."""
 
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
@@ -22,6 +24,10 @@ from apps.knowledge.models import KnowledgeBase
 from apps.nlu.actions import ActionContext
 from apps.orders import actions, services
 from apps.orders.models import ContactCheckFailure, Order
+
+DEMO_CONTACTS_MIGRATION = importlib.import_module(
+    "apps.orders.migrations.0005_demo_orders_contacts"
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -55,11 +61,27 @@ def test_the_last_digits_of_a_number_as_typed(phone: str, tail: str) -> None:
     assert services.contact_tail(phone) == tail
 
 
-def test_the_demo_orders_have_contact_numbers_even_when_loaded_before_them(db: Any) -> None:
+def test_demo_orders_made_before_contacts_get_them_once_and_an_erasure_stays(db: Any) -> None:
     services.demo_orders_load()
-    Order.objects.filter(number="LM2026112002").update(contact_phone="")
+    made = dict(Order.objects.values_list("number", "contact_phone"))
+    refs = dict(Order.objects.values_list("number", "customer_ref"))
+    assert (
+        set(made)
+        == {o[0] for o in services.DEMO_ORDERS}
+        == set(DEMO_CONTACTS_MIGRATION.DEMO_NUMBERS)
+    )
+    # As the demo orders were before orders had contact numbers and store accounts: the
+    # migration gives each the values the demo makes today.
+    Order.objects.update(contact_phone="", customer_ref="")
+    DEMO_CONTACTS_MIGRATION.demo_contacts_fill(django_apps, None)
+    assert dict(Order.objects.values_list("number", "contact_phone")) == made
+    assert dict(Order.objects.values_list("number", "customer_ref")) == refs
+    assert services.contact_tail(made["LM2026112002"]) == "8002"
+    assert refs["LM2026112001"] == "demo-user-1" and refs["LM2026112002"] == "demo-user-2"
+    # What an erasure emptied stays empty when the demo is loaded again (at every `make run`).
+    Order.objects.filter(number="LM2026112002").update(contact_phone="", customer_ref="")
     services.demo_orders_load()
-    assert services.contact_tail(Order.objects.get(number="LM2026112002").contact_phone) == "8002"
+    assert Order.objects.filter(number="LM2026112002", contact_phone="", customer_ref="").exists()
 
 
 def test_right_and_wrong_digits(order: Order) -> None:
@@ -248,16 +270,6 @@ def app_conversation(external_id: str, key: ApiKey | None, channel: str = Channe
     return conversation_services.conversation_start(
         knowledge_base=kb, channel=channel, locale="en", external_id=external_id, api_key=key
     ).pk
-
-
-def test_the_demo_orders_have_store_accounts_even_when_loaded_before_them(db: Any) -> None:
-    services.demo_orders_load()
-    Order.objects.filter(number="LM2026112002").update(customer_ref="")
-    services.demo_orders_load()
-    accounts = dict(Order.objects.values_list("number", "customer_ref"))
-    assert accounts["LM2026112001"] == "demo-user-1"
-    assert accounts["LM2026112002"] == "demo-user-2"
-    assert set(accounts.values()) == {"demo-user-1", "demo-user-2"}
 
 
 def test_the_app_user_the_order_names_is_its_owner(order: Order, app_key: ApiKey) -> None:
