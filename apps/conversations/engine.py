@@ -363,14 +363,12 @@ def _offered_choice(offered: list[dict[str, Any]], text: str) -> dict[str, Any] 
     return next((o for o in offered if key and choice_key(str(o.get("title", ""))) == key), None)
 
 
-def _chosen(
-    kb_id: int, offered: list[dict[str, Any]], text: str
-) -> knowledge_selectors.Source | None:
-    """The offered article whose title the message is, as a source to answer from; None when
-    the message is none of them, or that article may no longer be shown (unpublished, out of
-    its validity window, or moved to another knowledge base since it was offered)."""
-    offer = _offered_choice(offered, text)
-    if offer is None or "article_id" not in offer:
+def _chosen(kb_id: int, offer: dict[str, Any]) -> knowledge_selectors.Source | None:
+    """The article of the offer the customer chose, as a source to answer from; None when the
+    offer is no article (the start of a form), or that article may no longer be shown
+    (unpublished, out of its validity window, or moved to another knowledge base since it was
+    offered)."""
+    if "article_id" not in offer:
         return None
     article = knowledge_selectors.article_visible_get(int(offer["article_id"]))
     if article is None or article.knowledge_base_id != kb_id:
@@ -674,11 +672,11 @@ def _respond_to(
             return _form_step(
                 outcome, slot_filling.form_start(intent, text, language, context), state
             )
-    if offered:
+    if offer is not None:
         # A choice the customer tapped (the widget sends its title) or typed: answered from that
         # article without a search, whose score for a bare title can be low (two near-duplicate
         # articles share it), so a choice never counts as "not sure".
-        chosen = _chosen(conversation.knowledge_base_id, offered, text)
+        chosen = _chosen(conversation.knowledge_base_id, offer)
         if chosen is not None:
             answered = _answer_chosen(outcome, chosen, generation, conversation)
             if answered is not None:
