@@ -25,7 +25,7 @@ from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage, Storage, storages
-from django.db.models import Q, TextField
+from django.db.models import Count, Q, TextField
 from django.db.models.functions import Cast
 from django.utils.functional import Promise
 from django.utils.translation import gettext
@@ -393,14 +393,12 @@ class OrderContactsStore(Store):
 
     def find(self, subject: Subject) -> Found:
         refs = self._by_account(subject)
-        holding = self._holding(subject, refs=refs)
-        return Found(
-            holding.count(),
-            {
-                "orders": holding.exclude(contact_phone="").count(),
-                "accounts": holding.filter(customer_ref__in=sorted(refs)).count(),
-            },
+        counts = self._holding(subject, refs=refs).aggregate(
+            found=Count("pk"),
+            orders=Count("pk", filter=~Q(contact_phone="")),
+            accounts=Count("pk", filter=Q(customer_ref__in=sorted(refs))),
         )
+        return Found(counts["found"], {"orders": counts["orders"], "accounts": counts["accounts"]})
 
     def note(self, details: dict[str, Any]) -> str:
         lines = {
