@@ -10,6 +10,17 @@ import pytest
 
 
 @pytest.fixture
+def app_key(django_user_model: Any) -> Any:
+    """The chat-scope API key an app's backend opens conversations with (its owner: a user of
+    its own)."""
+    from apps.audit import keys
+    from apps.audit.models import Scope
+
+    owner = django_user_model.objects.create_user("shop-app")  # no password: never logs in
+    return keys.api_key_create(name="shop app", user=owner, scopes=[Scope.CHAT]).api_key
+
+
+@pytest.fixture
 def run_on_commit(django_capture_on_commit_callbacks: Any) -> Callable:
     """Run `fn` and then the on-commit callbacks it queued (embedding jobs), as a commit would.
     Tests run inside a transaction that never commits, so this stands in for the commit."""

@@ -243,13 +243,10 @@ def test_a_full_disk_while_the_new_manifest_is_written_leaves_the_batch_as_it_wa
 
 
 def test_a_restored_conversation_keeps_the_api_key_that_opened_it_while_the_key_exists(
-    chat_kb: Any, compliance_storage: Path, django_user_model: Any
+    chat_kb: Any, compliance_storage: Path, app_key: ApiKey
 ) -> None:
-    owner = django_user_model.objects.create_user("shop-app", password="pw-shop-app")
-    kept, deleted = (
-        keys.api_key_create(name=name, user=owner, scopes=[Scope.CHAT]).api_key
-        for name in ("kept", "deleted")
-    )
+    kept = app_key
+    deleted = keys.api_key_create(name="deleted", user=kept.user, scopes=[Scope.CHAT]).api_key
     opened = {key.pk: old_conversation(chat_kb, f"u-{key.pk}") for key in (kept, deleted)}
     for key_id, conversation in opened.items():
         Conversation.objects.filter(pk=conversation.pk).update(api_key_id=key_id)

@@ -189,13 +189,6 @@ def test_why_the_digits_are_asked_is_explained_and_they_are_asked_again(
 # --- A conversation an app opened for its signed-in user ------------------------------------
 
 
-@pytest.fixture
-def app_key(django_user_model: Any) -> ApiKey:
-    """The chat key an app's backend opens conversations with."""
-    owner = django_user_model.objects.create_user("shop-app", password="pw-shop-app")
-    return keys.api_key_create(name="shop app", user=owner, scopes=[Scope.CHAT]).api_key
-
-
 def app_user(kb: KnowledgeBase, external_id: str, key: ApiKey | None = None) -> Conversation:
     """A conversation an app opened through the API for its user `external_id`, with its key
     (which vouches for the user) or without."""

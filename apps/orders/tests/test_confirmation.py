@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit import keys
-from apps.audit.models import ApiKey, AuditEvent, Scope
+from apps.audit.models import ApiKey, AuditEvent
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Channel, Conversation
 from apps.knowledge import services as knowledge_services
@@ -253,13 +253,6 @@ def test_the_wrong_tries_are_shown_read_only_in_the_admin(
 
 
 # --- The order's own store account, as an app vouched for ------------------------------------
-
-
-@pytest.fixture
-def app_key(django_user_model: Any) -> ApiKey:
-    """The chat key an app's backend opens conversations with."""
-    owner = django_user_model.objects.create_user("shop-app", password="pw-shop-app")
-    return keys.api_key_create(name="shop app", user=owner, scopes=[Scope.CHAT]).api_key
 
 
 def app_conversation(external_id: str, key: ApiKey | None, channel: str = Channel.API) -> int:
